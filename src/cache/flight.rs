@@ -1,0 +1,399 @@
+//! A keyed cache with TTL, single-flight, stale-if-error, a negative cache and LRU bounds.
+//!
+//! One mechanism serves secret values, descriptions and listings alike. Each key has a slot;
+//! a slot holds the last good value, a cached not-found, and at most one fetch in flight that
+//! every concurrent reader of the key awaits (single-flight, for cold misses and refreshes).
+//!
+//! Hits must not serialize threads on one lock: the slot map is sharded (dashmap), each slot
+//! has its own short-held mutex, and recency is an atomic stamp per slot, so hits on different
+//! keys touch no common lock. Eviction scans the stamps for the oldest slot; that costs O(n)
+//! but runs only after a fetch, whose network round trip dwarfs it.
+//!
+//! Fetches run as tokio tasks, so a reader that gives up (a cancelled request) does not cancel
+//! the fetch others are waiting on, and the result lands in the cache either way.
+
+use std::hash::Hash;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::stats::Stats;
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long answers stay good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub ttl: Duration,
+    /// How long past its TTL a value may still be served when refreshing it fails
+    /// transiently; zero disables stale-if-error.
+    pub max_stale: Duration,
+    /// How long a not-found is remembered; zero disables the negative cache.
+    pub negative_ttl: Duration,
+    /// After a failed refresh, how long the stale value is served before trying again, so a
+    /// throttled upstream is not hammered by every read.
+    pub error_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+/// The size a cached value is charged against the byte bound.
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+/// A cached answer, shared by every reader it was served to.
+#[derive(Debug)]
+pub struct Served<V> {
+    pub value: Arc<V>,
+    /// True when the value is past its TTL and served because the refresh failed transiently.
+    pub stale: bool,
+    /// Until when this answer may be reused without asking again.
+    pub fresh_until: Instant,
+}
+
+impl<V> Clone for Served<V> {
+    fn clone(&self) -> Self {
+        Served {
+            value: self.value.clone(),
+            stale: self.stale,
+            fresh_until: self.fresh_until,
+        }
+    }
+}
+
+pub type Outcome<V> = Result<Served<V>>;
+type Flight<V> = Shared<BoxFuture<'static, Outcome<V>>>;
+
+struct Stored<V> {
+    value: Arc<V>,
+    fetched_at: Instant,
+}
+
+struct SlotState<V> {
+    good: Option<Stored<V>>,
+    not_found: Option<(Error, Instant)>,
+    retry_after: Option<Instant>,
+    flight: Option<Flight<V>>,
+    /// What this slot is charged against the byte bound.
+    bytes: usize,
+    /// Set once the slot has left the map; a fetch that lands later must not be charged.
+    evicted: bool,
+}
+
+struct Slot<V> {
+    last_used: AtomicU64,
+    state: Mutex<SlotState<V>>,
+}
+
+enum Answer<V> {
+    Fresh(Outcome<V>),
+    Negative(Outcome<V>),
+    Stale(Outcome<V>),
+}
+
+impl<V> SlotState<V> {
+    fn answer(&self, now: Instant, timing: &Timing) -> Option<Answer<V>> {
+        if let Some(good) = &self.good {
+            let fresh_until = good.fetched_at + timing.ttl;
+            if now < fresh_until {
+                return Some(Answer::Fresh(Ok(Served {
+                    value: good.value.clone(),
+                    stale: false,
+                    fresh_until,
+                })));
+            }
+            if let Some(retry_after) = self.retry_after {
+                if now < retry_after && now <= fresh_until + timing.max_stale {
+                    return Some(Answer::Stale(Ok(Served {
+                        value: good.value.clone(),
+                        stale: true,
+                        fresh_until: retry_after,
+                    })));
+                }
+            }
+        }
+        match &self.not_found {
+            Some((err, until)) if now < *until => Some(Answer::Negative(Err(err.clone()))),
+            _ => None,
+        }
+    }
+}
+
+struct Inner<K, V> {
+    what: &'static str,
+    slots: DashMap<K, Arc<Slot<V>>>,
+    tick: AtomicU64,
+    bytes: AtomicUsize,
+    timing: Timing,
+    limits: Limits,
+    stats: Arc<Stats>,
+}
+
+pub struct FlightCache<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> FlightCache<K, V>
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    V: Weigh + Send + Sync + 'static,
+{
+    /// `what` names the kind of entry in log lines ("secret value", "listing").
+    pub fn new(what: &'static str, timing: Timing, limits: Limits, stats: Arc<Stats>) -> Self {
+        FlightCache {
+            inner: Arc::new(Inner {
+                what,
+                slots: DashMap::new(),
+                tick: AtomicU64::new(0),
+                bytes: AtomicUsize::new(0),
+                timing,
+                limits,
+                stats,
+            }),
+        }
+    }
+
+    /// Answers from the cache alone, without waiting: `None` means a fetch is needed. For front
+    /// ends that answer hits inline and hand misses elsewhere.
+    pub fn try_get(&self, key: &K) -> Option<Outcome<V>> {
+        let slot = self.inner.slots.get(key)?.value().clone();
+        self.inner.touch(&slot);
+        let answer = slot.state.lock().answer(Instant::now(), &self.inner.timing)?;
+        Some(self.inner.count(answer))
+    }
+
+    /// Answers from the cache, or fetches with `load` (once, however many readers wait).
+    /// With `refresh`, a fresh cached value is not enough: a fetch is made, or joined.
+    pub async fn get<F>(&self, key: &K, refresh: bool, load: F) -> Outcome<V>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<V>>,
+    {
+        let inner = &self.inner;
+        let slot = inner.slot(key);
+        let flight = {
+            let mut state = slot.state.lock();
+            if !refresh {
+                if let Some(answer) = state.answer(Instant::now(), &inner.timing) {
+                    return inner.count(answer);
+                }
+            }
+            match &state.flight {
+                Some(flight) => {
+                    inner.stats.coalesced_wait();
+                    flight.clone()
+                }
+                None => {
+                    inner.stats.miss();
+                    let flight = Inner::launch(inner.clone(), key.clone(), slot.clone(), load());
+                    state.flight = Some(flight.clone());
+                    flight
+                }
+            }
+        };
+        let outcome = flight.await;
+        if matches!(&outcome, Ok(served) if served.stale) {
+            inner.stats.stale_serve();
+        }
+        outcome
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.slots.is_empty()
+    }
+
+    /// Bytes charged against the bound, for tests and metrics.
+    pub fn bytes(&self) -> usize {
+        self.inner.bytes.load(Relaxed)
+    }
+
+    pub fn contains(&self, key: &K) -> bool {
+        self.inner.slots.contains_key(key)
+    }
+}
+
+impl<K, V> Inner<K, V>
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    V: Weigh + Send + Sync + 'static,
+{
+    fn slot(&self, key: &K) -> Arc<Slot<V>> {
+        let slot = match self.slots.get(key) {
+            Some(slot) => slot.value().clone(),
+            None => self
+                .slots
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        last_used: AtomicU64::new(0),
+                        state: Mutex::new(SlotState {
+                            good: None,
+                            not_found: None,
+                            retry_after: None,
+                            flight: None,
+                            bytes: 0,
+                            evicted: false,
+                        }),
+                    })
+                })
+                .value()
+                .clone(),
+        };
+        self.touch(&slot);
+        slot
+    }
+
+    fn touch(&self, slot: &Slot<V>) {
+        slot.last_used.store(self.tick.fetch_add(1, Relaxed), Relaxed);
+    }
+
+    fn count(&self, answer: Answer<V>) -> Outcome<V> {
+        match answer {
+            Answer::Fresh(o) => {
+                self.stats.hit();
+                o
+            }
+            Answer::Negative(o) => {
+                self.stats.negative_hit();
+                o
+            }
+            Answer::Stale(o) => {
+                self.stats.stale_serve();
+                o
+            }
+        }
+    }
+
+    fn launch(
+        inner: Arc<Self>,
+        key: K,
+        slot: Arc<Slot<V>>,
+        load: BoxFuture<'static, Result<V>>,
+    ) -> Flight<V> {
+        let task = tokio::spawn(async move {
+            let result = AssertUnwindSafe(load)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "the fetch panicked")));
+            inner.settle(&key, &slot, result)
+        });
+        async move {
+            task.await.unwrap_or_else(|_| {
+                Err(Error::new(ErrorKind::Internal, "the fetch was cancelled"))
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Stores what a fetch brought and decides what its waiters get.
+    fn settle(&self, key: &K, slot: &Slot<V>, result: Result<V>) -> Outcome<V> {
+        let now = Instant::now();
+        let timing = &self.timing;
+        let mut state = slot.state.lock();
+        state.flight = None;
+        let before = state.bytes;
+        let outcome = match result {
+            Ok(value) => {
+                state.bytes = value.weight();
+                let value = Arc::new(value);
+                state.good = Some(Stored {
+                    value: value.clone(),
+                    fetched_at: now,
+                });
+                state.not_found = None;
+                state.retry_after = None;
+                Ok(Served {
+                    value,
+                    stale: false,
+                    fresh_until: now + timing.ttl,
+                })
+            }
+            Err(err) if err.is_transient() => {
+                self.stats.upstream_error();
+                let servable = state.good.as_ref().filter(|good| {
+                    !timing.max_stale.is_zero()
+                        && now <= good.fetched_at + timing.ttl + timing.max_stale
+                });
+                match servable.map(|good| (good.value.clone(), now - good.fetched_at)) {
+                    Some((value, age)) => {
+                        let retry_after = now + timing.error_backoff;
+                        tracing::warn!(what = self.what, key = ?key, error = %err,
+                            age_secs = age.as_secs(),
+                            "refresh failed; serving the cached value past its TTL");
+                        state.retry_after = Some(retry_after);
+                        Ok(Served {
+                            value,
+                            stale: true,
+                            fresh_until: retry_after,
+                        })
+                    }
+                    None => Err(err),
+                }
+            }
+            Err(err) => {
+                // A definite answer (gone, denied, undecryptable) retires the old value at once:
+                // it must not be served again, and its buffer is zeroed as it drops.
+                self.stats.upstream_error();
+                state.good = None;
+                state.bytes = 0;
+                state.retry_after = None;
+                if err.kind() == ErrorKind::NotFound && !timing.negative_ttl.is_zero() {
+                    state.not_found = Some((err.clone(), now + timing.negative_ttl));
+                }
+                Err(err)
+            }
+        };
+        // Charged under the slot's lock, which eviction also takes, so the total never
+        // passes through a value that was not true.
+        let evicted = state.evicted;
+        if !evicted {
+            self.bytes.fetch_add(state.bytes, Relaxed);
+            self.bytes.fetch_sub(before, Relaxed);
+        }
+        drop(state);
+        if !evicted {
+            self.evict_beyond_limits(key);
+        }
+        outcome
+    }
+
+    /// Evicts least recently used slots until both bounds hold. Slots with a fetch in flight
+    /// are skipped: their readers are waiting on them.
+    fn evict_beyond_limits(&self, keep: &K) {
+        while self.slots.len() > self.limits.max_entries
+            || self.bytes.load(Relaxed) > self.limits.max_bytes
+        {
+            let victim = self
+                .slots
+                .iter()
+                .filter(|e| e.key() != keep)
+                .filter(|e| e.value().state.try_lock().is_some_and(|s| s.flight.is_none()))
+                .min_by_key(|e| e.value().last_used.load(Relaxed))
+                .map(|e| e.key().clone());
+            let Some(victim) = victim else { break };
+            if let Some((_, slot)) = self.slots.remove(&victim) {
+                let mut state = slot.state.lock();
+                state.evicted = true;
+                state.good = None;
+                self.bytes.fetch_sub(std::mem::take(&mut state.bytes), Relaxed);
+                self.stats.eviction();
+                tracing::debug!(what = self.what, key = ?victim, "evicted");
+            }
+        }
+    }
+}

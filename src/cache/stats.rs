@@ -1,0 +1,131 @@
+//! Counters of the cache, shared by every front end that exposes them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// The upstream operations, for per-operation call counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    GetSecretValue,
+    DescribeSecret,
+    ListSecrets,
+    BatchGetSecretValue,
+}
+
+impl Op {
+    pub const ALL: [Op; 4] = [
+        Op::GetSecretValue,
+        Op::DescribeSecret,
+        Op::ListSecrets,
+        Op::BatchGetSecretValue,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::GetSecretValue => "GetSecretValue",
+            Op::DescribeSecret => "DescribeSecret",
+            Op::ListSecrets => "ListSecrets",
+            Op::BatchGetSecretValue => "BatchGetSecretValue",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    hits: AtomicU64,
+    negative_hits: AtomicU64,
+    misses: AtomicU64,
+    coalesced_waits: AtomicU64,
+    stale_serves: AtomicU64,
+    evictions: AtomicU64,
+    upstream: [AtomicU64; 4],
+    upstream_errors: AtomicU64,
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    /// Answers from a fresh cached value.
+    pub hits: u64,
+    /// Answers from a cached not-found.
+    pub negative_hits: u64,
+    /// Lookups that started an upstream fetch.
+    pub misses: u64,
+    /// Lookups that waited on a fetch another lookup had started.
+    pub coalesced_waits: u64,
+    /// Answers with a value past its TTL because the refresh failed transiently.
+    pub stale_serves: u64,
+    pub evictions: u64,
+    pub upstream_calls: UpstreamCalls,
+    pub upstream_errors: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UpstreamCalls {
+    pub get_secret_value: u64,
+    pub describe_secret: u64,
+    pub list_secrets: u64,
+    pub batch_get_secret_value: u64,
+}
+
+impl UpstreamCalls {
+    pub fn get(&self, op: Op) -> u64 {
+        match op {
+            Op::GetSecretValue => self.get_secret_value,
+            Op::DescribeSecret => self.describe_secret,
+            Op::ListSecrets => self.list_secrets,
+            Op::BatchGetSecretValue => self.batch_get_secret_value,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        Op::ALL.iter().map(|&op| self.get(op)).sum()
+    }
+}
+
+impl Stats {
+    pub(crate) fn hit(&self) {
+        self.hits.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn negative_hit(&self) {
+        self.negative_hits.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn miss(&self) {
+        self.misses.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn coalesced_wait(&self) {
+        self.coalesced_waits.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn stale_serve(&self) {
+        self.stale_serves.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn eviction(&self) {
+        self.evictions.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn upstream_call(&self, op: Op) {
+        self.upstream[op as usize].fetch_add(1, Relaxed);
+    }
+    pub(crate) fn upstream_error(&self) {
+        self.upstream_errors.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let up = |op: Op| self.upstream[op as usize].load(Relaxed);
+        StatsSnapshot {
+            hits: self.hits.load(Relaxed),
+            negative_hits: self.negative_hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            coalesced_waits: self.coalesced_waits.load(Relaxed),
+            stale_serves: self.stale_serves.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            upstream_calls: UpstreamCalls {
+                get_secret_value: up(Op::GetSecretValue),
+                describe_secret: up(Op::DescribeSecret),
+                list_secrets: up(Op::ListSecrets),
+                batch_get_secret_value: up(Op::BatchGetSecretValue),
+            },
+            upstream_errors: self.upstream_errors.load(Relaxed),
+        }
+    }
+}

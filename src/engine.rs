@@ -1,0 +1,194 @@
+//! The engine: what the front ends call. It turns selectors into cached upstream fetches and
+//! values into the bytes a selector names.
+//!
+//! Every selector of one secret and version shares one cache entry, so reading `db`,
+//! `db:user` and `db::AWSCURRENT` costs one GetSecretValue. The engine never blocks a thread
+//! on the network: fetches are tokio tasks; [`Engine::get_cached`] answers hits without
+//! waiting, for front ends that must not block.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::cache::flight::FlightCache;
+use crate::cache::{CacheConfig, Op, Served, Stats, StatsSnapshot, Weigh};
+use crate::error::Result;
+use crate::extract;
+use crate::selector::{Selector, VersionRef};
+use crate::source::{DynSource, SecretDescription, SecretListing, SecretValue};
+
+type ValueKey = (String, VersionRef);
+
+impl Weigh for SecretValue {
+    fn weight(&self) -> usize {
+        self.payload.len() + self.arn.len() + self.name.len() + self.version_id.len()
+    }
+}
+
+impl Weigh for SecretDescription {
+    fn weight(&self) -> usize {
+        self.arn.len()
+            + self.name.len()
+            + self
+                .versions
+                .iter()
+                .map(|(id, stages)| id.len() + stages.iter().map(String::len).sum::<usize>())
+                .sum::<usize>()
+    }
+}
+
+impl Weigh for Vec<SecretListing> {
+    fn weight(&self) -> usize {
+        self.iter().map(|l| l.arn.len() + l.name.len()).sum()
+    }
+}
+
+/// Bounds for the metadata caches, which hold no values and stay small.
+const LISTINGS_MAX_ENTRIES: usize = 256;
+
+/// The bytes a selector names, with the version they came from.
+#[derive(Debug)]
+pub struct Resolved {
+    pub secret: Arc<SecretValue>,
+    /// Set when the selector names a JSON key; otherwise the whole payload is the answer.
+    extracted: Option<Zeroizing<Vec<u8>>>,
+    pub stale: bool,
+    pub fresh_until: Instant,
+}
+
+impl Resolved {
+    pub fn bytes(&self) -> &[u8] {
+        match &self.extracted {
+            Some(bytes) => bytes,
+            None => self.secret.payload.as_bytes(),
+        }
+    }
+}
+
+pub struct Engine {
+    source: DynSource,
+    values: FlightCache<ValueKey, SecretValue>,
+    descriptions: FlightCache<String, SecretDescription>,
+    listings: FlightCache<Option<String>, Vec<SecretListing>>,
+    stats: Arc<Stats>,
+    config: CacheConfig,
+}
+
+impl Engine {
+    pub fn new(source: DynSource, config: CacheConfig) -> Self {
+        let stats = Arc::new(Stats::default());
+        let listing_limits = crate::cache::flight::Limits {
+            max_entries: LISTINGS_MAX_ENTRIES,
+            max_bytes: config.max_bytes,
+        };
+        Engine {
+            values: FlightCache::new(
+                "secret value",
+                config.value_timing(),
+                config.limits(),
+                stats.clone(),
+            ),
+            descriptions: FlightCache::new(
+                "description",
+                config.value_timing(),
+                config.limits(),
+                stats.clone(),
+            ),
+            listings: FlightCache::new("listing", config.list_timing(), listing_limits, stats.clone()),
+            source,
+            stats,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The bytes a selector names, from the cache or from one (shared) upstream fetch.
+    pub async fn get(&self, selector: &Selector) -> Result<Resolved> {
+        let served = self
+            .secret_value(&selector.secret_id, &selector.version_ref(), false)
+            .await?;
+        resolve(selector, served)
+    }
+
+    /// Like [`Engine::get`], but answers only from the cache: `None` means a fetch is needed.
+    pub fn get_cached(&self, selector: &Selector) -> Option<Result<Resolved>> {
+        let key = (selector.secret_id.clone(), selector.version_ref());
+        let outcome = self.values.try_get(&key)?;
+        Some(outcome.and_then(|served| resolve(selector, served)))
+    }
+
+    /// A whole secret version, as GetSecretValue answers it. `refresh` skips a fresh cached
+    /// value (the agent's `refreshNow`), still joining a fetch already under way.
+    pub async fn secret_value(
+        &self,
+        secret_id: &str,
+        version: &VersionRef,
+        refresh: bool,
+    ) -> Result<Served<SecretValue>> {
+        let key = (secret_id.to_owned(), version.clone());
+        self.values
+            .get(&key, refresh, || {
+                let (source, stats) = (self.source.clone(), self.stats.clone());
+                let (id, version) = key.clone();
+                async move {
+                    stats.upstream_call(Op::GetSecretValue);
+                    source.get_secret_value(&id, &version).await
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    /// The version -> stages map of a secret, cached like values.
+    pub async fn describe(&self, secret_id: &str) -> Result<Served<SecretDescription>> {
+        let key = secret_id.to_owned();
+        self.descriptions
+            .get(&key, false, || {
+                let (source, stats, id) = (self.source.clone(), self.stats.clone(), key.clone());
+                async move {
+                    stats.upstream_call(Op::DescribeSecret);
+                    source.describe_secret(&id).await
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    /// Secret names, optionally under a prefix, cached for the listing TTL.
+    pub async fn list(&self, prefix: Option<&str>) -> Result<Served<Vec<SecretListing>>> {
+        let key = prefix.map(str::to_owned);
+        self.listings
+            .get(&key, false, || {
+                let (source, stats, prefix) = (self.source.clone(), self.stats.clone(), key.clone());
+                async move {
+                    stats.upstream_call(Op::ListSecrets);
+                    source.list_secrets(prefix.as_deref()).await
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
+fn resolve(selector: &Selector, served: Served<SecretValue>) -> Result<Resolved> {
+    let extracted = selector
+        .json_key
+        .as_deref()
+        .map(|key| extract::json_key(&served.value.payload, key, &selector.secret_id))
+        .transpose()?;
+    Ok(Resolved {
+        secret: served.value,
+        extracted,
+        stale: served.stale,
+        fresh_until: served.fresh_until,
+    })
+}

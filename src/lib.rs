@@ -1,0 +1,27 @@
+//! secretsfs: AWS Secrets Manager secrets as read-only files and over an HTTP API compatible
+//! with the AWS Secrets Manager Agent, served from one shared cache.
+//!
+//! The layers, each depending only on the ones below it (design.md section 2):
+//!
+//! - [`cli`], [`run`]: parse flags, build everything, run a command.
+//! - front ends (the FUSE mount, the HTTP API): thin adapters over the engine.
+//! - [`engine`]: selectors ([`selector`]) resolved through the [`cache`], JSON keys
+//!   ([`extract`]), and who may read what ([`policy`]).
+//! - [`source`]: the [`source::SecretSource`] trait with its `aws` and `file` implementations.
+//!
+//! Errors ([`error`]) are classified once, where they arise, and each front end maps the
+//! classification onto its own answer: an exit code, an errno, an HTTP status.
+
+pub mod cache;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod extract;
+pub mod policy;
+pub mod run;
+pub mod selector;
+pub mod source;
+
+pub use engine::{Engine, Resolved};
+pub use error::{Error, ErrorKind, Result};
+pub use selector::Selector;

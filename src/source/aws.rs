@@ -1,0 +1,356 @@
+//! The Secrets Manager source: aws-sdk-secretsmanager on the default credential chain.
+//!
+//! Region, profile and endpoint come from flags when given and from the SDK's own chain
+//! otherwise (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, profiles, SSO, IMDS, ECS, web identity). Every failure
+//! is classified by its Secrets Manager error code (see [`crate::error::classify_code`]).
+
+use std::error::Error as StdError;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_secretsmanager::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::primitives::{Blob, DateTime};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use aws_sdk_secretsmanager::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use zeroize::Zeroizing;
+
+use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue, BATCH_LIMIT};
+use crate::error::{classify_code, Error, ErrorKind, Result, Upstream};
+use crate::selector::VersionRef;
+
+/// What `--region`, `--profile`, `--endpoint-url` and the timeout say; `None` defers to the
+/// SDK's own chain.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// The deadline for one whole call, retries included.
+    pub timeout: Option<Duration>,
+}
+
+/// Per attempt, a stuck connection should give way to a retry well before the call's deadline.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTEMPT_TIMEOUT_SHARE: u32 = 3;
+
+pub struct AwsSource {
+    client: Client,
+}
+
+impl AwsSource {
+    pub async fn connect(options: &AwsOptions) -> Result<Self> {
+        let timeout = options.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(timeout)
+                    .operation_attempt_timeout(timeout / ATTEMPT_TIMEOUT_SHARE)
+                    .build(),
+            );
+        if let Some(region) = &options.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(profile) = &options.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &options.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        if shared.region().is_none() {
+            return Err(Error::config(
+                "no AWS region: pass --region or set AWS_REGION (or a region in the AWS profile)",
+            ));
+        }
+        let config = aws_sdk_secretsmanager::config::Builder::from(&shared)
+            .interceptor(UserAgent)
+            .build();
+        Ok(AwsSource {
+            client: Client::from_conf(config),
+        })
+    }
+}
+
+/// Appends `secretsfs/<version>` to the user agent, so that CloudTrail and the service's own
+/// metrics can tell secretsfs's calls apart (the SDK's `app_name` does not allow a `/`).
+#[derive(Debug)]
+struct UserAgent;
+
+const USER_AGENT_SUFFIX: &str = concat!("secretsfs/", env!("CARGO_PKG_VERSION"));
+
+impl Intercept for UserAgent {
+    fn name(&self) -> &'static str {
+        "secretsfs-user-agent"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let headers = context.request_mut().headers_mut();
+        for header in ["user-agent", "x-amz-user-agent"] {
+            if let Some(current) = headers.get(header) {
+                let appended = format!("{current} {USER_AGENT_SUFFIX}");
+                headers.insert(header, appended);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fields GetSecretValue and BatchGetSecretValue answer alike.
+struct ValueParts {
+    arn: Option<String>,
+    name: Option<String>,
+    version_id: Option<String>,
+    secret_string: Option<String>,
+    secret_binary: Option<Blob>,
+    version_stages: Option<Vec<String>>,
+    created_date: Option<DateTime>,
+}
+
+impl ValueParts {
+    fn into_value(self) -> SecretValue {
+        let payload = match (self.secret_string, self.secret_binary) {
+            (Some(s), _) => Payload::String(Zeroizing::new(s)),
+            (None, Some(b)) => Payload::Binary(Zeroizing::new(b.into_inner())),
+            (None, None) => Payload::String(Zeroizing::new(String::new())),
+        };
+        SecretValue {
+            arn: self.arn.unwrap_or_default(),
+            name: self.name.unwrap_or_default(),
+            version_id: self.version_id.unwrap_or_default(),
+            stages: self.version_stages.unwrap_or_default(),
+            created: self.created_date.and_then(system_time),
+            payload,
+        }
+    }
+}
+
+fn system_time(d: DateTime) -> Option<SystemTime> {
+    SystemTime::try_from(d).ok()
+}
+
+/// Turns an SDK failure into an engine error, keeping the code and status for pass-through.
+fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("UnknownError").to_owned();
+            let message = service.err().message().unwrap_or("no message").to_owned();
+            let status = service.raw().status().as_u16();
+            Error::upstream(
+                classify_code(&code),
+                format!("{what}: {code}: {message}"),
+                Upstream {
+                    code,
+                    status: Some(status),
+                },
+            )
+        }
+        SdkError::TimeoutError(_) => unavailable(what, "TimeoutError", "timed out", None),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+            unavailable(what, "TimeoutError", &detail, None)
+        }
+        SdkError::DispatchFailure(failure) if failure.is_io() => {
+            unavailable(what, "ConnectionError", &detail, None)
+        }
+        _ if has_source::<CredentialsError>(&err) => Error::new(
+            ErrorKind::Config,
+            format!("{what}: no usable AWS credentials: {detail}"),
+        ),
+        SdkError::ResponseError(response) => unavailable(
+            what,
+            "ResponseError",
+            &detail,
+            Some(response.raw().status().as_u16()),
+        ),
+        _ => Error::upstream(
+            ErrorKind::Internal,
+            format!("{what}: {detail}"),
+            Upstream {
+                code: "InternalFailure".into(),
+                status: None,
+            },
+        ),
+    }
+}
+
+fn unavailable(what: &str, code: &str, detail: &str, status: Option<u16>) -> Error {
+    Error::upstream(
+        ErrorKind::Unavailable,
+        format!("{what}: {code}: {detail}"),
+        Upstream {
+            code: code.into(),
+            status,
+        },
+    )
+}
+
+fn has_source<T: StdError + 'static>(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<T>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+#[async_trait]
+impl SecretSource for AwsSource {
+    async fn get_secret_value(&self, secret_id: &str, version: &VersionRef) -> Result<SecretValue> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .set_version_stage(version.stage.clone())
+            .set_version_id(version.version_id.clone())
+            .send()
+            .await
+            .map_err(|e| classify(&format!("GetSecretValue {secret_id} ({version})"), e))?;
+        Ok(ValueParts {
+            arn: out.arn,
+            name: out.name,
+            version_id: out.version_id,
+            secret_string: out.secret_string,
+            secret_binary: out.secret_binary,
+            version_stages: out.version_stages,
+            created_date: out.created_date,
+        }
+        .into_value())
+    }
+
+    async fn describe_secret(&self, secret_id: &str) -> Result<SecretDescription> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("DescribeSecret {secret_id}"), e))?;
+        Ok(SecretDescription {
+            arn: out.arn.unwrap_or_default(),
+            name: out.name.unwrap_or_default(),
+            versions: out
+                .version_ids_to_stages
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            created: out.created_date.and_then(system_time),
+            last_changed: out.last_changed_date.and_then(system_time),
+        })
+    }
+
+    async fn list_secrets(&self, prefix: Option<&str>) -> Result<Vec<SecretListing>> {
+        let mut request = self.client.list_secrets();
+        if let Some(p) = prefix.filter(|p| !p.is_empty()) {
+            request = request.filters(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(p)
+                    .build(),
+            );
+        }
+        let mut pages = request.into_paginator().send();
+        let mut listing = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListSecrets", e))?;
+            for entry in page.secret_list.unwrap_or_default() {
+                let Some(name) = entry.name else { continue };
+                // The API's name filter is a case-insensitive prefix match; names are not.
+                if prefix.is_some_and(|p| !name.starts_with(p)) {
+                    continue;
+                }
+                listing.push(SecretListing {
+                    arn: entry.arn.unwrap_or_default(),
+                    name,
+                    last_changed: entry.last_changed_date.and_then(system_time),
+                });
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn batch_get_secret_value(&self, secret_ids: &[String]) -> Result<Vec<BatchItem>> {
+        if secret_ids.len() > BATCH_LIMIT {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("BatchGetSecretValue takes at most {BATCH_LIMIT} ids"),
+            ));
+        }
+        if secret_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pages = self
+            .client
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(secret_ids.to_vec()))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        let mut failed = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("BatchGetSecretValue", e))?;
+            for entry in page.secret_values.unwrap_or_default() {
+                found.push(
+                    ValueParts {
+                        arn: entry.arn,
+                        name: entry.name,
+                        version_id: entry.version_id,
+                        secret_string: entry.secret_string,
+                        secret_binary: entry.secret_binary,
+                        version_stages: entry.version_stages,
+                        created_date: entry.created_date,
+                    }
+                    .into_value(),
+                );
+            }
+            failed.extend(page.errors.unwrap_or_default());
+        }
+        // Answers name secrets by name and ARN; match them back to the ids as asked.
+        let items = secret_ids
+            .iter()
+            .map(|id| {
+                if let Some(pos) = found.iter().position(|v| v.name == *id || v.arn == *id) {
+                    return (id.clone(), Ok(found.swap_remove(pos)));
+                }
+                let err = failed
+                    .iter()
+                    .find(|e| e.secret_id.as_deref() == Some(id.as_str()))
+                    .map(|e| {
+                        let code = e.error_code.clone().unwrap_or_else(|| "UnknownError".into());
+                        Error::upstream(
+                            classify_code(&code),
+                            format!(
+                                "BatchGetSecretValue {id}: {code}: {}",
+                                e.message.as_deref().unwrap_or("no message")
+                            ),
+                            Upstream { code, status: None },
+                        )
+                    })
+                    .unwrap_or_else(|| {
+                        Error::not_found(format!("BatchGetSecretValue {id}: not in the answer"))
+                    });
+                (id.clone(), Err(err))
+            })
+            .collect();
+        Ok(items)
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests: one binary so the AWS SDK is linked once.
+
+mod support;
+
+mod fake_selftest;
+mod moto_tier;

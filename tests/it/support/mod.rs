@@ -1,0 +1,4 @@
+//! Test harness shared by the integration tests.
+
+pub mod fake_sm;
+pub mod moto;
