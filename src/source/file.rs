@@ -439,6 +439,15 @@ mod tests {
     fn the_demo_file_loads() {
         let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-secrets.json");
         let src = FileSource::open(demo).unwrap();
-        assert!(src.secrets().len() >= 5);
+        let secrets = src.secrets();
+        let kinds = |f: &dyn Fn(&Secret) -> bool| secrets.values().any(f);
+        assert!(kinds(&|s| s.name.contains('/')), "a name with slashes");
+        assert!(kinds(&|s| matches!(s.versions[0].payload, Payload::Binary(_))), "a binary one");
+        assert!(kinds(&|s| s.versions.iter().any(|v| {
+            matches!(&v.payload, Payload::String(t) if !t.starts_with('{'))
+        })), "a plain string");
+        assert!(kinds(&|s| s.versions.iter().any(|v| {
+            v.stages.iter().any(|t| t == "AWSPREVIOUS") && v.stages.len() > 1
+        })), "AWSPREVIOUS and a custom label");
     }
 }

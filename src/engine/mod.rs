@@ -192,3 +192,6 @@ fn resolve(selector: &Selector, served: Served<SecretValue>) -> Result<Resolved>
         fresh_until: served.fresh_until,
     })
 }
+
+#[cfg(test)]
+mod tests;

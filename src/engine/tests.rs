@@ -1,0 +1,329 @@
+//! The cache's behaviour through the engine, against the in-memory source under tokio's
+//! paused clock: every figure here is a count, never a timing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::advance;
+
+use super::*;
+use crate::cache::{Op, DEFAULT_TTL};
+use crate::error::{Error, ErrorKind, Upstream};
+use crate::source::memory::MemorySource;
+
+fn engine_with(config: CacheConfig) -> (Arc<MemorySource>, Engine) {
+    let source = Arc::new(MemorySource::new());
+    let engine = Engine::new(source.clone(), config);
+    (source, engine)
+}
+
+fn engine() -> (Arc<MemorySource>, Engine) {
+    engine_with(CacheConfig::default())
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).unwrap()
+}
+
+async fn read(engine: &Engine, s: &str) -> Result<Vec<u8>> {
+    engine.get(&sel(s)).await.map(|r| r.bytes().to_vec())
+}
+
+fn gets(source: &MemorySource) -> usize {
+    source.calls(Op::GetSecretValue)
+}
+
+fn transient() -> Error {
+    Error::upstream(
+        ErrorKind::Unavailable,
+        "GetSecretValue: ThrottlingException: Rate exceeded",
+        Upstream {
+            code: "ThrottlingException".into(),
+            status: Some(400),
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn values_expire_after_the_ttl_and_are_fetched_again() {
+    let (source, engine) = engine();
+    source.put("db", "v1");
+    assert_eq!(read(&engine, "db").await.unwrap(), b"v1");
+    source.put("db", "v2");
+    advance(DEFAULT_TTL - Duration::from_secs(1)).await;
+    assert_eq!(read(&engine, "db").await.unwrap(), b"v1", "still fresh");
+    assert_eq!(gets(&source), 1);
+    advance(Duration::from_secs(2)).await;
+    assert_eq!(read(&engine, "db").await.unwrap(), b"v2", "refetched after the TTL");
+    assert_eq!(gets(&source), 2);
+    let stats = engine.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2));
+}
+
+
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_concurrent_cold_readers_cause_one_call() {
+    let (source, engine) = engine();
+    source.put("db", "v1");
+    source.set_latency(Duration::from_millis(200));
+    let reads = join_all((0..100).map(|_| read(&engine, "db"))).await;
+    assert!(reads.iter().all(|r| r.as_deref().ok() == Some(&b"v1"[..])));
+    assert_eq!(gets(&source), 1);
+    let stats = engine.stats();
+    assert_eq!(stats.misses, 1);
+    assert_eq!(stats.coalesced_waits, 99);
+    assert_eq!(stats.upstream_calls.get_secret_value, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_concurrent_readers_of_an_expired_value_cause_one_refresh() {
+    let (source, engine) = engine();
+    source.put("db", "v1");
+    read(&engine, "db").await.unwrap();
+    source.put("db", "v2");
+    source.set_latency(Duration::from_millis(200));
+    advance(DEFAULT_TTL + Duration::from_secs(1)).await;
+    let reads = join_all((0..100).map(|_| read(&engine, "db"))).await;
+    assert!(reads.iter().all(|r| r.as_deref().ok() == Some(&b"v2"[..])));
+    assert_eq!(gets(&source), 2);
+    assert_eq!(engine.stats().coalesced_waits, 99);
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_selectors_of_a_secret_share_one_fetch() {
+    let (source, engine) = engine();
+    source.put("db", r#"{"user":"app","password":"pw"}"#);
+    source.set_latency(Duration::from_millis(50));
+    let concurrent = join_all(
+        ["db", "db:user", "db:password", "db::AWSCURRENT", "db:user:AWSCURRENT"]
+            .map(|s| read(&engine, s)),
+    )
+    .await;
+    assert_eq!(concurrent[1].as_deref().unwrap(), b"app");
+    assert_eq!(concurrent[2].as_deref().unwrap(), b"pw");
+    assert_eq!(gets(&source), 1);
+    assert_eq!(read(&engine, "db:password").await.unwrap(), b"pw");
+    assert_eq!(gets(&source), 1, "later reads of other selectors are hits");
+    // Another stage is another version: its own fetch.
+    read(&engine, "db::AWSPREVIOUS").await.unwrap_err();
+    assert_eq!(gets(&source), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_least_recently_used_entry_is_evicted_at_the_entry_bound() {
+    let (source, engine) = engine_with(CacheConfig {
+        max_entries: 3,
+        ..CacheConfig::default()
+    });
+    for name in ["a", "b", "c", "d"] {
+        source.put(name, name);
+    }
+    for name in ["a", "b", "c", "a"] {
+        read(&engine, name).await.unwrap();
+    }
+    assert_eq!(gets(&source), 3);
+    read(&engine, "d").await.unwrap();
+    assert_eq!(engine.stats().evictions, 1);
+    read(&engine, "a").await.unwrap();
+    read(&engine, "c").await.unwrap();
+    assert_eq!(gets(&source), 4, "a and c stayed");
+    read(&engine, "b").await.unwrap();
+    assert_eq!(gets(&source), 5, "b, least recently used, was evicted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_byte_bound_evicts_too() {
+    let (source, engine) = engine_with(CacheConfig {
+        max_bytes: 3000,
+        ..CacheConfig::default()
+    });
+    for name in ["a", "b", "c"] {
+        source.put(name, &"x".repeat(1000));
+        read(&engine, name).await.unwrap();
+    }
+    assert!(engine.values.bytes() <= 3000);
+    assert_eq!(engine.stats().evictions, 1);
+    read(&engine, "c").await.unwrap();
+    read(&engine, "b").await.unwrap();
+    assert_eq!(gets(&source), 3);
+    read(&engine, "a").await.unwrap();
+    assert_eq!(gets(&source), 4, "a, the oldest, was evicted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_serve_the_stale_value_up_to_max_stale() {
+    let ttl = Duration::from_secs(10);
+    let (source, engine) = engine_with(CacheConfig {
+        ttl,
+        max_stale: Duration::from_secs(60),
+        error_backoff: Duration::from_secs(5),
+        ..CacheConfig::default()
+    });
+    source.put("db", "v1");
+    read(&engine, "db").await.unwrap();
+    source.fail_next(transient(), usize::MAX);
+
+    advance(ttl + Duration::from_secs(1)).await;
+    let served = engine.get(&sel("db")).await.unwrap();
+    assert!(served.stale);
+    assert_eq!(served.bytes(), b"v1");
+    assert_eq!(gets(&source), 2);
+
+    // Within the back-off the stale value is served without asking again.
+    advance(Duration::from_secs(2)).await;
+    assert!(engine.get(&sel("db")).await.unwrap().stale);
+    assert_eq!(gets(&source), 2);
+    assert_eq!(engine.stats().stale_serves, 2);
+
+    // After it, one more try, and the stale value again.
+    advance(Duration::from_secs(4)).await;
+    assert!(engine.get(&sel("db")).await.unwrap().stale);
+    assert_eq!(gets(&source), 3);
+
+    // Past ttl + max_stale the error comes through.
+    advance(Duration::from_secs(60)).await;
+    let err = engine.get(&sel("db")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+
+    // Recovery: a good answer replaces the stale state.
+    source.clear_failures();
+    assert!(!engine.get(&sel("db")).await.unwrap().stale);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_stale_zero_disables_stale_if_error() {
+    let (source, engine) = engine_with(CacheConfig {
+        max_stale: Duration::ZERO,
+        ..CacheConfig::default()
+    });
+    source.put("db", "v1");
+    read(&engine, "db").await.unwrap();
+    source.fail_next(transient(), 1);
+    advance(DEFAULT_TTL + Duration::from_secs(1)).await;
+    assert_eq!(read(&engine, "db").await.unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(engine.stats().stale_serves, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_transient_errors_are_not_masked_by_a_stale_value() {
+    for (kind, code) in [
+        (ErrorKind::NotFound, "ResourceNotFoundException"),
+        (ErrorKind::AccessDenied, "AccessDeniedException"),
+        (ErrorKind::Decryption, "DecryptionFailure"),
+        (ErrorKind::InvalidRequest, "InvalidRequestException"),
+    ] {
+        let (source, engine) = engine();
+        source.put("db", "v1");
+        read(&engine, "db").await.unwrap();
+        let err = Error::upstream(kind, code, Upstream { code: code.into(), status: Some(400) });
+        source.fail_next(err, 1);
+        advance(DEFAULT_TTL + Duration::from_secs(1)).await;
+        assert_eq!(read(&engine, "db").await.unwrap_err().kind(), kind, "{code}");
+        assert_eq!(engine.stats().stale_serves, 0, "{code}");
+        // The old value is gone, not served later as stale either.
+        source.fail_next(transient(), 1);
+        assert!(read(&engine, "db").await.is_err(), "{code}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_is_remembered_for_the_negative_ttl() {
+    let (source, engine) = engine();
+    let err = read(&engine, "missing").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(read(&engine, "missing").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(gets(&source), 1);
+    assert_eq!(engine.stats().negative_hits, 1);
+    // Created in the meantime: visible once the negative entry expires.
+    source.put("missing", "now here");
+    advance(crate::cache::DEFAULT_NEGATIVE_TTL + Duration::from_secs(1)).await;
+    assert_eq!(read(&engine, "missing").await.unwrap(), b"now here");
+    assert_eq!(gets(&source), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn negative_ttl_zero_disables_the_negative_cache() {
+    let (source, engine) = engine_with(CacheConfig {
+        negative_ttl: Duration::ZERO,
+        ..CacheConfig::default()
+    });
+    read(&engine, "missing").await.unwrap_err();
+    read(&engine, "missing").await.unwrap_err();
+    assert_eq!(gets(&source), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_secret_is_not_found_after_its_ttl() {
+    let (source, engine) = engine();
+    source.put("db", "v1");
+    read(&engine, "db").await.unwrap();
+    source.delete("db");
+    advance(DEFAULT_TTL + Duration::from_secs(1)).await;
+    assert_eq!(read(&engine, "db").await.unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_cached_answers_only_from_the_cache() {
+    let (source, engine) = engine();
+    source.put("db", r#"{"k":"v"}"#);
+    assert!(engine.get_cached(&sel("db:k")).is_none());
+    read(&engine, "db").await.unwrap();
+    let hit = engine.get_cached(&sel("db:k")).unwrap().unwrap();
+    assert_eq!(hit.bytes(), b"v");
+    assert_eq!(gets(&source), 1);
+    advance(DEFAULT_TTL).await;
+    assert!(engine.get_cached(&sel("db:k")).is_none(), "expired: a fetch is needed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_fetches_even_when_fresh_and_joins_a_running_fetch() {
+    let (source, engine) = engine();
+    source.put("db", "v1");
+    read(&engine, "db").await.unwrap();
+    source.put("db", "v2");
+    source.set_latency(Duration::from_millis(100));
+    let current = VersionRef::current();
+    let both = join_all((0..10).map(|_| engine.secret_value("db", &current, true))).await;
+    assert!(both.iter().all(|s| s.as_ref().unwrap().value.payload.as_bytes() == b"v2"));
+    assert_eq!(gets(&source), 2);
+    assert_eq!(read(&engine, "db").await.unwrap(), b"v2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_reader_does_not_cancel_the_fetch() {
+    let (source, engine) = engine();
+    source.put("db", "v1");
+    source.set_latency(Duration::from_secs(5));
+    let gave_up = tokio::time::timeout(Duration::from_secs(1), read(&engine, "db")).await;
+    assert!(gave_up.is_err());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(read(&engine, "db").await.unwrap(), b"v1");
+    assert_eq!(gets(&source), 1, "the fetch finished and was cached");
+}
+
+#[tokio::test(start_paused = true)]
+async fn describe_and_list_are_cached_and_coalesced() {
+    let (source, engine) = engine();
+    source.put("prod/a", "1");
+    source.put("prod/b", "2");
+    source.put("dev/c", "3");
+    source.set_latency(Duration::from_millis(10));
+    let lists = join_all((0..10).map(|_| engine.list(Some("prod/")))).await;
+    let names: Vec<_> = lists[0].as_ref().unwrap().value.iter().map(|l| l.name.clone()).collect();
+    assert_eq!(names, ["prod/a", "prod/b"]);
+    assert_eq!(source.calls(Op::ListSecrets), 1);
+    engine.describe("prod/a").await.unwrap();
+    engine.describe("prod/a").await.unwrap();
+    assert_eq!(source.calls(Op::DescribeSecret), 1);
+    assert_eq!(engine.stats().upstream_calls.total(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn binary_values_are_served_raw() {
+    let (source, engine) = engine();
+    source.put_binary("bin", &[0, 159, 255]);
+    assert_eq!(read(&engine, "bin").await.unwrap(), [0, 159, 255]);
+    assert_eq!(read(&engine, "bin:key").await.unwrap_err().kind(), ErrorKind::NotFound);
+}
