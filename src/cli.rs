@@ -107,11 +107,23 @@ pub struct GlobalArgs {
     pub gid: Option<u32>,
 
     /// Mode of files no policy rule covers.
-    #[arg(long, global = true, value_name = "OCTAL", default_value = "0440", help_heading = "Access")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "OCTAL",
+        default_value = "0440",
+        help_heading = "Access"
+    )]
     pub file_mode: Mode,
 
     /// Mode of directories no policy rule covers.
-    #[arg(long, global = true, value_name = "OCTAL", default_value = "0550", help_heading = "Access")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "OCTAL",
+        default_value = "0550",
+        help_heading = "Access"
+    )]
     pub dir_mode: Mode,
 
     /// Log level (error, warn, info, debug, trace) or a full filter; default: RUST_LOG, else warn.
@@ -156,6 +168,7 @@ impl GlobalArgs {
             profile: self.profile.clone(),
             endpoint_url: self.endpoint_url.clone(),
             timeout: Some(Duration::from_secs(self.timeout)),
+            credentials: None,
         }
     }
 
@@ -195,16 +208,20 @@ pub fn exit_code(err: &Error) -> u8 {
     }
 }
 
-/// The tracing filter: `--log-level` over `RUST_LOG` over `warn`.
+/// Warnings, except the SDK credential chain's: it warns about every provider it tries, and
+/// the error that follows already says what failed, on one line.
+pub const DEFAULT_LOG_FILTER: &str = "warn,aws_config=error";
+
+/// The tracing filter: `--log-level` over `RUST_LOG` over [`DEFAULT_LOG_FILTER`].
 pub fn log_filter(level: Option<&str>) -> Result<tracing_subscriber::EnvFilter> {
     use tracing_subscriber::EnvFilter;
     match level {
         Some(l) => EnvFilter::try_new(l)
             .map_err(|e| Error::config(format!("invalid --log-level {l:?}: {e}"))),
-        None => Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))),
+        None => Ok(EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -218,8 +235,9 @@ mod tests {
 
     #[test]
     fn global_flags_work_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["secretsfs", "get", "x", "--ttl", "5", "--source", "file:/a"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["secretsfs", "get", "x", "--ttl", "5", "--source", "file:/a"])
+                .unwrap();
         assert_eq!(cli.global.ttl, 5);
         assert_eq!(cli.global.source, SourceSpec::File("/a".into()));
     }

@@ -161,10 +161,10 @@ pub fn classify_code(code: &str) -> ErrorKind {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.message)?;
-        if let Some(up) = &self.0.upstream {
-            if !self.0.message.contains(&up.code) {
-                write!(f, " ({})", up.code)?;
-            }
+        if let Some(up) = &self.0.upstream
+            && !self.0.message.contains(&up.code)
+        {
+            write!(f, " ({})", up.code)?;
         }
         Ok(())
     }
@@ -188,12 +188,24 @@ mod tests {
 
     #[test]
     fn codes_classify_by_name_not_status() {
-        assert_eq!(classify_code("ResourceNotFoundException"), ErrorKind::NotFound);
+        assert_eq!(
+            classify_code("ResourceNotFoundException"),
+            ErrorKind::NotFound
+        );
         assert_eq!(classify_code("ThrottlingException"), ErrorKind::Unavailable);
-        assert_eq!(classify_code("InternalServiceError"), ErrorKind::Unavailable);
+        assert_eq!(
+            classify_code("InternalServiceError"),
+            ErrorKind::Unavailable
+        );
         assert_eq!(classify_code("DecryptionFailure"), ErrorKind::Decryption);
-        assert_eq!(classify_code("AccessDeniedException"), ErrorKind::AccessDenied);
-        assert_eq!(classify_code("InvalidRequestException"), ErrorKind::InvalidRequest);
+        assert_eq!(
+            classify_code("AccessDeniedException"),
+            ErrorKind::AccessDenied
+        );
+        assert_eq!(
+            classify_code("InvalidRequestException"),
+            ErrorKind::InvalidRequest
+        );
         assert_eq!(classify_code("SomethingNew"), ErrorKind::Internal);
     }
 
@@ -223,6 +235,9 @@ mod tests {
                 status: Some(400),
             },
         );
-        assert_eq!(e.to_string(), "secret prod/db not found (ResourceNotFoundException)");
+        assert_eq!(
+            e.to_string(),
+            "secret prod/db not found (ResourceNotFoundException)"
+        );
     }
 }

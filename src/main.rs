@@ -1,5 +1,6 @@
 //! The `secretsfs` binary: parse, set up logging, run. Everything else is in the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -12,7 +13,10 @@ fn main() -> ExitCode {
     }
     // A runtime built by hand, not #[tokio::main]: `mount` must be able to fork into the
     // background before any thread exists.
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             return fail(&secretsfs::Error::new(
@@ -32,6 +36,7 @@ fn init_logging(level: Option<&str>) -> secretsfs::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     Ok(())
 }

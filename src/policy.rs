@@ -169,9 +169,15 @@ impl Policy {
         let rules = specs
             .iter()
             .enumerate()
-            .map(|(i, spec)| compile(spec, directory).map_err(|why| {
-                Error::config(format!("policy rule {} (path {:?}): {why}", i + 1, spec.path))
-            }))
+            .map(|(i, spec)| {
+                compile(spec, directory).map_err(|why| {
+                    Error::config(format!(
+                        "policy rule {} (path {:?}): {why}",
+                        i + 1,
+                        spec.path
+                    ))
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Policy { rules, defaults })
     }
@@ -189,7 +195,10 @@ impl Policy {
     }
 
     fn first_match(&self, name: &str) -> Option<(usize, &Rule)> {
-        self.rules.iter().enumerate().find(|(_, r)| r.matcher.is_match(name))
+        self.rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matcher.is_match(name))
     }
 
     fn attrs(&self, name: &str, dir: bool) -> (Attrs, Option<usize>) {
@@ -366,15 +375,53 @@ mod tests {
     #[test]
     fn first_matching_rule_wins_and_defaults_fill_in() {
         let p = policy(RULES).unwrap();
-        assert_eq!(p.file_attrs("prod/db"), Attrs { uid: 1001, gid: 2001, mode: Mode(0o440) });
-        assert_eq!(p.file_attrs("prod/api/key"), Attrs { uid: 1002, gid: 2002, mode: Mode(0o400) });
-        assert_eq!(p.file_attrs("public/motd"), Attrs { uid: 0, gid: 0, mode: Mode(0o444) });
+        assert_eq!(
+            p.file_attrs("prod/db"),
+            Attrs {
+                uid: 1001,
+                gid: 2001,
+                mode: Mode(0o440)
+            }
+        );
+        assert_eq!(
+            p.file_attrs("prod/api/key"),
+            Attrs {
+                uid: 1002,
+                gid: 2002,
+                mode: Mode(0o400)
+            }
+        );
+        assert_eq!(
+            p.file_attrs("public/motd"),
+            Attrs {
+                uid: 0,
+                gid: 0,
+                mode: Mode(0o444)
+            }
+        );
         // `*` does not cross `/`.
-        assert_eq!(p.file_attrs("public/a/b"), Attrs { uid: 0, gid: 0, mode: DEFAULT_FILE_MODE });
-        assert_eq!(p.file_attrs("other"), Attrs { uid: 0, gid: 0, mode: DEFAULT_FILE_MODE });
+        assert_eq!(
+            p.file_attrs("public/a/b"),
+            Attrs {
+                uid: 0,
+                gid: 0,
+                mode: DEFAULT_FILE_MODE
+            }
+        );
+        assert_eq!(
+            p.file_attrs("other"),
+            Attrs {
+                uid: 0,
+                gid: 0,
+                mode: DEFAULT_FILE_MODE
+            }
+        );
         assert_eq!(p.dir_attrs("prod/api").mode, Mode(0o555));
         assert_eq!(p.dir_attrs("prod").mode, DEFAULT_DIR_MODE);
-        assert_eq!(p.check_file(&caller(5, 5, &[]), "prod/db", READ).rule, Some(0));
+        assert_eq!(
+            p.check_file(&caller(5, 5, &[]), "prod/db", READ).rule,
+            Some(0)
+        );
         assert_eq!(p.check_file(&caller(5, 5, &[]), "other", READ).rule, None);
     }
 
@@ -385,30 +432,52 @@ mod tests {
         // prod/db: alice:ops 0440
         assert!(allowed(&caller(1001, 9, &[]), "prod/db"), "owner");
         assert!(allowed(&caller(7, 2001, &[]), "prod/db"), "primary group");
-        assert!(allowed(&caller(7, 9, &[3, 2001]), "prod/db"), "supplementary group");
+        assert!(
+            allowed(&caller(7, 9, &[3, 2001]), "prod/db"),
+            "supplementary group"
+        );
         assert!(!allowed(&caller(7, 9, &[3]), "prod/db"), "other");
         assert!(allowed(&caller(0, 0, &[]), "prod/db"), "root");
         // prod/x: 1002:2002 0400 — the group class applies and denies, even to a member.
         assert!(allowed(&caller(1002, 9, &[]), "prod/x"));
         assert!(!allowed(&caller(7, 2002, &[]), "prod/x"));
         // Owner class is chosen first even when the other bits would allow.
-        let odd = Attrs { uid: 7, gid: 7, mode: Mode(0o044) };
+        let odd = Attrs {
+            uid: 7,
+            gid: 7,
+            mode: Mode(0o044),
+        };
         assert!(!permits(&caller(7, 7, &[]), &odd, READ));
         assert!(permits(&caller(8, 8, &[]), &odd, READ));
         // Directories: listing needs r and x.
-        assert!(p.check_dir(&caller(9, 9, &[]), "prod/api", READ | EXECUTE).allowed);
-        assert!(!p.check_dir(&caller(9, 9, &[]), "other", READ | EXECUTE).allowed);
+        assert!(
+            p.check_dir(&caller(9, 9, &[]), "prod/api", READ | EXECUTE)
+                .allowed
+        );
+        assert!(
+            !p.check_dir(&caller(9, 9, &[]), "other", READ | EXECUTE)
+                .allowed
+        );
     }
 
     #[test]
     fn bad_rules_are_config_errors_naming_the_rule() {
         let cases = [
-            ("[[policy]]\npath = \"a\"\nowner = \"nobody-such\"", "no user named"),
-            ("[[policy]]\npath = \"a\"\ngroup = \"nogroup-such\"", "no group named"),
+            (
+                "[[policy]]\npath = \"a\"\nowner = \"nobody-such\"",
+                "no user named",
+            ),
+            (
+                "[[policy]]\npath = \"a\"\ngroup = \"nogroup-such\"",
+                "no group named",
+            ),
             ("[[policy]]\npath = \"a[\"", "bad glob"),
             ("[[policy]]\npath = \"a\"\nmode = \"0999\"", "invalid mode"),
             ("[[policy]]\npath = \"a\"\nmode = 440", "octal string"),
-            ("[[policy]]\npath = \"a\"\ncolour = \"red\"", "unknown field"),
+            (
+                "[[policy]]\npath = \"a\"\ncolour = \"red\"",
+                "unknown field",
+            ),
         ];
         for (text, needle) in cases {
             let e = policy(text).unwrap_err();

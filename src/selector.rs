@@ -79,7 +79,8 @@ impl Selector {
     }
 
     pub fn parse(input: &str) -> Result<Self> {
-        parse(input).map_err(|why| Error::invalid_selector(format!("invalid selector {input:?}: {why}")))
+        parse(input)
+            .map_err(|why| Error::invalid_selector(format!("invalid selector {input:?}: {why}")))
     }
 
     /// The version to fetch: a selector that names neither stage nor version reads AWSCURRENT,
@@ -101,12 +102,16 @@ impl Selector {
 
 fn parse(input: &str) -> std::result::Result<Selector, String> {
     let (secret_id, rest) = split_secret_id(input)?;
-    let mut parts = rest.map(|r| r.split(':').collect::<Vec<_>>()).unwrap_or_default();
+    let mut parts = rest
+        .map(|r| r.split(':').collect::<Vec<_>>())
+        .unwrap_or_default();
     if parts.len() > 3 {
         return Err("too many ':' separated parts (at most NAME:KEY:STAGE:VERSION_ID)".into());
     }
     parts.resize(3, "");
-    let json_key = non_empty(parts[0]).map(|k| decode(k, "JSON key")).transpose()?;
+    let json_key = non_empty(parts[0])
+        .map(|k| decode(k, "JSON key"))
+        .transpose()?;
     let version_stage = non_empty(parts[1])
         .map(|s| decode(s, "version stage"))
         .transpose()?;
@@ -191,7 +196,9 @@ fn validate_arn(arn: &str) -> std::result::Result<(), String> {
         return Err(shape.into());
     }
     let lower_dash = |s: &str| {
-        !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     };
     if !lower_dash(fields[1]) || fields[2] != "secretsmanager" || !lower_dash(fields[3]) {
         return Err(shape.into());
@@ -207,7 +214,9 @@ fn validate_arn(arn: &str) -> std::result::Result<(), String> {
 
 fn validate_stage(stage: &str) -> std::result::Result<(), String> {
     if stage.chars().count() > MAX_STAGE_LEN {
-        return Err(format!("a version stage is at most {MAX_STAGE_LEN} characters"));
+        return Err(format!(
+            "a version stage is at most {MAX_STAGE_LEN} characters"
+        ));
     }
     if stage.chars().any(char::is_control) {
         return Err("a version stage may not contain control characters".into());
@@ -322,12 +331,25 @@ mod tests {
         assert_eq!(s.version_stage.as_deref(), Some("AWSPREVIOUS"));
         let s = p(&format!("prod/db:::{VID}"));
         assert_eq!(s.version_id.as_deref(), Some(VID));
-        assert_eq!(s.version_ref(), VersionRef { stage: None, version_id: Some(VID.into()) });
+        assert_eq!(
+            s.version_ref(),
+            VersionRef {
+                stage: None,
+                version_id: Some(VID.into())
+            }
+        );
     }
 
     #[test]
     fn all_current_forms_share_one_version_ref() {
-        for s in ["db", "db:user", "db::AWSCURRENT", "db:password:AWSCURRENT", "db:", "db:::"] {
+        for s in [
+            "db",
+            "db:user",
+            "db::AWSCURRENT",
+            "db:password:AWSCURRENT",
+            "db:",
+            "db:::",
+        ] {
             assert_eq!(p(s).version_ref(), VersionRef::current(), "{s}");
         }
     }
@@ -362,7 +384,10 @@ mod tests {
             ("db:%FF", "UTF-8"),
             ("db:::short", "version id"),
             ("arn:aws:s3:us-east-1:123456789012:secret:x", "ARN"),
-            ("arn:aws:secretsmanager:us-east-1:12345:secret:x", "12 digits"),
+            (
+                "arn:aws:secretsmanager:us-east-1:12345:secret:x",
+                "12 digits",
+            ),
             ("arn:aws:secretsmanager", "ARN"),
         ];
         for (input, needle) in cases {
@@ -371,7 +396,12 @@ mod tests {
             assert!(err.message().contains(needle), "{input:?}: {err}");
         }
         let long = "a".repeat(513);
-        assert!(Selector::parse(&long).unwrap_err().message().contains("512"));
+        assert!(
+            Selector::parse(&long)
+                .unwrap_err()
+                .message()
+                .contains("512")
+        );
         assert!(Selector::parse(&"a".repeat(512)).is_ok());
     }
 
@@ -381,5 +411,68 @@ mod tests {
         assert_eq!(p("db:k:").to_string(), "db:k");
         assert_eq!(p("db::AWSPREVIOUS:").to_string(), "db::AWSPREVIOUS");
         assert_eq!(p(&format!("db:::{VID}")).to_string(), format!("db:::{VID}"));
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::string::string_regex;
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            string_regex("[A-Za-z0-9/_+=.@-]{1,80}").unwrap(),
+            string_regex("[A-Za-z0-9/_+=.@-]{1,40}")
+                .unwrap()
+                .prop_map(|n| format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{n}")),
+        ]
+    }
+
+    /// Any text at all, weighted towards the characters the grammar treats specially.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            string_regex("[:%/a-zA-Z0-9 é\\x00\\t]{0,30}").unwrap(),
+        ]
+    }
+
+    fn selector() -> impl Strategy<Value = Selector> {
+        let key = proptest::option::of(tricky_text().prop_filter("non-empty", |s| !s.is_empty()));
+        let stage = proptest::option::of(
+            "[^\\p{Cc}]{1,40}".prop_filter("no control", |s| !s.chars().any(char::is_control)),
+        );
+        let id = proptest::option::of(string_regex("[a-f0-9-]{32,64}").unwrap());
+        (name(), key, stage, id).prop_map(|(secret_id, json_key, version_stage, version_id)| {
+            Selector {
+                secret_id,
+                json_key,
+                version_stage,
+                version_id,
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn format_then_parse_is_identity(s in selector()) {
+            let text = s.to_string();
+            prop_assert_eq!(Selector::parse(&text).unwrap(), s);
+        }
+
+        #[test]
+        fn parse_never_panics(input in tricky_text()) {
+            let _ = Selector::parse(&input);
+        }
+
+        #[test]
+        fn parse_then_format_is_stable(input in tricky_text()) {
+            if let Ok(s) = Selector::parse(&input) {
+                let again = Selector::parse(&s.to_string()).unwrap();
+                prop_assert_eq!(again, s);
+            }
+        }
     }
 }

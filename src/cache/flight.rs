@@ -113,14 +113,15 @@ impl<V> SlotState<V> {
                     fresh_until,
                 })));
             }
-            if let Some(retry_after) = self.retry_after {
-                if now < retry_after && now <= fresh_until + timing.max_stale {
-                    return Some(Answer::Stale(Ok(Served {
-                        value: good.value.clone(),
-                        stale: true,
-                        fresh_until: retry_after,
-                    })));
-                }
+            if let Some(retry_after) = self.retry_after
+                && now < retry_after
+                && now <= fresh_until + timing.max_stale
+            {
+                return Some(Answer::Stale(Ok(Served {
+                    value: good.value.clone(),
+                    stale: true,
+                    fresh_until: retry_after,
+                })));
             }
         }
         match &self.not_found {
@@ -169,7 +170,10 @@ where
     pub fn try_get(&self, key: &K) -> Option<Outcome<V>> {
         let slot = self.inner.slots.get(key)?.value().clone();
         self.inner.touch(&slot);
-        let answer = slot.state.lock().answer(Instant::now(), &self.inner.timing)?;
+        let answer = slot
+            .state
+            .lock()
+            .answer(Instant::now(), &self.inner.timing)?;
         Some(self.inner.count(answer))
     }
 
@@ -183,10 +187,8 @@ where
         let slot = inner.slot(key);
         let flight = {
             let mut state = slot.state.lock();
-            if !refresh {
-                if let Some(answer) = state.answer(Instant::now(), &inner.timing) {
-                    return inner.count(answer);
-                }
+            if !refresh && let Some(answer) = state.answer(Instant::now(), &inner.timing) {
+                return inner.count(answer);
             }
             match &state.flight {
                 Some(flight) => {
@@ -258,7 +260,8 @@ where
     }
 
     fn touch(&self, slot: &Slot<V>) {
-        slot.last_used.store(self.tick.fetch_add(1, Relaxed), Relaxed);
+        slot.last_used
+            .store(self.tick.fetch_add(1, Relaxed), Relaxed);
     }
 
     fn count(&self, answer: Answer<V>) -> Outcome<V> {
@@ -292,9 +295,8 @@ where
             inner.settle(&key, &slot, result)
         });
         async move {
-            task.await.unwrap_or_else(|_| {
-                Err(Error::new(ErrorKind::Internal, "the fetch was cancelled"))
-            })
+            task.await
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "the fetch was cancelled")))
         }
         .boxed()
         .shared()
@@ -382,7 +384,12 @@ where
                 .slots
                 .iter()
                 .filter(|e| e.key() != keep)
-                .filter(|e| e.value().state.try_lock().is_some_and(|s| s.flight.is_none()))
+                .filter(|e| {
+                    e.value()
+                        .state
+                        .try_lock()
+                        .is_some_and(|s| s.flight.is_none())
+                })
                 .min_by_key(|e| e.value().last_used.load(Relaxed))
                 .map(|e| e.key().clone());
             let Some(victim) = victim else { break };
@@ -390,7 +397,8 @@ where
                 let mut state = slot.state.lock();
                 state.evicted = true;
                 state.good = None;
-                self.bytes.fetch_sub(std::mem::take(&mut state.bytes), Relaxed);
+                self.bytes
+                    .fetch_sub(std::mem::take(&mut state.bytes), Relaxed);
                 self.stats.eviction();
                 tracing::debug!(what = self.what, key = ?victim, "evicted");
             }

@@ -96,7 +96,12 @@ impl Engine {
                 config.limits(),
                 stats.clone(),
             ),
-            listings: FlightCache::new("listing", config.list_timing(), listing_limits, stats.clone()),
+            listings: FlightCache::new(
+                "listing",
+                config.list_timing(),
+                listing_limits,
+                stats.clone(),
+            ),
             source,
             stats,
             config,
@@ -168,7 +173,8 @@ impl Engine {
         let key = prefix.map(str::to_owned);
         self.listings
             .get(&key, false, || {
-                let (source, stats, prefix) = (self.source.clone(), self.stats.clone(), key.clone());
+                let (source, stats, prefix) =
+                    (self.source.clone(), self.stats.clone(), key.clone());
                 async move {
                     stats.upstream_call(Op::ListSecrets);
                     source.list_secrets(prefix.as_deref()).await

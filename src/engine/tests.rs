@@ -8,7 +8,7 @@ use futures::future::join_all;
 use tokio::time::advance;
 
 use super::*;
-use crate::cache::{Op, DEFAULT_TTL};
+use crate::cache::{DEFAULT_TTL, Op};
 use crate::error::{Error, ErrorKind, Upstream};
 use crate::source::memory::MemorySource;
 
@@ -55,13 +55,15 @@ async fn values_expire_after_the_ttl_and_are_fetched_again() {
     assert_eq!(read(&engine, "db").await.unwrap(), b"v1", "still fresh");
     assert_eq!(gets(&source), 1);
     advance(Duration::from_secs(2)).await;
-    assert_eq!(read(&engine, "db").await.unwrap(), b"v2", "refetched after the TTL");
+    assert_eq!(
+        read(&engine, "db").await.unwrap(),
+        b"v2",
+        "refetched after the TTL"
+    );
     assert_eq!(gets(&source), 2);
     let stats = engine.stats();
     assert_eq!((stats.hits, stats.misses), (1, 2));
 }
-
-
 
 #[tokio::test(start_paused = true)]
 async fn a_hundred_concurrent_cold_readers_cause_one_call() {
@@ -97,8 +99,14 @@ async fn all_selectors_of_a_secret_share_one_fetch() {
     source.put("db", r#"{"user":"app","password":"pw"}"#);
     source.set_latency(Duration::from_millis(50));
     let concurrent = join_all(
-        ["db", "db:user", "db:password", "db::AWSCURRENT", "db:user:AWSCURRENT"]
-            .map(|s| read(&engine, s)),
+        [
+            "db",
+            "db:user",
+            "db:password",
+            "db::AWSCURRENT",
+            "db:user:AWSCURRENT",
+        ]
+        .map(|s| read(&engine, s)),
     )
     .await;
     assert_eq!(concurrent[1].as_deref().unwrap(), b"app");
@@ -202,7 +210,10 @@ async fn max_stale_zero_disables_stale_if_error() {
     read(&engine, "db").await.unwrap();
     source.fail_next(transient(), 1);
     advance(DEFAULT_TTL + Duration::from_secs(1)).await;
-    assert_eq!(read(&engine, "db").await.unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        read(&engine, "db").await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
     assert_eq!(engine.stats().stale_serves, 0);
 }
 
@@ -217,10 +228,21 @@ async fn non_transient_errors_are_not_masked_by_a_stale_value() {
         let (source, engine) = engine();
         source.put("db", "v1");
         read(&engine, "db").await.unwrap();
-        let err = Error::upstream(kind, code, Upstream { code: code.into(), status: Some(400) });
+        let err = Error::upstream(
+            kind,
+            code,
+            Upstream {
+                code: code.into(),
+                status: Some(400),
+            },
+        );
         source.fail_next(err, 1);
         advance(DEFAULT_TTL + Duration::from_secs(1)).await;
-        assert_eq!(read(&engine, "db").await.unwrap_err().kind(), kind, "{code}");
+        assert_eq!(
+            read(&engine, "db").await.unwrap_err().kind(),
+            kind,
+            "{code}"
+        );
         assert_eq!(engine.stats().stale_serves, 0, "{code}");
         // The old value is gone, not served later as stale either.
         source.fail_next(transient(), 1);
@@ -233,7 +255,10 @@ async fn not_found_is_remembered_for_the_negative_ttl() {
     let (source, engine) = engine();
     let err = read(&engine, "missing").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert_eq!(read(&engine, "missing").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        read(&engine, "missing").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(gets(&source), 1);
     assert_eq!(engine.stats().negative_hits, 1);
     // Created in the meantime: visible once the negative entry expires.
@@ -261,7 +286,10 @@ async fn a_deleted_secret_is_not_found_after_its_ttl() {
     read(&engine, "db").await.unwrap();
     source.delete("db");
     advance(DEFAULT_TTL + Duration::from_secs(1)).await;
-    assert_eq!(read(&engine, "db").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        read(&engine, "db").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -274,7 +302,10 @@ async fn get_cached_answers_only_from_the_cache() {
     assert_eq!(hit.bytes(), b"v");
     assert_eq!(gets(&source), 1);
     advance(DEFAULT_TTL).await;
-    assert!(engine.get_cached(&sel("db:k")).is_none(), "expired: a fetch is needed");
+    assert!(
+        engine.get_cached(&sel("db:k")).is_none(),
+        "expired: a fetch is needed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -286,7 +317,10 @@ async fn refresh_fetches_even_when_fresh_and_joins_a_running_fetch() {
     source.set_latency(Duration::from_millis(100));
     let current = VersionRef::current();
     let both = join_all((0..10).map(|_| engine.secret_value("db", &current, true))).await;
-    assert!(both.iter().all(|s| s.as_ref().unwrap().value.payload.as_bytes() == b"v2"));
+    assert!(
+        both.iter()
+            .all(|s| s.as_ref().unwrap().value.payload.as_bytes() == b"v2")
+    );
     assert_eq!(gets(&source), 2);
     assert_eq!(read(&engine, "db").await.unwrap(), b"v2");
 }
@@ -311,7 +345,13 @@ async fn describe_and_list_are_cached_and_coalesced() {
     source.put("dev/c", "3");
     source.set_latency(Duration::from_millis(10));
     let lists = join_all((0..10).map(|_| engine.list(Some("prod/")))).await;
-    let names: Vec<_> = lists[0].as_ref().unwrap().value.iter().map(|l| l.name.clone()).collect();
+    let names: Vec<_> = lists[0]
+        .as_ref()
+        .unwrap()
+        .value
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
     assert_eq!(names, ["prod/a", "prod/b"]);
     assert_eq!(source.calls(Op::ListSecrets), 1);
     engine.describe("prod/a").await.unwrap();
@@ -325,5 +365,8 @@ async fn binary_values_are_served_raw() {
     let (source, engine) = engine();
     source.put_binary("bin", &[0, 159, 255]);
     assert_eq!(read(&engine, "bin").await.unwrap(), [0, 159, 255]);
-    assert_eq!(read(&engine, "bin:key").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        read(&engine, "bin:key").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }

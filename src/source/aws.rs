@@ -9,22 +9,24 @@ use std::error::Error as StdError;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::primitives::{Blob, DateTime};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-use aws_sdk_secretsmanager::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use zeroize::Zeroizing;
 
-use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue, BATCH_LIMIT};
-use crate::error::{classify_code, Error, ErrorKind, Result, Upstream};
+use super::{
+    BATCH_LIMIT, BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue,
+};
+use crate::error::{Error, ErrorKind, Result, Upstream, classify_code};
 use crate::selector::VersionRef;
 
 /// What `--region`, `--profile`, `--endpoint-url` and the timeout say; `None` defers to the
@@ -36,6 +38,8 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
     /// The deadline for one whole call, retries included.
     pub timeout: Option<Duration>,
+    /// Fixed credentials in place of the default chain, for embedding and tests.
+    pub credentials: Option<aws_credential_types::Credentials>,
 }
 
 /// Per attempt, a stuck connection should give way to a retry well before the call's deadline.
@@ -65,6 +69,9 @@ impl AwsSource {
         }
         if let Some(url) = &options.endpoint_url {
             loader = loader.endpoint_url(url);
+        }
+        if let Some(credentials) = &options.credentials {
+            loader = loader.credentials_provider(credentials.clone());
         }
         let shared = loader.load().await;
         if shared.region().is_none() {
@@ -148,7 +155,7 @@ fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-    let detail = DisplayErrorContext(&err).to_string();
+    let detail = chain(&err);
     match &err {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("UnknownError").to_owned();
@@ -163,17 +170,18 @@ where
                 },
             )
         }
-        SdkError::TimeoutError(_) => unavailable(what, "TimeoutError", "timed out", None),
+        _ if has_source::<CredentialsError>(&err) => {
+            Error::config(format!("{what}: no usable AWS credentials: {detail}"))
+        }
+        SdkError::TimeoutError(_) => unavailable(what, "TimeoutError", &detail, None),
         SdkError::DispatchFailure(failure) if failure.is_timeout() => {
             unavailable(what, "TimeoutError", &detail, None)
         }
-        SdkError::DispatchFailure(failure) if failure.is_io() => {
-            unavailable(what, "ConnectionError", &detail, None)
+        SdkError::DispatchFailure(failure) if failure.is_user() => {
+            Error::config(format!("{what}: {detail}"))
         }
-        _ if has_source::<CredentialsError>(&err) => Error::new(
-            ErrorKind::Config,
-            format!("{what}: no usable AWS credentials: {detail}"),
-        ),
+        // I/O errors, refused and dropped connections, TLS failures: below the service.
+        SdkError::DispatchFailure(_) => unavailable(what, "ConnectionError", &detail, None),
         SdkError::ResponseError(response) => unavailable(
             what,
             "ResponseError",
@@ -189,6 +197,21 @@ where
             },
         ),
     }
+}
+
+/// The messages of an error and its sources on one line, each said once: the SDK nests
+/// errors that repeat their source's text.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 fn unavailable(what: &str, code: &str, detail: &str, status: Option<u16>) -> Error {
@@ -274,7 +297,8 @@ impl SecretSource for AwsSource {
             let page = page.map_err(|e| classify("ListSecrets", e))?;
             for entry in page.secret_list.unwrap_or_default() {
                 let Some(name) = entry.name else { continue };
-                // The API's name filter is a case-insensitive prefix match; names are not.
+                // The filter is the API's; checking again keeps the prefix exact whatever an
+                // endpoint (moto, a proxy, an older API version) makes of it.
                 if prefix.is_some_and(|p| !name.starts_with(p)) {
                     continue;
                 }
@@ -335,7 +359,10 @@ impl SecretSource for AwsSource {
                     .iter()
                     .find(|e| e.secret_id.as_deref() == Some(id.as_str()))
                     .map(|e| {
-                        let code = e.error_code.clone().unwrap_or_else(|| "UnknownError".into());
+                        let code = e
+                            .error_code
+                            .clone()
+                            .unwrap_or_else(|| "UnknownError".into());
                         Error::upstream(
                             classify_code(&code),
                             format!(

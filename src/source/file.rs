@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue};
 use crate::error::{Error, Result};
-use crate::selector::{self, VersionRef, AWSCURRENT};
+use crate::selector::{self, AWSCURRENT, VersionRef};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
@@ -234,11 +234,17 @@ fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Resu
                     .map_err(|_| format!("{at}: SecretBinary is not valid base64"))?;
                 Payload::Binary(Zeroizing::new(bytes))
             }
-            _ => return Err(format!("{at}: needs exactly one of SecretString and SecretBinary")),
+            _ => {
+                return Err(format!(
+                    "{at}: needs exactly one of SecretString and SecretBinary"
+                ));
+            }
         };
         let created = match v.created_date {
             None => file_mtime,
-            Some(Timestamp::Epoch(secs)) => SystemTime::try_from(DateTime::from_secs_f64(secs)).ok(),
+            Some(Timestamp::Epoch(secs)) => {
+                SystemTime::try_from(DateTime::from_secs_f64(secs)).ok()
+            }
             Some(Timestamp::Rfc3339(text)) => Some(
                 DateTime::from_str(&text, DateTimeFormat::DateTimeWithOffset)
                     .ok()
@@ -336,23 +342,42 @@ mod tests {
     async fn reads_stages_versions_and_binary() {
         let dir = tempfile::tempdir().unwrap();
         let src = FileSource::open(write(&dir, DOC)).unwrap();
-        let cur = src.get_secret_value("prod/db", &VersionRef::current()).await.unwrap();
+        let cur = src
+            .get_secret_value("prod/db", &VersionRef::current())
+            .await
+            .unwrap();
         assert_eq!(cur.payload.as_bytes(), br#"{"user":"admin"}"#);
         assert_eq!(
             cur.created,
             Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1767323045))
         );
-        let old = src.get_secret_value("prod/db", &stage("blue")).await.unwrap();
+        let old = src
+            .get_secret_value("prod/db", &stage("blue"))
+            .await
+            .unwrap();
         assert_eq!(old.payload.as_bytes(), b"old");
         assert_eq!(old.version_id, "22222222-2222-2222-2222-222222222222");
         let by_id = VersionRef {
             stage: None,
             version_id: Some("22222222-2222-2222-2222-222222222222".into()),
         };
-        assert_eq!(src.get_secret_value("prod/db", &by_id).await.unwrap().payload.as_bytes(), b"old");
-        let bin = src.get_secret_value("bin", &VersionRef::current()).await.unwrap();
+        assert_eq!(
+            src.get_secret_value("prod/db", &by_id)
+                .await
+                .unwrap()
+                .payload
+                .as_bytes(),
+            b"old"
+        );
+        let bin = src
+            .get_secret_value("bin", &VersionRef::current())
+            .await
+            .unwrap();
         assert_eq!(bin.payload.as_bytes(), &[0, 1, 2, 255]);
-        let by_arn = src.get_secret_value(&cur.arn, &VersionRef::current()).await.unwrap();
+        let by_arn = src
+            .get_secret_value(&cur.arn, &VersionRef::current())
+            .await
+            .unwrap();
         assert_eq!(by_arn.name, "prod/db");
     }
 
@@ -360,15 +385,24 @@ mod tests {
     async fn missing_things_are_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let src = FileSource::open(write(&dir, DOC)).unwrap();
-        let e = src.get_secret_value("nope", &VersionRef::current()).await.unwrap_err();
+        let e = src
+            .get_secret_value("nope", &VersionRef::current())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
-        let e = src.get_secret_value("prod/db", &stage("AWSPENDING")).await.unwrap_err();
+        let e = src
+            .get_secret_value("prod/db", &stage("AWSPENDING"))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         let mismatch = VersionRef {
             stage: Some("AWSCURRENT".into()),
             version_id: Some("22222222-2222-2222-2222-222222222222".into()),
         };
-        let e = src.get_secret_value("prod/db", &mismatch).await.unwrap_err();
+        let e = src
+            .get_secret_value("prod/db", &mismatch)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
     }
 
@@ -377,9 +411,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = FileSource::open(write(&dir, DOC)).unwrap();
         let d = src.describe_secret("prod/db").await.unwrap();
-        assert_eq!(d.stages().get("blue"), Some(&"22222222-2222-2222-2222-222222222222"));
+        assert_eq!(
+            d.stages().get("blue"),
+            Some(&"22222222-2222-2222-2222-222222222222")
+        );
         let all = src.list_secrets(None).await.unwrap();
-        assert_eq!(all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["bin", "prod/db"]);
+        assert_eq!(
+            all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["bin", "prod/db"]
+        );
         let prod = src.list_secrets(Some("prod/")).await.unwrap();
         assert_eq!(prod.len(), 1);
         let batch = src
@@ -397,10 +437,16 @@ mod tests {
         let src = FileSource::open(&path).unwrap();
         let changed = DOC.replace("\"old\"", "\"older value\"");
         write(&dir, &changed);
-        let v = src.get_secret_value("prod/db", &stage("AWSPREVIOUS")).await.unwrap();
+        let v = src
+            .get_secret_value("prod/db", &stage("AWSPREVIOUS"))
+            .await
+            .unwrap();
         assert_eq!(v.payload.as_bytes(), b"older value");
         write(&dir, "{ not json");
-        let v = src.get_secret_value("prod/db", &stage("AWSPREVIOUS")).await.unwrap();
+        let v = src
+            .get_secret_value("prod/db", &stage("AWSPREVIOUS"))
+            .await
+            .unwrap();
         assert_eq!(v.payload.as_bytes(), b"older value");
     }
 
@@ -409,7 +455,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
             ("{", "EOF"),
-            (r#"{"Secrets": [{"Name": "a b", "Versions": []}]}"#, "not allowed"),
+            (
+                r#"{"Secrets": [{"Name": "a b", "Versions": []}]}"#,
+                "not allowed",
+            ),
             (r#"{"Secrets": [], "Extra": 1}"#, "unknown field"),
             (
                 r#"{"Secrets": [{"Name": "a", "Versions": [{"VersionId": "v", "SecretString": "x", "SecretBinary": "eA=="}]}]}"#,
@@ -431,7 +480,9 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Config);
             assert!(e.message().contains(needle), "{needle}: {e}");
         }
-        let e = FileSource::open(dir.path().join("missing.json")).err().unwrap();
+        let e = FileSource::open(dir.path().join("missing.json"))
+            .err()
+            .unwrap();
         assert_eq!(e.kind(), ErrorKind::Config);
     }
 
@@ -442,12 +493,23 @@ mod tests {
         let secrets = src.secrets();
         let kinds = |f: &dyn Fn(&Secret) -> bool| secrets.values().any(f);
         assert!(kinds(&|s| s.name.contains('/')), "a name with slashes");
-        assert!(kinds(&|s| matches!(s.versions[0].payload, Payload::Binary(_))), "a binary one");
-        assert!(kinds(&|s| s.versions.iter().any(|v| {
-            matches!(&v.payload, Payload::String(t) if !t.starts_with('{'))
-        })), "a plain string");
-        assert!(kinds(&|s| s.versions.iter().any(|v| {
-            v.stages.iter().any(|t| t == "AWSPREVIOUS") && v.stages.len() > 1
-        })), "AWSPREVIOUS and a custom label");
+        assert!(
+            kinds(&|s| matches!(s.versions[0].payload, Payload::Binary(_))),
+            "a binary one"
+        );
+        assert!(
+            kinds(&|s| s
+                .versions
+                .iter()
+                .any(|v| { matches!(&v.payload, Payload::String(t) if !t.starts_with('{')) })),
+            "a plain string"
+        );
+        assert!(
+            kinds(&|s| s
+                .versions
+                .iter()
+                .any(|v| { v.stages.iter().any(|t| t == "AWSPREVIOUS") && v.stages.len() > 1 })),
+            "AWSPREVIOUS and a custom label"
+        );
     }
 }

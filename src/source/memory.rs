@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue};
 use crate::cache::Op;
 use crate::error::{Error, Result};
-use crate::selector::{VersionRef, AWSCURRENT};
+use crate::selector::{AWSCURRENT, VersionRef};
 
 struct Version {
     id: String,
@@ -137,7 +137,9 @@ impl MemorySource {
         let payload = if v.binary {
             Payload::Binary(Zeroizing::new(v.bytes.clone()))
         } else {
-            Payload::String(Zeroizing::new(String::from_utf8_lossy(&v.bytes).into_owned()))
+            Payload::String(Zeroizing::new(
+                String::from_utf8_lossy(&v.bytes).into_owned(),
+            ))
         };
         Ok(SecretValue {
             arn: format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{id}"),
@@ -166,7 +168,10 @@ impl SecretSource for MemorySource {
         Ok(SecretDescription {
             arn: format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{secret_id}"),
             name: secret_id.to_owned(),
-            versions: versions.iter().map(|v| (v.id.clone(), v.stages.clone())).collect(),
+            versions: versions
+                .iter()
+                .map(|v| (v.id.clone(), v.stages.clone()))
+                .collect(),
             created: versions.first().map(|v| v.created),
             last_changed: versions.last().map(|v| v.created),
         })

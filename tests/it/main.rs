@@ -2,5 +2,7 @@
 
 mod support;
 
+mod aws_source;
+mod cli;
 mod fake_selftest;
 mod moto_tier;

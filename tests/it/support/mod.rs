@@ -1,4 +1,5 @@
 //! Test harness shared by the integration tests.
 
+pub mod cli;
 pub mod fake_sm;
 pub mod moto;

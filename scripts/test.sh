@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The project's single test command (README and CI call exactly this).
+# Needs only the Rust toolchain and python3: moto, the AWS Secrets Manager
+# emulator the integration tests run against, is installed into a venv under
+# target/ on first use. Extra arguments go to `cargo test`, e.g.
+#   scripts/test.sh --test it moto
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+moto_version="5.2.5"
+venv="$repo_root/target/moto-venv"
+
+say() { printf 'test.sh: %s\n' "$*"; }
+
+# Checks the installed distributions rather than trusting a marker file, so a
+# half-finished install (interrupted pip) is repaired on the next run.
+moto_installed() {
+    [[ -x "$venv/bin/python" && -x "$venv/bin/moto_server" ]] || return 1
+    "$venv/bin/python" - "$moto_version" <<'EOF' 2>/dev/null
+import importlib.metadata as md
+import sys
+
+if md.version("moto") != sys.argv[1]:
+    sys.exit(1)
+# The [server] extra: without these moto_server exits at startup.
+for dist in ("flask", "flask-cors"):
+    md.version(dist)
+EOF
+}
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    say "creating venv $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+fi
+
+if moto_installed; then
+    say "moto $moto_version already installed"
+else
+    say "installing moto[server]==$moto_version into $venv"
+    start=$SECONDS
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "moto[server]==$moto_version"
+    moto_installed || { say "moto install did not take effect" >&2; exit 1; }
+    say "moto installed in $((SECONDS - start))s"
+fi
+
+export SECRETSFS_MOTO_SERVER="$venv/bin/moto_server"
+
+run_cargo_test() {
+    say "cargo test $*"
+    cargo test "$@"
+}
+
+# Arguments that pick targets themselves (e.g. `--test it`) cannot be combined
+# with --doc, so then the caller's selection is run alone.
+selects_targets=false
+for arg in "$@"; do
+    case "$arg" in
+        --) break ;;
+        --lib | --bin | --bin=* | --bins | --test | --test=* | --tests | \
+            --bench | --bench=* | --benches | --example | --example=* | \
+            --examples | --all-targets | --doc)
+            selects_targets=true ;;
+    esac
+done
+
+if $selects_targets; then
+    run_cargo_test "$@"
+else
+    # --all-targets leaves out doctests, hence the second run.
+    run_cargo_test --all-targets "$@"
+    run_cargo_test --doc "$@"
+fi
+say "all tests passed"
