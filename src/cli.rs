@@ -39,6 +39,37 @@ pub struct Cli {
 pub enum Command {
     /// Print the exact bytes of one secret value to stdout (no newline added).
     Get(GetArgs),
+    /// Mount secrets as read-only files at MOUNTPOINT (in the background unless -f).
+    Mount(MountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An existing, empty directory. A dead mount left there by a killed daemon is detached.
+    pub mountpoint: std::path::PathBuf,
+
+    /// Stay in the foreground and log to stderr (for systemd and containers).
+    #[arg(short, long)]
+    pub foreground: bool,
+
+    /// `flat`: secrets are files at their names (`prod/db`), selectors are file names
+    /// (`prod/db:password`). `stages`: each secret is a directory of its stage labels
+    /// (`prod/db/AWSCURRENT`).
+    #[arg(long, value_enum, default_value = "flat")]
+    pub layout: crate::fuse::namespace::Layout,
+
+    /// Show only secrets whose names start with this prefix, named relative to it.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+
+    /// Serve every open and read from secretsfs (no plaintext in the page cache; each open
+    /// handle reads one version to its close; the policy is checked and audited per open).
+    #[arg(long)]
+    pub no_kernel_cache: bool,
+
+    /// Write logs here instead of syslog (in the background) or stderr (in the foreground).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

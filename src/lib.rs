@@ -25,3 +25,5 @@ pub mod source;
 pub use engine::{Engine, Resolved};
 pub use error::{Error, ErrorKind, Result};
 pub use selector::Selector;
+pub mod daemon;
+pub mod fuse;

@@ -289,6 +289,13 @@ fn resolve(
     }
 }
 
+/// Whether deciding for this caller needs its supplementary groups: only when neither root,
+/// the owner nor the primary group settles it. Reading them costs a /proc read, so callers
+/// ask first.
+pub fn needs_groups(uid: u32, gid: u32, attrs: &Attrs) -> bool {
+    uid != 0 && uid != attrs.uid && gid != attrs.gid
+}
+
 /// The kernel's decision (generic_permission without ACLs): root may read and search
 /// anything; otherwise the first matching class of owner, group, other decides.
 pub fn permits(caller: &Caller, attrs: &Attrs, want: u32) -> bool {

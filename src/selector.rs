@@ -78,6 +78,23 @@ impl Selector {
         }
     }
 
+    /// The whole value of one stage of a secret (the stages layout's `NAME/STAGE` files).
+    pub fn of_stage(secret_id: &str, stage: &str) -> Result<Self> {
+        validate_stage(stage)
+            .and_then(|()| {
+                (!stage.is_empty())
+                    .then_some(())
+                    .ok_or("the stage is empty".into())
+            })
+            .map_err(|why| Error::invalid_selector(format!("invalid stage {stage:?}: {why}")))?;
+        Ok(Selector {
+            secret_id: secret_id.to_owned(),
+            json_key: None,
+            version_stage: Some(stage.to_owned()),
+            version_id: None,
+        })
+    }
+
     pub fn parse(input: &str) -> Result<Self> {
         parse(input)
             .map_err(|why| Error::invalid_selector(format!("invalid selector {input:?}: {why}")))

@@ -223,6 +223,16 @@ where
         self.inner.bytes.load(Relaxed)
     }
 
+    /// True when a read of `key` would start a fetch: nothing servable is cached and no fetch
+    /// is under way. Counts nothing and leaves recency alone.
+    pub fn needs_fetch(&self, key: &K) -> bool {
+        let Some(slot) = self.inner.slots.get(key).map(|s| s.value().clone()) else {
+            return true;
+        };
+        let state = slot.state.lock();
+        state.flight.is_none() && state.answer(Instant::now(), &self.inner.timing).is_none()
+    }
+
     pub fn contains(&self, key: &K) -> bool {
         self.inner.slots.contains_key(key)
     }

@@ -14,10 +14,12 @@ use zeroize::Zeroizing;
 
 use crate::cache::flight::FlightCache;
 use crate::cache::{CacheConfig, Op, Served, Stats, StatsSnapshot, Weigh};
-use crate::error::Result;
+use std::collections::HashMap;
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::extract;
 use crate::selector::{Selector, VersionRef};
-use crate::source::{DynSource, SecretDescription, SecretListing, SecretValue};
+use crate::source::{BATCH_LIMIT, DynSource, SecretDescription, SecretListing, SecretValue};
 
 type ValueKey = (String, VersionRef);
 
@@ -184,6 +186,76 @@ impl Engine {
             .await
     }
 }
+
+impl Engine {
+    /// Brings the AWSCURRENT values of `names` into the cache with BatchGetSecretValue, 20 ids
+    /// a call, for listings that need every size (`ls -l`). Names already cached or being
+    /// fetched are skipped; each name's fetch is a regular single-flight entry, so a reader
+    /// arriving meanwhile waits on the batch instead of calling again. Where the batch call
+    /// itself is refused (policies often grant GetSecretValue but not BatchGetSecretValue),
+    /// each name falls back to its own GetSecretValue.
+    pub async fn prefetch_current(&self, names: &[String]) {
+        let current = VersionRef::current();
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|n| self.values.needs_fetch(&((*n).clone(), current.clone())))
+            .cloned()
+            .collect();
+        let mut fetches = Vec::new();
+        for chunk in missing.chunks(BATCH_LIMIT) {
+            let batch = self.batch_call(chunk.to_vec());
+            for name in chunk {
+                let key = (name.clone(), current.clone());
+                let (batch, source, stats) =
+                    (batch.clone(), self.source.clone(), self.stats.clone());
+                let name = name.clone();
+                fetches.push(async move {
+                    let _ = self
+                        .values
+                        .get(&key, false, move || {
+                            async move {
+                                match batch.await {
+                                    Ok(items) => items.lock().remove(&name).unwrap_or_else(|| {
+                                        Err(Error::not_found(format!("secret {name} not found")))
+                                    }),
+                                    Err(e) if e.kind() == ErrorKind::AccessDenied => {
+                                        stats.upstream_call(Op::GetSecretValue);
+                                        source.get_secret_value(&name, &VersionRef::current()).await
+                                    }
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            .boxed()
+                        })
+                        .await;
+                });
+            }
+        }
+        futures::future::join_all(fetches).await;
+    }
+
+    /// One BatchGetSecretValue, shared by the fetches of the names it covers.
+    fn batch_call(&self, ids: Vec<String>) -> BatchResult {
+        let (source, stats) = (self.source.clone(), self.stats.clone());
+        async move {
+            stats.upstream_call(Op::BatchGetSecretValue);
+            let items = source.batch_get_secret_value(&ids).await?;
+            Ok(Arc::new(parking_lot::Mutex::new(
+                items.into_iter().collect(),
+            )))
+        }
+        .boxed()
+        .shared()
+    }
+}
+
+/// The answers of one batch call, each taken by the fetch of its own name.
+type BatchResult = futures::future::Shared<
+    futures::future::BoxFuture<
+        'static,
+        Result<Arc<parking_lot::Mutex<HashMap<String, Result<SecretValue>>>>>,
+    >,
+>;
 
 fn resolve(selector: &Selector, served: Served<SecretValue>) -> Result<Resolved> {
     let extracted = selector

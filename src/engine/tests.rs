@@ -370,3 +370,58 @@ async fn binary_values_are_served_raw() {
         ErrorKind::NotFound
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn prefetch_fetches_uncached_names_in_batches_of_twenty() {
+    let (source, engine) = engine();
+    let names: Vec<String> = (0..45).map(|i| format!("s{i:02}")).collect();
+    for name in &names {
+        source.put(name, name);
+    }
+    read(&engine, "s00").await.unwrap();
+    engine.prefetch_current(&names).await;
+    // 44 uncached names: 20 + 20 + 4.
+    assert_eq!(source.calls(Op::BatchGetSecretValue), 3);
+    assert_eq!(gets(&source), 1);
+    for name in &names {
+        assert_eq!(read(&engine, name).await.unwrap(), name.as_bytes());
+    }
+    assert_eq!(gets(&source), 1, "every value came from the batches");
+    engine.prefetch_current(&names).await;
+    assert_eq!(
+        source.calls(Op::BatchGetSecretValue),
+        3,
+        "nothing left to fetch"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn prefetch_reports_missing_names_as_not_found_and_falls_back_when_batch_is_denied() {
+    let (source, engine) = engine();
+    source.put("a", "1");
+    source.put("b", "2");
+    engine.prefetch_current(&["a".into(), "gone".into()]).await;
+    assert_eq!(
+        read(&engine, "gone").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        gets(&source),
+        0,
+        "the not-found came from the batch and is cached"
+    );
+
+    let denied = Error::upstream(
+        ErrorKind::AccessDenied,
+        "BatchGetSecretValue: AccessDeniedException",
+        Upstream {
+            code: "AccessDeniedException".into(),
+            status: Some(400),
+        },
+    );
+    source.fail_next(denied, 1);
+    engine.prefetch_current(&["b".into()]).await;
+    assert_eq!(gets(&source), 1, "fell back to GetSecretValue");
+    assert_eq!(read(&engine, "b").await.unwrap(), b"2");
+    assert_eq!(gets(&source), 1);
+}

@@ -48,6 +48,7 @@ const ATTEMPT_TIMEOUT_SHARE: u32 = 3;
 
 pub struct AwsSource {
     client: Client,
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl AwsSource {
@@ -84,7 +85,22 @@ impl AwsSource {
             .build();
         Ok(AwsSource {
             client: Client::from_conf(config),
+            credentials: shared.credentials_provider(),
         })
+    }
+
+    /// Resolves credentials now, so that a daemon without any fails at start-up with a clear
+    /// cause instead of on every read.
+    pub async fn check_credentials(&self) -> Result<()> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let Some(provider) = &self.credentials else {
+            return Err(Error::config("no AWS credentials provider is configured"));
+        };
+        provider
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::config(format!("no usable AWS credentials: {}", chain(&e))))
     }
 }
 

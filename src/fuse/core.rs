@@ -1,0 +1,436 @@
+//! The file system's semantics, as async operations that know nothing of FUSE: what a lookup
+//! finds, what a file presents, who may see it. The adapter only translates requests into
+//! these calls and their results into replies, so all of this is testable without a mount.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::caller;
+use super::inodes::{Inodes, NodeKind, ROOT};
+use super::namespace::{EntryKind, Layout, Namespace, Tree, join, valid_component};
+use crate::engine::{Engine, Resolved};
+use crate::error::{Error, ErrorKind};
+use crate::policy::{self, Attrs, Caller, Policy};
+use crate::selector::Selector;
+use crate::source::SecretListing;
+
+/// The inode number readdir gives entries the kernel holds no inode for (libfuse's value).
+pub const UNKNOWN_INO: u64 = 0xffff_ffff;
+/// A lookup in a directory listed this recently is taken for `ls -l` or `find`: the values of
+/// the whole directory are fetched in batches instead of one call per file.
+const LISTING_HINT: Duration = Duration::from_secs(10);
+/// Directory attributes are re-asked this often when no listing says better.
+const DIR_TTL: Duration = Duration::from_secs(1);
+
+/// Who sent a request, as the kernel says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Who {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// What a file or directory presents, and for how long the kernel may keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub name: String,
+    pub kind: Kind,
+}
+
+pub type FsResult<T> = Result<T, Errno>;
+
+type BuiltTree = (Arc<Vec<SecretListing>>, Arc<Tree>);
+
+fn errno(err: &Error) -> Errno {
+    Errno::from_raw(err.errno())
+}
+
+pub struct Core {
+    engine: Arc<Engine>,
+    policy: Arc<Policy>,
+    namespace: Namespace,
+    kernel_cache: bool,
+    inodes: Inodes,
+    mounted_at: SystemTime,
+    /// The tree built from the listing it came from, rebuilt when the listing changes.
+    tree: Mutex<Option<BuiltTree>>,
+    listing_refused: AtomicBool,
+    listed: Mutex<HashMap<String, Instant>>,
+    handles: Mutex<HashMap<u64, Arc<Resolved>>>,
+    next_handle: AtomicU64,
+}
+
+impl Core {
+    pub fn new(
+        engine: Arc<Engine>,
+        policy: Arc<Policy>,
+        namespace: Namespace,
+        kernel_cache: bool,
+    ) -> Self {
+        Core {
+            engine,
+            policy,
+            namespace,
+            kernel_cache,
+            inodes: Inodes::new(),
+            mounted_at: SystemTime::now(),
+            tree: Mutex::new(None),
+            listing_refused: AtomicBool::new(false),
+            listed: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn kernel_cache(&self) -> bool {
+        self.kernel_cache
+    }
+
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// Checks the policy for reading the secret `name`, before anything goes upstream.
+    fn may_read(&self, who: Who, name: &str) -> FsResult<()> {
+        let attrs = self.policy.file_attrs(name);
+        if self.permits(who, &attrs) {
+            Ok(())
+        } else {
+            tracing::warn!(target: "secretsfs::audit", uid = who.uid, pid = who.pid, secret = name,
+                "access denied by policy");
+            Err(Errno::EACCES)
+        }
+    }
+
+    fn permits(&self, who: Who, attrs: &Attrs) -> bool {
+        let caller = if policy::needs_groups(who.uid, who.gid, attrs) {
+            caller::caller(who.uid, who.gid, who.pid)
+        } else {
+            Caller {
+                uid: who.uid,
+                gid: who.gid,
+                groups: Vec::new(),
+            }
+        };
+        policy::permits(&caller, attrs, policy::READ)
+    }
+
+    /// The directory tree of the current listing; `None` when there is none to be had (e.g.
+    /// ListSecrets is denied), in which case names are looked up one by one.
+    async fn tree(&self) -> Option<(Arc<Tree>, Instant)> {
+        let listing = match self
+            .engine
+            .list(Some(self.namespace.prefix()).filter(|p| !p.is_empty()))
+            .await
+        {
+            Ok(served) => served,
+            Err(err) => {
+                if err.kind() == ErrorKind::AccessDenied {
+                    if !self.listing_refused.swap(true, Relaxed) {
+                        tracing::warn!(error = %err,
+                            "ListSecrets is denied: directories list nothing, but secrets can still be read by name");
+                    }
+                } else {
+                    tracing::warn!(error = %err, "ListSecrets failed");
+                }
+                return None;
+            }
+        };
+        let mut cached = self.tree.lock();
+        if let Some((source, tree)) = cached.as_ref()
+            && Arc::ptr_eq(source, &listing.value)
+        {
+            return Some((tree.clone(), listing.fresh_until));
+        }
+        let tree = Arc::new(Tree::build(&self.namespace, &listing.value));
+        *cached = Some((listing.value.clone(), tree.clone()));
+        Some((tree, listing.fresh_until))
+    }
+
+    pub async fn lookup(&self, who: Who, parent: u64, name: &str) -> FsResult<Attr> {
+        let node = self.inodes.get(parent).ok_or(Errno::ENOENT)?;
+        if !valid_component(name) {
+            return Err(Errno::ENOENT);
+        }
+        let path = join(&node.path, name);
+        match node.kind {
+            NodeKind::File(_) => Err(Errno::ENOTDIR),
+            NodeKind::SecretDir(secret) => {
+                let selector = Selector::of_stage(&secret, name).map_err(|_| Errno::ENOENT)?;
+                self.lookup_file(who, &path, selector, None).await
+            }
+            NodeKind::Dir => {
+                if let Some(parsed) = self.namespace.selector_in(&node.path, name) {
+                    let selector = parsed.map_err(|_| Errno::ENOENT)?;
+                    return self.lookup_file(who, &path, selector, None).await;
+                }
+                let secret = self.namespace.secret_name(&path);
+                let tree = self.tree().await;
+                match tree.as_ref().and_then(|(t, _)| t.entry(&path)) {
+                    Some(EntryKind::Dir) => {
+                        let ino = self.inodes.intern(&path, NodeKind::Dir);
+                        Ok(self.dir_attr(ino, &path, tree.map(|(_, until)| until)))
+                    }
+                    // Known as a secret, or unknown to the listing (too new for it, or listing
+                    // is denied): ask for it by name.
+                    _ => match self.namespace.layout() {
+                        Layout::Flat => {
+                            let hint = tree.map(|(t, _)| (t, node.path.to_string()));
+                            self.lookup_file(who, &path, Selector::whole(secret), hint)
+                                .await
+                        }
+                        Layout::Stages => self.lookup_secret_dir(who, &path, secret).await,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn lookup_file(
+        &self,
+        who: Who,
+        path: &str,
+        selector: Selector,
+        listing: Option<(Arc<Tree>, String)>,
+    ) -> FsResult<Attr> {
+        self.may_read(who, &selector.secret_id)?;
+        let resolved = match listing.filter(|(_, dir)| self.listed_recently(dir)) {
+            Some((tree, dir)) => {
+                let siblings: Vec<String> = tree
+                    .secrets_in(&dir)
+                    .iter()
+                    .map(|p| self.namespace.secret_name(p))
+                    .filter(|name| self.permits(who, &self.policy.file_attrs(name)))
+                    .collect();
+                let (_, resolved) = tokio::join!(
+                    self.engine.prefetch_current(&siblings),
+                    self.engine.get(&selector)
+                );
+                resolved
+            }
+            None => self.engine.get(&selector).await,
+        }
+        .map_err(|e| errno(&e))?;
+        let ino = self
+            .inodes
+            .intern(path, NodeKind::File(Arc::new(selector.clone())));
+        Ok(self.file_attr(ino, &selector.secret_id, &resolved))
+    }
+
+    async fn lookup_secret_dir(&self, who: Who, path: &str, secret: String) -> FsResult<Attr> {
+        self.may_read(who, &secret)?;
+        self.engine.describe(&secret).await.map_err(|e| errno(&e))?;
+        let ino = self
+            .inodes
+            .intern(path, NodeKind::SecretDir(Arc::from(secret.as_str())));
+        Ok(self.secret_dir_attr(ino, &secret))
+    }
+
+    fn listed_recently(&self, dir: &str) -> bool {
+        self.listed
+            .lock()
+            .get(dir)
+            .is_some_and(|at| at.elapsed() < LISTING_HINT)
+    }
+
+    pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
+        match node.kind {
+            NodeKind::Dir => Ok(self.dir_attr(ino, &node.path, None)),
+            NodeKind::SecretDir(secret) => Ok(self.secret_dir_attr(ino, &secret)),
+            NodeKind::File(selector) => {
+                let resolved = self.engine.get(&selector).await.map_err(|e| errno(&e))?;
+                Ok(self.file_attr(ino, &selector.secret_id, &resolved))
+            }
+        }
+    }
+
+    fn file_attr(&self, ino: u64, secret: &str, resolved: &Resolved) -> Attr {
+        let attrs = self.policy.file_attrs(secret);
+        let mtime = resolved.secret.created.unwrap_or(self.mounted_at);
+        Attr {
+            ino,
+            kind: Kind::File,
+            size: resolved.bytes().len() as u64,
+            mtime,
+            ctime: self.inodes.first_seen(ino, &resolved.secret.version_id),
+            uid: attrs.uid,
+            gid: attrs.gid,
+            mode: attrs.mode.0,
+            ttl: resolved
+                .fresh_until
+                .saturating_duration_since(Instant::now()),
+        }
+    }
+
+    fn dir_attr(&self, ino: u64, path: &str, fresh_until: Option<Instant>) -> Attr {
+        let name = self.namespace.secret_name(path);
+        let attrs = self.policy.dir_attrs(name.trim_end_matches('/'));
+        Attr {
+            ino,
+            kind: Kind::Dir,
+            size: 0,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            uid: attrs.uid,
+            gid: attrs.gid,
+            mode: attrs.mode.0,
+            ttl: fresh_until
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(DIR_TTL),
+        }
+    }
+
+    fn secret_dir_attr(&self, ino: u64, secret: &str) -> Attr {
+        let owner = self.policy.file_attrs(secret);
+        Attr {
+            uid: owner.uid,
+            gid: owner.gid,
+            mode: self.policy.dir_attrs(secret).mode.0,
+            ..self.dir_attr(ino, "", None)
+        }
+    }
+
+    /// The entries of a directory, `.` and `..` first, hiding secrets the caller may not read.
+    pub async fn readdir(&self, who: Who, ino: u64) -> FsResult<Vec<DirEntry>> {
+        let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
+        let mut entries = vec![
+            DirEntry {
+                ino,
+                name: ".".into(),
+                kind: Kind::Dir,
+            },
+            DirEntry {
+                ino: if ino == ROOT { ROOT } else { UNKNOWN_INO },
+                name: "..".into(),
+                kind: Kind::Dir,
+            },
+        ];
+        match node.kind {
+            NodeKind::File(_) => return Err(Errno::ENOTDIR),
+            NodeKind::SecretDir(secret) => {
+                let described = self.engine.describe(&secret).await.map_err(|e| errno(&e))?;
+                for stage in described.value.stages().into_keys() {
+                    if valid_component(stage) {
+                        let path = join(&node.path, stage);
+                        entries.push(self.entry(&path, stage, Kind::File));
+                    }
+                }
+            }
+            NodeKind::Dir => {
+                self.listed
+                    .lock()
+                    .insert(node.path.to_string(), Instant::now());
+                let Some((tree, _)) = self.tree().await else {
+                    return Ok(entries);
+                };
+                for (name, kind) in tree.children(&node.path) {
+                    let path = join(&node.path, &name);
+                    let kind = match kind {
+                        EntryKind::Dir => Kind::Dir,
+                        EntryKind::Secret => {
+                            let secret = self.namespace.secret_name(&path);
+                            if !self.permits(who, &self.policy.file_attrs(&secret)) {
+                                continue;
+                            }
+                            match self.namespace.layout() {
+                                Layout::Flat => Kind::File,
+                                Layout::Stages => Kind::Dir,
+                            }
+                        }
+                    };
+                    entries.push(self.entry(&path, &name, kind));
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    fn entry(&self, path: &str, name: &str, kind: Kind) -> DirEntry {
+        DirEntry {
+            ino: self.inodes.peek(path).unwrap_or(UNKNOWN_INO),
+            name: name.to_owned(),
+            kind,
+        }
+    }
+
+    /// Opens a snapshot of the file (only under `--no-kernel-cache`): the handle reads one
+    /// version to its close, whatever rotations happen meanwhile. Checked and audited per open.
+    pub async fn open(&self, who: Who, ino: u64) -> FsResult<u64> {
+        let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
+        let NodeKind::File(selector) = node.kind else {
+            return Err(Errno::EISDIR);
+        };
+        self.may_read(who, &selector.secret_id)?;
+        let resolved = self.engine.get(&selector).await.map_err(|e| errno(&e))?;
+        tracing::info!(target: "secretsfs::audit", uid = who.uid, pid = who.pid,
+            selector = %selector, version = %resolved.secret.version_id, stale = resolved.stale,
+            "open allowed");
+        let fh = self.next_handle.fetch_add(1, Relaxed);
+        self.handles.lock().insert(fh, Arc::new(resolved));
+        Ok(fh)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    /// The bytes at `offset`, from the open handle's snapshot or the current value.
+    pub async fn read(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<(Arc<Resolved>, std::ops::Range<usize>)> {
+        let snapshot = self.handles.lock().get(&fh).cloned();
+        let resolved = match snapshot {
+            Some(snapshot) => snapshot,
+            None => {
+                let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
+                let NodeKind::File(selector) = node.kind else {
+                    return Err(Errno::EISDIR);
+                };
+                Arc::new(self.engine.get(&selector).await.map_err(|e| errno(&e))?)
+            }
+        };
+        let len = resolved.bytes().len();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
+        let end = start.saturating_add(size as usize).min(len);
+        Ok((resolved, start..end))
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+}

@@ -1,0 +1,198 @@
+//! Mounting: recovering a mountpoint left behind by a killed daemon, the session's options,
+//! waiting until the mount answers, and unmounting.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{BackgroundSession, Config, MountOption, SessionACL};
+use nix::errno::Errno;
+use nix::mount::{MntFlags, umount2};
+
+use super::adapter::FuseFs;
+use super::core::Core;
+use crate::error::{Error, Result};
+
+/// The name the mount shows in /proc/mounts and `df`.
+pub const FS_NAME: &str = "secretsfs";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How soon an unmount by someone else (`umount`) ends the daemon.
+const UNMOUNT_POLL: Duration = Duration::from_millis(500);
+
+/// Checks and canonicalizes the mountpoint, detaching a dead mount left there by a killed
+/// daemon. A dead FUSE mount can still answer `stat` from the kernel's attribute cache, so
+/// liveness is probed with `statfs`, which always reaches the daemon.
+pub fn prepare_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
+    let bad = |why: String| Error::config(format!("mountpoint {}: {why}", mountpoint.display()));
+    let dead = match nix::sys::statfs::statfs(mountpoint) {
+        Err(Errno::ENOTCONN) => true,
+        Ok(_) if is_secretsfs_mount(mountpoint) => {
+            return Err(bad("already a secretsfs mount".into()));
+        }
+        _ => false,
+    };
+    if dead {
+        tracing::warn!(mountpoint = %mountpoint.display(),
+            "detaching a dead mount left behind (Transport endpoint is not connected)");
+        umount2(mountpoint, MntFlags::MNT_DETACH)
+            .map_err(|e| bad(format!("cannot detach the dead mount there: {e}")))?;
+    }
+    match std::fs::metadata(mountpoint) {
+        Err(e) => return Err(bad(e.to_string())),
+        Ok(meta) if !meta.is_dir() => return Err(bad("not a directory".into())),
+        Ok(_) => {}
+    }
+    let path = mountpoint.canonicalize().map_err(|e| bad(e.to_string()))?;
+    if is_secretsfs_mount(&path) {
+        return Err(bad("already a secretsfs mount".into()));
+    }
+    Ok(path)
+}
+
+fn is_secretsfs_mount(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
+    mounts.lines().any(|line| {
+        let mut fields = line.split(' ');
+        let (source, target, fstype) = (fields.next(), fields.next(), fields.next());
+        source == Some(FS_NAME)
+            && fstype.is_some_and(|t| t.starts_with("fuse"))
+            && target.map(unescape_mount_path).as_deref()
+                == Some(path.as_os_str().to_str().unwrap_or(""))
+    })
+}
+
+/// /proc/mounts writes space, tab, newline and backslash as octal escapes.
+fn unescape_mount_path(field: &str) -> String {
+    let mut out = Vec::with_capacity(field.len());
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let code = u8::from_str_radix(&field[i + 1..i + 4], 8).unwrap_or(b'?');
+            out.push(code);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mounts and starts serving; returns once the kernel handshake is done.
+pub fn mount(
+    core: Arc<Core>,
+    runtime: tokio::runtime::Handle,
+    mountpoint: &Path,
+    threads: usize,
+) -> Result<BackgroundSession> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName(FS_NAME.into()),
+        MountOption::Subtype(FS_NAME.into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoExec,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+    ];
+    // allow_other: other users and containers reach the mount; the kernel enforces modes.
+    config.acl = SessionACL::All;
+    config.n_threads = Some(threads);
+    config.clone_fd = true;
+    let session = fuser::Session::new(FuseFs::new(core, runtime), mountpoint, &config)
+        .map_err(|e| mount_error(mountpoint, &e))?;
+    session
+        .spawn()
+        .map_err(|e| Error::config(format!("cannot start the FUSE session: {e}")))
+}
+
+fn mount_error(mountpoint: &Path, e: &io::Error) -> Error {
+    let hint = match e.raw_os_error() {
+        Some(code) if code == Errno::EPERM as i32 || code == Errno::EACCES as i32 => {
+            " (mounting needs root, or CAP_SYS_ADMIN)"
+        }
+        Some(code) if code == Errno::ENOENT as i32 && !Path::new("/dev/fuse").exists() => {
+            " (/dev/fuse is missing: is the fuse module loaded, or the device passed to the container?)"
+        }
+        _ => "",
+    };
+    Error::config(format!("cannot mount {}: {e}{hint}", mountpoint.display()))
+}
+
+/// Waits until the mount answers a stat of its root, so `mount` returns only when it works.
+pub async fn wait_until_answering(mountpoint: &Path) -> Result<()> {
+    let path = mountpoint.to_owned();
+    let probe = tokio::task::spawn_blocking(move || std::fs::metadata(&path));
+    match tokio::time::timeout(READY_TIMEOUT, probe).await {
+        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(Error::config(format!("the mount does not answer: {e}"))),
+        _ => Err(Error::config(format!(
+            "the mount did not answer within {}s",
+            READY_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Serves until SIGTERM or SIGINT (then unmounts) or until someone else unmounts.
+pub async fn serve_until_stopped(session: BackgroundSession, mountpoint: &Path) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signal_error =
+        |e: io::Error| Error::new(crate::ErrorKind::Internal, format!("signals: {e}"));
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut poll = tokio::time::interval(UNMOUNT_POLL);
+    let signal = loop {
+        tokio::select! {
+            _ = terminate.recv() => break Some("SIGTERM"),
+            _ = interrupt.recv() => break Some("SIGINT"),
+            _ = poll.tick() => if session.guard.is_finished() { break None },
+        }
+    };
+    match signal {
+        Some(signal) => {
+            tracing::info!(signal, "unmounting");
+            let unmounted = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
+            if let Ok(Err(e)) = unmounted {
+                // Busy (files open): detach now; the kernel ends the session when they close.
+                tracing::warn!(error = %e, "unmount failed; detaching the mount lazily");
+                let _ = umount2(mountpoint, MntFlags::MNT_DETACH);
+            }
+        }
+        None => {
+            tracing::info!("unmounted from outside");
+            // The mount is gone already; this only joins the session's threads.
+            let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/tmp/a\\040b"), "/tmp/a b");
+        assert_eq!(unescape_mount_path("/plain"), "/plain");
+        assert_eq!(unescape_mount_path("/x\\134y"), "/x\\y");
+    }
+
+    #[test]
+    fn bad_mountpoints_are_config_errors() {
+        let e = prepare_mountpoint(Path::new("/nonexistent/secretsfs")).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Config);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let e = prepare_mountpoint(file.path()).unwrap_err();
+        assert!(e.message().contains("not a directory"));
+    }
+}

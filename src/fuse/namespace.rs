@@ -1,0 +1,296 @@
+//! What a path in the mount means (design.md section 4), without FUSE: which secret or
+//! selector a file name stands for, which directories a listing implies, and which names
+//! cannot be presented as paths at all.
+//!
+//! Paths here are relative to the mount root, without a leading `/` ("" is the root), and
+//! relative to `--prefix` too: with prefix `prod/`, the secret `prod/db` is the path `db`.
+
+use std::collections::BTreeSet;
+
+use crate::error::{Error, Result};
+use crate::selector::{self, Selector};
+use crate::source::SecretListing;
+
+/// The longest file name Linux accepts in one path component.
+const NAME_MAX: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// Each secret is a file at its name; selectors are file names answered on lookup.
+    Flat,
+    /// Each secret is a directory of its stage labels: `NAME/AWSCURRENT`, `NAME/AWSPREVIOUS`.
+    Stages,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    layout: Layout,
+    prefix: String,
+}
+
+/// What a listing says a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Secret,
+    Dir,
+}
+
+impl Namespace {
+    /// `prefix` limits the mount to names under it; "prod" and "prod/" both mean `prod/...`.
+    pub fn new(layout: Layout, prefix: &str) -> Result<Self> {
+        let trimmed = prefix.trim_matches('/');
+        let prefix = if trimmed.is_empty() {
+            String::new()
+        } else {
+            selector::validate_name(trimmed)
+                .map_err(|why| Error::config(format!("invalid --prefix {prefix:?}: {why}")))?;
+            format!("{trimmed}/")
+        };
+        Ok(Namespace { layout, prefix })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The prefix as ListSecrets takes it ("" for none).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The secret name a path stands for.
+    pub fn secret_name(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+
+    /// The path of a secret name; `None` when the name lies outside the prefix or cannot be a
+    /// path (an empty, `.` or `..` component, or one longer than 255 bytes).
+    pub fn path_of<'a>(&self, name: &'a str) -> Option<&'a str> {
+        let path = name.strip_prefix(self.prefix.as_str())?;
+        presentable(path).then_some(path)
+    }
+
+    /// A selector file name (`db:password`, `db::AWSPREVIOUS`) in the directory `parent`:
+    /// `None` when `name` is not a selector, the parse result when it is.
+    pub fn selector_in(&self, parent: &str, name: &str) -> Option<Result<Selector>> {
+        name.contains(':')
+            .then(|| Selector::parse(&self.secret_name(&join(parent, name))))
+    }
+}
+
+/// `parent/name`, or `name` at the root.
+pub fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// Can this be a file name in a directory at all?
+pub fn valid_component(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && name.len() <= NAME_MAX && !name.contains('/')
+}
+
+fn presentable(path: &str) -> bool {
+    path.split('/').all(valid_component)
+}
+
+/// The directory tree a listing implies: every secret name is a file, every proper prefix of
+/// one ending at a `/` a directory. A name that is also a directory (`a` and `a/b`) stays a
+/// file, and the names below it are unreachable as paths (still readable by `get` and HTTP).
+#[derive(Debug, Default)]
+pub struct Tree {
+    secrets: BTreeSet<String>,
+    dirs: BTreeSet<String>,
+}
+
+impl Tree {
+    pub fn build(namespace: &Namespace, listing: &[SecretListing]) -> Tree {
+        let mut tree = Tree::default();
+        for entry in listing {
+            match namespace.path_of(&entry.name) {
+                Some(path) => {
+                    tree.secrets.insert(path.to_owned());
+                }
+                None if entry.name.starts_with(namespace.prefix()) => {
+                    tracing::info!(name = %entry.name,
+                        "secret name cannot be a path (empty, '.' or '..' component, or one over 255 bytes); \
+                         it is not listed, and stays readable with get or HTTP");
+                }
+                None => {}
+            }
+        }
+        for path in &tree.secrets {
+            let mut end = 0;
+            while let Some(slash) = path[end..].find('/') {
+                end += slash;
+                tree.dirs.insert(path[..end].to_owned());
+                end += 1;
+            }
+        }
+        for clash in tree.secrets.intersection(&tree.dirs) {
+            tracing::info!(path = %clash,
+                "a secret name is also a directory of other names; it stays a file and the names under it are not reachable as paths");
+        }
+        tree
+    }
+
+    pub fn entry(&self, path: &str) -> Option<EntryKind> {
+        if self.secrets.contains(path) {
+            Some(EntryKind::Secret)
+        } else if path.is_empty() || self.dirs.contains(path) {
+            Some(EntryKind::Dir)
+        } else {
+            None
+        }
+    }
+
+    /// The entries directly in the directory `dir`, in name order, each once.
+    pub fn children(&self, dir: &str) -> Vec<(String, EntryKind)> {
+        let start = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut out: Vec<(String, EntryKind)> = Vec::new();
+        let take = |set: &BTreeSet<String>, kind: EntryKind, out: &mut Vec<(String, EntryKind)>| {
+            for path in set
+                .range(start.clone()..)
+                .take_while(|p| p.starts_with(&start))
+            {
+                let rest = &path[start.len()..];
+                if !rest.is_empty() && !rest.contains('/') {
+                    out.push((rest.to_owned(), kind));
+                }
+            }
+        };
+        take(&self.secrets, EntryKind::Secret, &mut out);
+        take(&self.dirs, EntryKind::Dir, &mut out);
+        // A name that is both stays a file: the secret, pushed first, wins the dedup.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|later, earlier| later.0 == earlier.0);
+        out
+    }
+
+    /// Every secret path in the directory `dir`, for batch prefetching.
+    pub fn secrets_in(&self, dir: &str) -> Vec<String> {
+        self.children(dir)
+            .into_iter()
+            .filter(|(_, kind)| *kind == EntryKind::Secret)
+            .map(|(name, _)| join(dir, &name))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(names: &[&str]) -> Vec<SecretListing> {
+        names
+            .iter()
+            .map(|n| SecretListing {
+                arn: format!("arn:{n}"),
+                name: (*n).to_owned(),
+                last_changed: None,
+            })
+            .collect()
+    }
+
+    fn flat(prefix: &str) -> Namespace {
+        Namespace::new(Layout::Flat, prefix).unwrap()
+    }
+
+    #[test]
+    fn listings_imply_directories() {
+        let tree = Tree::build(
+            &flat(""),
+            &listing(&["prod/db", "prod/cache/redis", "api-key"]),
+        );
+        assert_eq!(
+            tree.children(""),
+            [
+                ("api-key".into(), EntryKind::Secret),
+                ("prod".into(), EntryKind::Dir)
+            ]
+        );
+        assert_eq!(
+            tree.children("prod"),
+            [
+                ("cache".into(), EntryKind::Dir),
+                ("db".into(), EntryKind::Secret)
+            ]
+        );
+        assert_eq!(tree.entry("prod/cache"), Some(EntryKind::Dir));
+        assert_eq!(tree.entry("prod/db"), Some(EntryKind::Secret));
+        assert_eq!(tree.entry("prod/nope"), None);
+        assert_eq!(tree.entry(""), Some(EntryKind::Dir));
+        assert_eq!(tree.secrets_in("prod"), ["prod/db"]);
+    }
+
+    #[test]
+    fn a_name_that_is_also_a_directory_stays_a_file() {
+        let tree = Tree::build(&flat(""), &listing(&["a", "a/b", "a/c/d"]));
+        assert_eq!(tree.children(""), [("a".into(), EntryKind::Secret)]);
+        assert_eq!(tree.entry("a"), Some(EntryKind::Secret));
+    }
+
+    #[test]
+    fn unpresentable_names_are_skipped() {
+        let long = format!("x/{}", "y".repeat(256));
+        let names = ["ok", "a//b", "./x", "a/..", "trailing/", long.as_str()];
+        let tree = Tree::build(&flat(""), &listing(&names));
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree.children(""), [("ok".into(), EntryKind::Secret)]);
+    }
+
+    #[test]
+    fn the_prefix_is_stripped_and_limits_the_view() {
+        let ns = flat("/prod");
+        assert_eq!(ns.prefix(), "prod/");
+        assert_eq!(ns.secret_name("db"), "prod/db");
+        assert_eq!(ns.path_of("prod/db"), Some("db"));
+        assert_eq!(ns.path_of("dev/db"), None);
+        let tree = Tree::build(
+            &ns,
+            &listing(&["prod/db", "prod/x/y", "dev/z", "production"]),
+        );
+        assert_eq!(
+            tree.children(""),
+            [
+                ("db".into(), EntryKind::Secret),
+                ("x".into(), EntryKind::Dir)
+            ]
+        );
+        assert!(Namespace::new(Layout::Flat, "bad prefix").is_err());
+    }
+
+    #[test]
+    fn selector_file_names_map_onto_selectors() {
+        let ns = flat("prod");
+        let sel = ns.selector_in("team", "db:password").unwrap().unwrap();
+        assert_eq!(sel.secret_id, "prod/team/db");
+        assert_eq!(sel.json_key.as_deref(), Some("password"));
+        let sel = ns.selector_in("", "db::AWSPREVIOUS").unwrap().unwrap();
+        assert_eq!(sel.version_stage.as_deref(), Some("AWSPREVIOUS"));
+        assert!(ns.selector_in("", "db").is_none());
+        assert!(ns.selector_in("", "db:a:b:c:d").unwrap().is_err());
+    }
+
+    #[test]
+    fn components_are_checked() {
+        for bad in ["", ".", "..", "a/b", &"x".repeat(256)] {
+            assert!(!valid_component(bad), "{bad}");
+        }
+        assert!(valid_component("db:password"));
+    }
+}
