@@ -85,6 +85,10 @@ pub struct GlobalArgs {
           value_parser = parse_source, help_heading = "Source")]
     pub source: SourceSpec,
 
+    /// Configuration file (TOML); for now it holds the access policy's `[[policy]]` rules.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+
     /// AWS region (default: the SDK's chain: AWS_REGION, the profile, IMDS).
     #[arg(long, global = true, help_heading = "Source")]
     pub region: Option<String>,

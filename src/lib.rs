@@ -25,5 +25,6 @@ pub mod source;
 pub use engine::{Engine, Resolved};
 pub use error::{Error, ErrorKind, Result};
 pub use selector::Selector;
+pub mod config;
 pub mod daemon;
 pub mod fuse;

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
             if let SourceSpec::File(path) = &mut cli.global.source {
                 *path = absolute(path);
             }
+            if let Some(path) = &mut cli.global.config {
+                *path = absolute(path);
+            }
             if matches!(log_to, LogTo::Stderr) {
                 log_to = LogTo::Syslog;
             }

@@ -4,13 +4,14 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command, GetArgs, GlobalArgs, MountArgs};
+use crate::config::ConfigFile;
 use crate::daemon::Readiness;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::core::Core;
 use crate::fuse::mount;
 use crate::fuse::namespace::Namespace;
-use crate::policy::Policy;
+use crate::policy::{Policy, SystemDirectory};
 use crate::selector::Selector;
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
@@ -58,7 +59,15 @@ async fn mount(global: &GlobalArgs, args: &MountArgs, readiness: &mut Readiness)
         build_source(global, true).await?,
         global.cache_config(),
     ));
-    let policy = Arc::new(Policy::defaults_only(global.policy_defaults()));
+    let rules = match &global.config {
+        Some(path) => ConfigFile::load(path)?.policy,
+        None => Vec::new(),
+    };
+    let policy = Arc::new(Policy::new(
+        &rules,
+        global.policy_defaults(),
+        &SystemDirectory,
+    )?);
     let core = Arc::new(Core::new(
         engine.clone(),
         policy,

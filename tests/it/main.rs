@@ -6,3 +6,4 @@ mod aws_source;
 mod cli;
 mod fake_selftest;
 mod moto_tier;
+mod mount;

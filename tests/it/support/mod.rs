@@ -3,3 +3,4 @@
 pub mod cli;
 pub mod fake_sm;
 pub mod moto;
+pub mod mount;

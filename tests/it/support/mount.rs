@@ -1,0 +1,171 @@
+//! Real mounts for tests, each under a guard that unmounts and stops its daemon even when the
+//! test fails. Mountpoints live in a 0755 directory under /tmp, so that a reader running as
+//! another uid is decided by secretsfs's modes and policy, not by the test's own directory.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::cli;
+
+pub struct Mounted {
+    _dir: tempfile::TempDir,
+    pub mnt: PathBuf,
+    log: PathBuf,
+    pid: Option<i32>,
+}
+
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Mounted {
+    /// `secretsfs GLOBAL... mount MNT --log-file LOG MOUNT_ARGS...` in the background; returns
+    /// once the command has exited 0, which it does only when the mount answers.
+    pub async fn start(global: &[&str], mount_args: &[&str]) -> Mounted {
+        let dir = tempfile::Builder::new()
+            .prefix("secretsfs-test-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let log = dir.path().join("secretsfs.log");
+        let mut mounted = Mounted {
+            _dir: dir,
+            mnt,
+            log,
+            pid: None,
+        };
+        mounted.mount(global, mount_args).await;
+        mounted
+    }
+
+    /// Mounts (again) at the same mountpoint.
+    pub async fn mount(&mut self, global: &[&str], mount_args: &[&str]) {
+        let (mnt, log) = (
+            self.mnt.to_str().unwrap().to_owned(),
+            self.log.to_str().unwrap().to_owned(),
+        );
+        let mut args: Vec<&str> = global.to_vec();
+        args.extend([
+            "--log-level",
+            "info,secretsfs=debug",
+            "mount",
+            &mnt,
+            "--log-file",
+            &log,
+        ]);
+        args.extend(mount_args);
+        let out = cli::run(&args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "mount failed: {:?}\nlog:\n{}",
+            cli::stderr_lines(&out),
+            self.log()
+        );
+        self.pid = Some(
+            self.daemon_pid()
+                .expect("the daemon logs its pid once mounted"),
+        );
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.mnt.join(relative)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The pid of the latest daemon, from its "mounted" log line.
+    fn daemon_pid(&self) -> Option<i32> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("mounted") && l.contains("pid="))
+            .filter_map(|l| {
+                l.split("pid=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .last()
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        is_mounted(&self.mnt)
+    }
+
+    /// SIGTERM, then waits until the daemon is gone and the mount with it.
+    pub fn stop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while (alive(pid) || self.is_mounted()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGKILL: leaves a dead mount behind, as a crash would.
+    pub fn kill_hard(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The cache counters the daemon logs when it unmounts.
+    pub fn final_stats(&self) -> serde_json::Value {
+        let log = self.log();
+        let line = log
+            .lines()
+            .rfind(|l| l.contains("unmounted") && l.contains("stats="))
+            .unwrap_or_else(|| panic!("no stats in the log:\n{log}"));
+        let json = line.split("stats=").nth(1).unwrap();
+        serde_json::from_str(json).unwrap()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.stop();
+        if self.is_mounted() {
+            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if let Some(pid) = self.pid.take()
+            && alive(pid)
+        {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// A process that exists and is not a zombie (a daemon whose parent is gone may linger as one).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    let path = path.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(path))
+}
