@@ -85,8 +85,9 @@ impl Mounted {
     fn daemon_pid(&self) -> Option<i32> {
         self.log()
             .lines()
+            .rev()
             .filter(|l| l.contains("mounted") && l.contains("pid="))
-            .filter_map(|l| {
+            .find_map(|l| {
                 l.split("pid=")
                     .nth(1)?
                     .split_whitespace()
@@ -94,7 +95,6 @@ impl Mounted {
                     .parse()
                     .ok()
             })
-            .last()
     }
 
     pub fn is_mounted(&self) -> bool {
