@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
@@ -80,7 +80,9 @@ pub struct Core {
     mounted_at: SystemTime,
     /// The tree built from the listing it came from, rebuilt when the listing changes.
     tree: Mutex<Option<BuiltTree>>,
-    listing_refused: AtomicBool,
+    /// When ListSecrets was last refused: retried only after the listing TTL, so a role
+    /// without the permission does not pay a refused call on every `ls`.
+    listing_refused_at: Mutex<Option<Instant>>,
     listed: Mutex<HashMap<String, Instant>>,
     handles: Mutex<HashMap<u64, Arc<Resolved>>>,
     next_handle: AtomicU64,
@@ -101,7 +103,7 @@ impl Core {
             inodes: Inodes::new(),
             mounted_at: SystemTime::now(),
             tree: Mutex::new(None),
-            listing_refused: AtomicBool::new(false),
+            listing_refused_at: Mutex::new(None),
             listed: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -148,21 +150,31 @@ impl Core {
     /// The directory tree of the current listing; `None` when there is none to be had (e.g.
     /// ListSecrets is denied), in which case names are looked up one by one.
     async fn tree(&self) -> Option<(Arc<Tree>, Instant)> {
-        let listing = match self
-            .engine
-            .list(Some(self.namespace.prefix()).filter(|p| !p.is_empty()))
-            .await
+        let list_ttl = self.engine.config().list_ttl;
+        if self
+            .listing_refused_at
+            .lock()
+            .is_some_and(|at| at.elapsed() < list_ttl)
         {
+            return None;
+        }
+        let prefix = Some(self.namespace.prefix()).filter(|p| !p.is_empty());
+        let listing = match self.engine.list(prefix).await {
             Ok(served) => served,
-            Err(err) => {
-                if err.kind() == ErrorKind::AccessDenied {
-                    if !self.listing_refused.swap(true, Relaxed) {
-                        tracing::warn!(error = %err,
-                            "ListSecrets is denied: directories list nothing, but secrets can still be read by name");
-                    }
-                } else {
-                    tracing::warn!(error = %err, "ListSecrets failed");
+            Err(err) if err.kind() == ErrorKind::AccessDenied => {
+                if self
+                    .listing_refused_at
+                    .lock()
+                    .replace(Instant::now())
+                    .is_none()
+                {
+                    tracing::warn!(error = %err,
+                        "ListSecrets is denied: directories list nothing, but secrets can still be read by name");
                 }
+                return None;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "ListSecrets failed");
                 return None;
             }
         };

@@ -12,6 +12,7 @@ use aws_sdk_secretsmanager::primitives::Blob;
 
 use crate::support::cli;
 use crate::support::moto::Moto;
+use crate::support::mount::Mounted;
 
 const EXIT_NOT_FOUND: i32 = 66;
 
@@ -258,4 +259,84 @@ fn json_key(document: &[u8], key: &str) -> Vec<u8> {
 
 async fn secretsfs_get(moto: &Moto, selector: &str) -> Output {
     cli::get_from(&moto.endpoint_url(), selector).await
+}
+
+/// The mount against moto: the same stages, rotation and custom label, read as files.
+#[tokio::test]
+async fn the_mount_serves_exactly_what_moto_holds() {
+    let moto = Moto::start();
+    let sm = moto.client().await;
+    let json = "mounted/db";
+    let v1 = create_string(&sm, json, JSON_V1).await.version_id;
+    put_string(&sm, json, JSON_V2).await;
+    sm.update_secret_version_stage()
+        .secret_id(json)
+        .version_stage(CUSTOM_LABEL)
+        .move_to_version_id(&v1)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("labelling {json}: {}", DisplayErrorContext(&e)));
+    create_string(&sm, "mounted/team/plain", PLAIN).await;
+    sm.create_secret()
+        .name("mounted/binary")
+        .secret_binary(Blob::new(BINARY))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating the binary secret: {}", DisplayErrorContext(&e)));
+    create_string(&sm, "elsewhere", "not under the prefix").await;
+
+    let endpoint = moto.endpoint_url();
+    let global = [
+        "--source",
+        "aws",
+        "--endpoint-url",
+        &endpoint,
+        "--region",
+        "us-east-1",
+        "--ttl",
+        "1",
+    ];
+    let m = Mounted::start(&global, &["--prefix", "mounted"]).await;
+
+    let current = held(&sm, json, Version::Current).await;
+    let cases = vec![
+        ("db".to_owned(), current.clone()),
+        ("db:password".to_owned(), json_key(&current, "password")),
+        (
+            "db::AWSPREVIOUS".to_owned(),
+            held(&sm, json, Version::Stage("AWSPREVIOUS")).await,
+        ),
+        (
+            format!("db::{CUSTOM_LABEL}"),
+            held(&sm, json, Version::Stage(CUSTOM_LABEL)).await,
+        ),
+        (
+            format!("db:::{v1}"),
+            held(&sm, json, Version::Id(&v1)).await,
+        ),
+        ("team/plain".to_owned(), PLAIN.as_bytes().to_vec()),
+        ("binary".to_owned(), BINARY.to_vec()),
+    ];
+    for (path, expected) in &cases {
+        let read = std::fs::read(m.path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(read == *expected, "value of {path} differs");
+        assert_eq!(
+            std::fs::metadata(m.path(path)).unwrap().len(),
+            expected.len() as u64
+        );
+    }
+    let listed: std::collections::BTreeSet<String> = std::fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(listed, ["binary", "db", "team"].map(str::to_owned).into());
+
+    // A rotation is visible once the TTL has passed.
+    put_string(&sm, json, JSON_V3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let rotated = std::fs::read(m.path("db:password")).unwrap();
+    assert!(
+        rotated == json_key(JSON_V3.as_bytes(), "password"),
+        "rotation not visible"
+    );
 }

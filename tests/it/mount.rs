@@ -479,3 +479,116 @@ async fn sigterm_unmounts_and_a_dead_mount_is_recovered() {
     assert!(m.log().contains("detaching a dead mount"));
     assert!(std::fs::read(m.path("api-key")).unwrap() == b"demo-api-key-0123456789");
 }
+
+#[tokio::test]
+async fn with_listing_denied_names_still_read_and_the_denial_is_logged_once() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("db", "v");
+    fake.inject(Op::ListSecrets, Fault::AccessDenied, usize::MAX);
+    let m = Mounted::start(&strs(&aws_args(&fake.endpoint_url())), &[]).await;
+    assert!(names(&m.mnt).is_empty());
+    assert!(names(&m.mnt).is_empty());
+    assert!(std::fs::read(m.path("db")).unwrap() == b"v");
+    assert_eq!(
+        fake.calls(Op::ListSecrets),
+        1,
+        "a refusal is remembered for the listing TTL"
+    );
+    assert_eq!(m.log().matches("ListSecrets is denied").count(), 1);
+}
+
+#[tokio::test]
+async fn the_inode_table_shrinks_when_the_kernel_forgets() {
+    let m = Mounted::start(&["--source", &demo_source()], &[]).await;
+    // 256 spellings of one selector (each letter of the key plain or percent-encoded): 256
+    // distinct file names, each an inode while the kernel holds its dentry.
+    for mask in 0..256u32 {
+        let key: String = "password"
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if mask & (1 << i) != 0 {
+                    format!("%{:02X}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        std::fs::metadata(m.path(&format!("prod/db:{key}"))).unwrap();
+    }
+    let held = |m: &Mounted| nix::sys::statvfs::statvfs(&m.mnt).unwrap().files();
+    let before = held(&m);
+    assert!(before >= 256, "{before}");
+    std::fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held(&m) >= 256 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        held(&m) < 256,
+        "FORGET shrank the table ({before} before, {} after)",
+        held(&m)
+    );
+}
+
+#[tokio::test]
+async fn foreground_mode_serves_until_sigterm() {
+    let dir = tempfile::Builder::new()
+        .prefix("secretsfs-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut child = tokio::process::Command::new(crate::support::cli::SECRETSFS)
+        .args(["--source", &demo_source(), "mount", "-f"])
+        .arg(&mnt)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let _unmount_on_failure = DetachOnDrop(mnt.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !crate::support::mount::is_mounted(&mnt) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(std::fs::read(mnt.join("api-key")).unwrap() == b"demo-api-key-0123456789");
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!crate::support::mount::is_mounted(&mnt));
+}
+
+struct DetachOnDrop(std::path::PathBuf);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        if crate::support::mount::is_mounted(&self.0) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_mountpoints_fail_with_one_line_and_exit_78() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let file_path = file.path().to_str().unwrap().to_owned();
+    let m = Mounted::start(&["--source", &demo_source()], &[]).await;
+    let mounted = m.mnt.to_str().unwrap().to_owned();
+    for (mountpoint, needle) in [
+        ("/nonexistent/secretsfs-mnt", "No such file"),
+        (file_path.as_str(), "not a directory"),
+        (mounted.as_str(), "already a secretsfs mount"),
+    ] {
+        let out =
+            crate::support::cli::run(&["--source", &demo_source(), "mount", mountpoint]).await;
+        let lines = crate::support::cli::stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(78), "{mountpoint}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(needle), "{lines:?}");
+    }
+}
