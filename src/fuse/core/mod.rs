@@ -446,3 +446,6 @@ impl Core {
         self.inodes.forget(ino, n);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,211 @@
+//! The file system's semantics without a mount: the in-memory source, a policy, and calls as
+//! the adapter makes them.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::cache::{CacheConfig, Op};
+use crate::fuse::namespace::Layout;
+use crate::policy::{
+    DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Mode, RuleSpec, SystemDirectory,
+};
+use crate::source::memory::MemorySource;
+
+const ROOT_USER: Who = Who {
+    uid: 0,
+    gid: 0,
+    pid: 0,
+};
+const NOBODY: Who = Who {
+    uid: 65534,
+    gid: 65534,
+    pid: 0,
+};
+
+fn core_with(layout: Layout, prefix: &str, rules: &[RuleSpec]) -> (Arc<MemorySource>, Core) {
+    let source = Arc::new(MemorySource::new());
+    source.put("prod/db", r#"{"user":"app","password":"pw"}"#);
+    source.put("prod/db", r#"{"user":"app","password":"pw2"}"#);
+    source.put("prod/cache/redis", "r");
+    source.put("public", "p");
+    let engine = Arc::new(Engine::new(source.clone(), CacheConfig::default()));
+    let defaults = Defaults {
+        uid: 0,
+        gid: 0,
+        file_mode: DEFAULT_FILE_MODE,
+        dir_mode: Mode(0o555),
+    };
+    let policy = Arc::new(Policy::new(rules, defaults, &SystemDirectory).unwrap());
+    let namespace = Namespace::new(layout, prefix).unwrap();
+    (source, Core::new(engine, policy, namespace, true))
+}
+
+fn core() -> (Arc<MemorySource>, Core) {
+    let public = RuleSpec {
+        path: "public".into(),
+        owner: None,
+        group: None,
+        mode: Some(Mode(0o444)),
+        dir_mode: None,
+    };
+    core_with(Layout::Flat, "", &[public])
+}
+
+async fn read_all(core: &Core, ino: u64) -> Vec<u8> {
+    let (resolved, range) = core.read(ino, 0, 0, 1 << 20).await.unwrap();
+    resolved.bytes()[range].to_vec()
+}
+
+fn names(entries: &[DirEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn lookups_find_files_selectors_and_directories() {
+    let (_, core) = core();
+    let prod = core.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
+    assert_eq!(prod.kind, Kind::Dir);
+    assert_eq!(prod.mode, 0o555);
+    let db = core.lookup(ROOT_USER, prod.ino, "db").await.unwrap();
+    assert_eq!((db.kind, db.size, db.mode), (Kind::File, 31, 0o440));
+    let key = core
+        .lookup(ROOT_USER, prod.ino, "db:password")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&core, key.ino).await, b"pw2");
+    let previous = core
+        .lookup(ROOT_USER, prod.ino, "db:password:AWSPREVIOUS")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&core, previous.ino).await, b"pw");
+    for missing in ["nope", "db:nokey", "db:a:b:c:d", "..", ""] {
+        assert_eq!(
+            core.lookup(ROOT_USER, prod.ino, missing).await,
+            Err(Errno::ENOENT),
+            "{missing}"
+        );
+    }
+    assert_eq!(
+        core.lookup(ROOT_USER, db.ino, "x").await,
+        Err(Errno::ENOTDIR)
+    );
+    assert_eq!(core.getattr(db.ino).await.unwrap().size, 31);
+}
+
+#[tokio::test]
+async fn denied_callers_get_eacces_before_any_call_and_listings_hide_what_they_cannot_read() {
+    let (source, core) = core();
+    let prod = core.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
+    let calls_before = source.calls(Op::GetSecretValue);
+    assert_eq!(
+        core.lookup(NOBODY, prod.ino, "db").await,
+        Err(Errno::EACCES)
+    );
+    assert_eq!(
+        core.lookup(NOBODY, prod.ino, "db:password").await,
+        Err(Errno::EACCES)
+    );
+    assert_eq!(
+        source.calls(Op::GetSecretValue),
+        calls_before,
+        "no upstream call when denied"
+    );
+    assert!(core.lookup(NOBODY, ROOT, "public").await.is_ok());
+
+    let root_for_nobody = core.readdir(NOBODY, ROOT).await.unwrap();
+    assert_eq!(names(&root_for_nobody), [".", "..", "prod", "public"]);
+    let prod_for_nobody = core.readdir(NOBODY, prod.ino).await.unwrap();
+    assert_eq!(
+        names(&prod_for_nobody),
+        [".", "..", "cache"],
+        "db is hidden"
+    );
+    let prod_for_root = core.readdir(ROOT_USER, prod.ino).await.unwrap();
+    assert_eq!(names(&prod_for_root), [".", "..", "cache", "db"]);
+}
+
+#[tokio::test]
+async fn a_lookup_after_a_listing_fetches_the_directory_in_one_batch() {
+    let (source, core) = core();
+    let prod = core.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
+    let cache = core.lookup(ROOT_USER, prod.ino, "cache").await.unwrap();
+    let first = source.calls(Op::GetSecretValue);
+    core.readdir(ROOT_USER, ROOT).await.unwrap();
+    core.lookup(ROOT_USER, ROOT, "public").await.unwrap();
+    assert_eq!(source.calls(Op::BatchGetSecretValue), 1);
+    assert_eq!(
+        source.calls(Op::GetSecretValue),
+        first,
+        "served from the batch"
+    );
+    // Without a listing first, a lookup is one GetSecretValue.
+    core.lookup(ROOT_USER, cache.ino, "redis").await.unwrap();
+    assert_eq!(source.calls(Op::GetSecretValue), first + 1);
+}
+
+#[tokio::test]
+async fn the_stages_layout_shows_secrets_as_directories_of_stages() {
+    let (_, core) = core_with(Layout::Stages, "", &[]);
+    let prod = core.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
+    let db = core.lookup(ROOT_USER, prod.ino, "db").await.unwrap();
+    assert_eq!(db.kind, Kind::Dir);
+    let stages = core.readdir(ROOT_USER, db.ino).await.unwrap();
+    assert_eq!(names(&stages), [".", "..", "AWSCURRENT", "AWSPREVIOUS"]);
+    let previous = core.lookup(ROOT_USER, db.ino, "AWSPREVIOUS").await.unwrap();
+    assert_eq!(
+        read_all(&core, previous.ino).await,
+        br#"{"user":"app","password":"pw"}"#
+    );
+    assert_eq!(
+        core.lookup(ROOT_USER, db.ino, "AWSPENDING").await,
+        Err(Errno::ENOENT)
+    );
+}
+
+#[tokio::test]
+async fn a_prefix_is_the_root() {
+    let (_, core) = core_with(Layout::Flat, "prod/", &[]);
+    let root = core.readdir(ROOT_USER, ROOT).await.unwrap();
+    assert_eq!(names(&root), [".", "..", "cache", "db"]);
+    let db = core.lookup(ROOT_USER, ROOT, "db:user").await.unwrap();
+    assert_eq!(read_all(&core, db.ino).await, b"app");
+    assert_eq!(
+        core.lookup(ROOT_USER, ROOT, "public").await,
+        Err(Errno::ENOENT)
+    );
+}
+
+#[tokio::test]
+async fn open_handles_are_snapshots() {
+    let source = Arc::new(MemorySource::new());
+    source.put("db", "old value");
+    let engine = Arc::new(Engine::new(
+        source.clone(),
+        CacheConfig {
+            ttl: std::time::Duration::from_millis(1),
+            ..CacheConfig::default()
+        },
+    ));
+    let defaults = Defaults {
+        uid: 0,
+        gid: 0,
+        file_mode: DEFAULT_FILE_MODE,
+        dir_mode: DEFAULT_DIR_MODE,
+    };
+    let policy = Arc::new(Policy::defaults_only(defaults));
+    let core = Core::new(
+        engine,
+        policy,
+        Namespace::new(Layout::Flat, "").unwrap(),
+        false,
+    );
+    let db = core.lookup(ROOT_USER, ROOT, "db").await.unwrap();
+    let fh = core.open(ROOT_USER, db.ino).await.unwrap();
+    source.put("db", "new");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (snapshot, range) = core.read(db.ino, fh, 4, 100).await.unwrap();
+    assert_eq!(&snapshot.bytes()[range], b"value");
+    assert_eq!(read_all(&core, db.ino).await, b"new");
+    core.release(fh);
+    assert_eq!(core.open(NOBODY, db.ino).await, Err(Errno::EACCES));
+}
