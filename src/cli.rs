@@ -39,8 +39,85 @@ pub struct Cli {
 pub enum Command {
     /// Print the exact bytes of one secret value to stdout (no newline added).
     Get(GetArgs),
-    /// Mount secrets as read-only files at MOUNTPOINT (in the background unless -f).
+    /// Mount secrets as read-only files at MOUNTPOINT (in the background unless -f), with the
+    /// agent-compatible HTTP API in the same process.
     Mount(MountArgs),
+    /// Serve the agent-compatible HTTP API alone (no FUSE needed), in the foreground.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// The HTTP API's flags, shared by `mount` and `serve`.
+#[derive(Debug, Args, Clone)]
+pub struct HttpArgs {
+    /// TCP port of the HTTP API [default: 2773]; 0 picks a free port and logs it.
+    #[arg(long, value_name = "PORT", help_heading = "HTTP API")]
+    pub http_port: Option<u16>,
+
+    /// Address of the TCP listener; anything but loopback logs a warning.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1",
+        help_heading = "HTTP API"
+    )]
+    pub http_listen: std::net::IpAddr,
+
+    /// Also serve the API on this Unix socket, where the caller's uid and the access policy
+    /// decide (no token).
+    #[arg(long, value_name = "PATH", help_heading = "HTTP API")]
+    pub http_socket: Option<std::path::PathBuf>,
+
+    /// Mode of the Unix socket file (the policy still decides each request).
+    #[arg(
+        long,
+        value_name = "OCTAL",
+        default_value = "0666",
+        help_heading = "HTTP API"
+    )]
+    pub http_socket_mode: Mode,
+
+    /// Concurrent connections per listener; over it, requests are answered 429.
+    #[arg(long, value_name = "N", default_value_t = crate::http::DEFAULT_MAX_CONN,
+          value_parser = parse_max_conn, help_heading = "HTTP API")]
+    pub max_conn: usize,
+
+    /// The prefix of the path route: GET PREFIX<secretId>.
+    #[arg(long, value_name = "PREFIX", default_value = crate::http::DEFAULT_PATH_PREFIX,
+          help_heading = "HTTP API")]
+    pub path_prefix: String,
+
+    /// Headers that may carry the SSRF token (comma-separated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',',
+          default_values_t = crate::http::token::DEFAULT_HEADERS.map(String::from),
+          help_heading = "HTTP API")]
+    pub ssrf_headers: Vec<String>,
+
+    /// Environment variables to take the token from, first set wins; a `file://PATH` value
+    /// names a file holding it (comma-separated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',',
+          default_values_t = crate::http::token::DEFAULT_ENV_VARIABLES.map(String::from),
+          help_heading = "HTTP API")]
+    pub ssrf_env_variables: Vec<String>,
+
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::http::DEFAULT_HEADER_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=300), help_heading = "HTTP API")]
+    pub http_header_timeout: u64,
+
+    /// Seconds one request may take before it is answered 504.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::http::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "HTTP API")]
+    pub http_request_timeout: u64,
+}
+
+fn parse_max_conn(s: &str) -> std::result::Result<usize, String> {
+    parse_in_range(s, 1, 1000)
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +147,13 @@ pub struct MountArgs {
     /// Write logs here instead of syslog (in the background) or stderr (in the foreground).
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<std::path::PathBuf>,
+
+    /// No HTTP API in this process.
+    #[arg(long, conflicts_with_all = ["http_port", "http_socket"], help_heading = "HTTP API")]
+    pub no_http: bool,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +339,25 @@ pub fn log_filter(level: Option<&str>) -> Result<tracing_subscriber::EnvFilter> 
             .map_err(|e| Error::config(format!("invalid --log-level {l:?}: {e}"))),
         None => Ok(EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))),
+    }
+}
+
+impl HttpArgs {
+    /// The listeners' settings; `tcp` says whether the TCP listener is on.
+    pub fn settings(&self, tcp: bool) -> crate::http::HttpSettings {
+        let port = self.http_port.unwrap_or(crate::http::DEFAULT_PORT);
+        crate::http::HttpSettings {
+            tcp: tcp.then(|| std::net::SocketAddr::new(self.http_listen, port)),
+            socket: self
+                .http_socket
+                .clone()
+                .map(|p| (p, self.http_socket_mode.0)),
+            max_conn: self.max_conn,
+            header_timeout: Duration::from_secs(self.http_header_timeout),
+            request_timeout: Duration::from_secs(self.http_request_timeout),
+            path_prefix: self.path_prefix.clone(),
+            token_headers: self.ssrf_headers.clone(),
+        }
     }
 }
 

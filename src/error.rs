@@ -48,6 +48,8 @@ pub struct Upstream {
     pub code: String,
     /// The HTTP status Secrets Manager answered with, when it answered at all.
     pub status: Option<u16>,
+    /// The service's own message, passed through by the HTTP API as the agent does.
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +235,7 @@ mod tests {
             Upstream {
                 code: "ResourceNotFoundException".into(),
                 status: Some(400),
+                message: None,
             },
         );
         assert_eq!(

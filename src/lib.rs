@@ -28,3 +28,4 @@ pub use selector::Selector;
 pub mod config;
 pub mod daemon;
 pub mod fuse;
+pub mod http;

@@ -60,6 +60,8 @@ pub struct Served<V> {
     pub stale: bool,
     /// Until when this answer may be reused without asking again.
     pub fresh_until: Instant,
+    /// For a stale answer, the failure that kept it from being refreshed.
+    pub refresh_error: Option<Error>,
 }
 
 impl<V> Clone for Served<V> {
@@ -68,6 +70,7 @@ impl<V> Clone for Served<V> {
             value: self.value.clone(),
             stale: self.stale,
             fresh_until: self.fresh_until,
+            refresh_error: self.refresh_error.clone(),
         }
     }
 }
@@ -83,7 +86,8 @@ struct Stored<V> {
 struct SlotState<V> {
     good: Option<Stored<V>>,
     not_found: Option<(Error, Instant)>,
-    retry_after: Option<Instant>,
+    /// After a transient failure: when to try again, and the failure.
+    failing: Option<(Instant, Error)>,
     flight: Option<Flight<V>>,
     /// What this slot is charged against the byte bound.
     bytes: usize,
@@ -111,16 +115,18 @@ impl<V> SlotState<V> {
                     value: good.value.clone(),
                     stale: false,
                     fresh_until,
+                    refresh_error: None,
                 })));
             }
-            if let Some(retry_after) = self.retry_after
-                && now < retry_after
+            if let Some((retry_after, error)) = &self.failing
+                && now < *retry_after
                 && now <= fresh_until + timing.max_stale
             {
                 return Some(Answer::Stale(Ok(Served {
                     value: good.value.clone(),
                     stale: true,
-                    fresh_until: retry_after,
+                    fresh_until: *retry_after,
+                    refresh_error: Some(error.clone()),
                 })));
             }
         }
@@ -255,7 +261,7 @@ where
                         state: Mutex::new(SlotState {
                             good: None,
                             not_found: None,
-                            retry_after: None,
+                            failing: None,
                             flight: None,
                             bytes: 0,
                             evicted: false,
@@ -328,11 +334,12 @@ where
                     fetched_at: now,
                 });
                 state.not_found = None;
-                state.retry_after = None;
+                state.failing = None;
                 Ok(Served {
                     value,
                     stale: false,
                     fresh_until: now + timing.ttl,
+                    refresh_error: None,
                 })
             }
             Err(err) if err.is_transient() => {
@@ -347,11 +354,12 @@ where
                         tracing::warn!(what = self.what, key = ?key, error = %err,
                             age_secs = age.as_secs(),
                             "refresh failed; serving the cached value past its TTL");
-                        state.retry_after = Some(retry_after);
+                        state.failing = Some((retry_after, err.clone()));
                         Ok(Served {
                             value,
                             stale: true,
                             fresh_until: retry_after,
+                            refresh_error: Some(err),
                         })
                     }
                     None => Err(err),
@@ -363,7 +371,7 @@ where
                 self.stats.upstream_error();
                 state.good = None;
                 state.bytes = 0;
-                state.retry_after = None;
+                state.failing = None;
                 if err.kind() == ErrorKind::NotFound && !timing.negative_ttl.is_zero() {
                     state.not_found = Some((err.clone(), now + timing.negative_ttl));
                 }

@@ -147,8 +147,12 @@ impl Engine {
                 let (source, stats) = (self.source.clone(), self.stats.clone());
                 let (id, version) = key.clone();
                 async move {
-                    stats.upstream_call(Op::GetSecretValue);
-                    source.get_secret_value(&id, &version).await
+                    upstream(
+                        &stats,
+                        Op::GetSecretValue,
+                        source.get_secret_value(&id, &version),
+                    )
+                    .await
                 }
                 .boxed()
             })
@@ -161,11 +165,8 @@ impl Engine {
         self.descriptions
             .get(&key, false, || {
                 let (source, stats, id) = (self.source.clone(), self.stats.clone(), key.clone());
-                async move {
-                    stats.upstream_call(Op::DescribeSecret);
-                    source.describe_secret(&id).await
-                }
-                .boxed()
+                async move { upstream(&stats, Op::DescribeSecret, source.describe_secret(&id)).await }
+                    .boxed()
             })
             .await
     }
@@ -178,8 +179,12 @@ impl Engine {
                 let (source, stats, prefix) =
                     (self.source.clone(), self.stats.clone(), key.clone());
                 async move {
-                    stats.upstream_call(Op::ListSecrets);
-                    source.list_secrets(prefix.as_deref()).await
+                    upstream(
+                        &stats,
+                        Op::ListSecrets,
+                        source.list_secrets(prefix.as_deref()),
+                    )
+                    .await
                 }
                 .boxed()
             })
@@ -219,8 +224,9 @@ impl Engine {
                                         Err(Error::not_found(format!("secret {name} not found")))
                                     }),
                                     Err(e) if e.kind() == ErrorKind::AccessDenied => {
-                                        stats.upstream_call(Op::GetSecretValue);
-                                        source.get_secret_value(&name, &VersionRef::current()).await
+                                        let current = VersionRef::current();
+                                        let call = source.get_secret_value(&name, &current);
+                                        upstream(&stats, Op::GetSecretValue, call).await
                                     }
                                     Err(e) => Err(e),
                                 }
@@ -238,8 +244,8 @@ impl Engine {
     fn batch_call(&self, ids: Vec<String>) -> BatchResult {
         let (source, stats) = (self.source.clone(), self.stats.clone());
         async move {
-            stats.upstream_call(Op::BatchGetSecretValue);
-            let items = source.batch_get_secret_value(&ids).await?;
+            let call = source.batch_get_secret_value(&ids);
+            let items = upstream(&stats, Op::BatchGetSecretValue, call).await?;
             Ok(Arc::new(parking_lot::Mutex::new(
                 items.into_iter().collect(),
             )))
@@ -256,6 +262,23 @@ type BatchResult = futures::future::Shared<
         Result<Arc<parking_lot::Mutex<HashMap<String, Result<SecretValue>>>>>,
     >,
 >;
+
+/// One upstream call, counted and timed (the latency histogram of `/metrics`).
+async fn upstream<T>(
+    stats: &Stats,
+    op: Op,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    stats.upstream_call(op);
+    let started = std::time::Instant::now();
+    let result = call.await;
+    metrics::histogram!(UPSTREAM_LATENCY, "operation" => op.name())
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// The name of the upstream latency histogram.
+pub const UPSTREAM_LATENCY: &str = "secretsfs_upstream_call_duration_seconds";
 
 fn resolve(selector: &Selector, served: Served<SecretValue>) -> Result<Resolved> {
     let extracted = selector

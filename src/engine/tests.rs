@@ -41,6 +41,7 @@ fn transient() -> Error {
         Upstream {
             code: "ThrottlingException".into(),
             status: Some(400),
+            message: None,
         },
     )
 }
@@ -234,6 +235,7 @@ async fn non_transient_errors_are_not_masked_by_a_stale_value() {
             Upstream {
                 code: code.into(),
                 status: Some(400),
+                message: None,
             },
         );
         source.fail_next(err, 1);
@@ -417,6 +419,7 @@ async fn prefetch_reports_missing_names_as_not_found_and_falls_back_when_batch_i
         Upstream {
             code: "AccessDeniedException".into(),
             status: Some(400),
+            message: None,
         },
     );
     source.fail_next(denied, 1);

@@ -175,7 +175,7 @@ where
     match &err {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("UnknownError").to_owned();
-            let message = service.err().message().unwrap_or("no message").to_owned();
+            let message = service.err().message().unwrap_or_default().to_owned();
             let status = service.raw().status().as_u16();
             Error::upstream(
                 classify_code(&code),
@@ -183,6 +183,7 @@ where
                 Upstream {
                     code,
                     status: Some(status),
+                    message: Some(message),
                 },
             )
         }
@@ -210,6 +211,7 @@ where
             Upstream {
                 code: "InternalFailure".into(),
                 status: None,
+                message: None,
             },
         ),
     }
@@ -237,6 +239,7 @@ fn unavailable(what: &str, code: &str, detail: &str, status: Option<u16>) -> Err
         Upstream {
             code: code.into(),
             status,
+            message: None,
         },
     )
 }
@@ -385,7 +388,11 @@ impl SecretSource for AwsSource {
                                 "BatchGetSecretValue {id}: {code}: {}",
                                 e.message.as_deref().unwrap_or("no message")
                             ),
-                            Upstream { code, status: None },
+                            Upstream {
+                                code,
+                                status: None,
+                                message: None,
+                            },
                         )
                     })
                     .unwrap_or_else(|| {

@@ -1,0 +1,321 @@
+//! The AWS Secrets Manager Agent's HTTP API, request by request: the same routes, parameters,
+//! checks in the same order, status codes and bodies, so that a client written for the agent
+//! works unchanged. Where this differs from the agent it is on purpose, and listed in the
+//! README: JSON bodies say `Content-Type: application/json`, error messages are JSON-escaped,
+//! the token comparison is constant-time, and `/metrics` exists.
+
+use std::time::UNIX_EPOCH;
+
+use base64::Engine as _;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use super::Api;
+use crate::error::{Error, ErrorKind};
+use crate::policy::{self, Caller};
+use crate::selector::{self, VersionRef};
+use crate::source::{Payload, SecretValue};
+
+/// Who is on the other end of the connection.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// TCP: only the token says anything about the caller.
+    Tcp,
+    /// The Unix socket: the kernel's word on the caller, which the policy judges.
+    Unix(Caller),
+}
+
+pub type Body = Full<Bytes>;
+
+/// A GetSecretValue request, from either route.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    pub secret_id: String,
+    pub version_id: Option<String>,
+    pub version_stage: Option<String>,
+    pub refresh_now: bool,
+}
+
+/// An answer that is not a secret: a status and a plain-text or JSON body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub body: String,
+    pub json: bool,
+}
+
+impl Refusal {
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        Refusal {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: body.into(),
+            json: false,
+        }
+    }
+
+    fn aws(status: u16, code: &str, message: Option<&str>) -> Self {
+        #[derive(Serialize)]
+        struct AwsError<'a> {
+            #[serde(rename = "__type")]
+            code: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            message: Option<&'a str>,
+        }
+        // As the agent: an empty message, or an InternalFailure, carries no message at all.
+        let message = message.filter(|m| !m.is_empty() && code != "InternalFailure");
+        Refusal {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: serde_json::to_string(&AwsError { code, message }).unwrap_or_default(),
+            json: true,
+        }
+    }
+}
+
+pub const PING: &str = "/ping";
+pub const METRICS: &str = "/metrics";
+pub const GET: &str = "/secretsmanager/get";
+const FORWARDED: &str = "x-forwarded-for";
+
+/// Parses the query of `/secretsmanager/get` (`with_secret_id`) or of the path route.
+pub fn parse_query(query: Option<&str>, with_secret_id: bool) -> Result<Query, Refusal> {
+    let mut parsed = Query::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "secretId" if with_secret_id => parsed.secret_id = value.into_owned(),
+            "versionId" => parsed.version_id = Some(value.into_owned()),
+            "versionStage" => parsed.version_stage = Some(value.into_owned()),
+            "refreshNow" => {
+                parsed.refresh_now = match value.to_lowercase().as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(Refusal::text(400, "invalid refreshNow value")),
+                }
+            }
+            other => return Err(Refusal::text(400, format!("unknown parameter: {other}"))),
+        }
+    }
+    if with_secret_id && parsed.secret_id.is_empty() {
+        return Err(Refusal::text(400, "missing parameter secretId"));
+    }
+    Ok(parsed)
+}
+
+/// The route and the checks before it, in the agent's order (the connection limit comes
+/// first, at accept): forwarded, token, method, route.
+pub fn route<B>(api: &Api, req: &Request<B>, peer: &Peer) -> Result<Route, Refusal> {
+    let path = req.uri().path();
+    let unguarded = path == PING || path == METRICS;
+    if matches!(peer, Peer::Tcp) && !unguarded {
+        if req.headers().contains_key(FORWARDED) {
+            return Err(Refusal::text(400, "Forwarded"));
+        }
+        if !api.token_presented(req.headers()) {
+            return Err(Refusal::text(403, "Bad Token"));
+        }
+    }
+    if req.method() != Method::GET {
+        return Err(Refusal::text(405, "Not allowed"));
+    }
+    match path {
+        PING => Ok(Route::Ping),
+        METRICS => Ok(Route::Metrics),
+        GET => Ok(Route::Get(parse_query(req.uri().query(), true)?)),
+        _ => match path.strip_prefix(api.path_prefix.as_str()) {
+            Some(id) if !id.is_empty() => {
+                let mut query = parse_query(req.uri().query(), false)?;
+                query.secret_id = id.to_owned();
+                Ok(Route::Get(query))
+            }
+            Some(_) => Err(Refusal::text(400, "missing secret ID")),
+            None => Err(Refusal::text(404, "Not found")),
+        },
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    Ping,
+    Metrics,
+    Get(Query),
+}
+
+/// Answers a GetSecretValue request from the shared cache.
+pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<String, Refusal> {
+    validate(&query)?;
+    if let Peer::Unix(caller) = peer {
+        authorize(api, caller, &query.secret_id)?;
+    }
+    let version = VersionRef {
+        stage: query.version_stage.clone(),
+        version_id: query.version_id.clone(),
+    };
+    let version = if version.stage.is_none() && version.version_id.is_none() {
+        VersionRef::current()
+    } else {
+        version
+    };
+    let served = api
+        .engine
+        .secret_value(&query.secret_id, &version, query.refresh_now)
+        .await
+        .map_err(|e| refusal_for(&e))?;
+    // The agent's refreshNow never falls back to a cached value: it answers the failure.
+    if query.refresh_now
+        && let Some(err) = &served.refresh_error
+    {
+        return Err(refusal_for(err));
+    }
+    if let Peer::Unix(caller) = peer {
+        // The id may have been an ARN: judge the name it resolved to as well.
+        authorize(api, caller, &served.value.name)?;
+    }
+    Ok(success_body(&served.value))
+}
+
+/// Rejects what Secrets Manager would reject, before asking it.
+fn validate(query: &Query) -> Result<(), Refusal> {
+    let invalid = |why: String| Refusal::aws(400, "InvalidParameterException", Some(&why));
+    let id = &query.secret_id;
+    let parsed = if id.starts_with("arn:") {
+        selector::Selector::parse(id).map(|_| ())
+    } else {
+        selector::validate_name(id).map_err(Error::invalid_selector)
+    };
+    parsed.map_err(|e| invalid(e.message().to_owned()))?;
+    if let Some(v) = &query.version_id
+        && !(32..=64).contains(&v.len())
+    {
+        return Err(invalid("versionId must be 32 to 64 characters".into()));
+    }
+    if let Some(s) = &query.version_stage
+        && !(1..=256).contains(&s.chars().count())
+    {
+        return Err(invalid("versionStage must be 1 to 256 characters".into()));
+    }
+    Ok(())
+}
+
+fn authorize(api: &Api, caller: &Caller, secret_id: &str) -> Result<(), Refusal> {
+    let name = name_of(secret_id);
+    let decision = api.policy.check_file(caller, name, policy::READ);
+    if decision.allowed {
+        return Ok(());
+    }
+    tracing::warn!(target: "secretsfs::audit", uid = caller.uid, secret = name,
+        "access denied by policy (HTTP socket)");
+    Err(Refusal::aws(
+        403,
+        "AccessDeniedException",
+        Some("access denied by the secretsfs policy"),
+    ))
+}
+
+/// The secret name in an id: a name as is; an ARN's name without the six random characters
+/// Secrets Manager appends.
+fn name_of(secret_id: &str) -> &str {
+    let Some(name) = secret_id
+        .strip_prefix("arn:")
+        .and_then(|r| r.splitn(6, ':').nth(5))
+    else {
+        return secret_id;
+    };
+    match name.rsplit_once('-') {
+        Some((base, suffix))
+            if suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            base
+        }
+        _ => name,
+    }
+}
+
+/// The agent's mapping of a failure onto a status and an AWS-style body.
+pub fn refusal_for(err: &Error) -> Refusal {
+    if let Some(up) = err.upstream_detail() {
+        return match (up.code.as_str(), up.status) {
+            ("TimeoutError", _) => Refusal::aws(504, "TimeoutError", Some("Timeout")),
+            ("ConnectionError", _) => Refusal::aws(502, "ConnectionError", Some("Read Error")),
+            ("ResponseError", _) => Refusal::aws(502, "ConnectionError", Some("Response Error")),
+            (code, Some(status)) => Refusal::aws(status, code, up.message.as_deref()),
+            _ => Refusal::aws(500, "InternalFailure", None),
+        };
+    }
+    // Sources without an HTTP service behind them (the file source) answer as AWS would.
+    match err.kind() {
+        ErrorKind::NotFound => Refusal::aws(
+            400,
+            "ResourceNotFoundException",
+            Some("Secrets Manager can't find the specified secret."),
+        ),
+        ErrorKind::AccessDenied => Refusal::aws(400, "AccessDeniedException", Some(err.message())),
+        ErrorKind::InvalidSelector | ErrorKind::InvalidRequest => {
+            Refusal::aws(400, "InvalidParameterException", Some(err.message()))
+        }
+        ErrorKind::Decryption => Refusal::aws(400, "DecryptionFailure", Some(err.message())),
+        ErrorKind::Unavailable => Refusal::aws(502, "ConnectionError", Some("Read Error")),
+        _ => Refusal::aws(500, "InternalFailure", None),
+    }
+}
+
+/// GetSecretValue's JSON in the agent's field order; absent ids are `null`, as there.
+fn success_body(value: &SecretValue) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Out<'a> {
+        #[serde(rename = "ARN")]
+        arn: Option<&'a str>,
+        name: Option<&'a str>,
+        version_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_string: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_binary: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version_stages: Option<&'a [String]>,
+        created_date: Option<String>,
+    }
+    fn present(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
+    }
+    let (secret_string, secret_binary) = match &value.payload {
+        Payload::String(s) => (Some(s.as_str()), None),
+        Payload::Binary(b) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(b)),
+        ),
+    };
+    let out = Out {
+        arn: present(&value.arn),
+        name: present(&value.name),
+        version_id: present(&value.version_id),
+        secret_string,
+        secret_binary,
+        version_stages: Some(&value.stages),
+        // Epoch seconds with fractions, as a string, in f64's shortest form, as the agent.
+        created_date: value
+            .created
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64().to_string()),
+    };
+    serde_json::to_string(&out).unwrap_or_default()
+}
+
+pub fn respond(status: StatusCode, body: String, json: bool) -> Response<Body> {
+    let content_type = if json {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+#[cfg(test)]
+mod tests;
