@@ -83,15 +83,7 @@ pub async fn start(api: Arc<Api>, settings: &HttpSettings) -> Result<Listening> 
 async fn accept_tcp(listener: TcpListener, api: Arc<Api>, settings: HttpSettings) {
     let limit = Arc::new(Semaphore::new(settings.max_conn));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: pause rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, _) = accept_retrying(|| listener.accept()).await;
         if let Err(e) = limit_hops(&stream) {
             tracing::warn!(error = %e, "cannot limit the hop count; dropping the connection");
             continue;
@@ -104,6 +96,23 @@ async fn accept_tcp(listener: TcpListener, api: Arc<Api>, settings: HttpSettings
             permit,
             settings.clone(),
         ));
+    }
+}
+
+/// The next connection; a failed accept (out of file descriptors and the like) pauses
+/// rather than spins.
+async fn accept_retrying<T, F>(mut accept: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = std::io::Result<T>>,
+{
+    loop {
+        match accept().await {
+            Ok(connection) => return connection,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
@@ -136,14 +145,7 @@ fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener> {
 async fn accept_unix(listener: UnixListener, api: Arc<Api>, settings: HttpSettings) {
     let limit = Arc::new(Semaphore::new(settings.max_conn));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, _) = accept_retrying(|| listener.accept()).await;
         let Some(caller) = peer_caller(&stream) else {
             tracing::warn!("cannot read the peer's credentials; dropping the connection");
             continue;
