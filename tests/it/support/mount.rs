@@ -59,6 +59,10 @@ impl Mounted {
             &log,
         ]);
         args.extend(mount_args);
+        // Parallel tests must never collide on the default port.
+        if !mount_args.iter().any(|a| a.starts_with("--http-")) {
+            args.push("--no-http");
+        }
         let out = cli::run(&args).await;
         assert_eq!(
             out.status.code(),
