@@ -79,6 +79,8 @@ impl Api {
                 settings.path_prefix
             )));
         }
+        // Installed before the first request, so that every answer and fetch is recorded.
+        metrics::handle();
         Ok(Api {
             engine,
             policy,

@@ -5,5 +5,6 @@ mod support;
 mod aws_source;
 mod cli;
 mod fake_selftest;
+mod http;
 mod moto_tier;
 mod mount;

@@ -2,5 +2,6 @@
 
 pub mod cli;
 pub mod fake_sm;
+pub mod http;
 pub mod moto;
 pub mod mount;

@@ -1,0 +1,497 @@
+//! The HTTP API under test: `secretsfs serve` (and `mount`) as child processes under guards
+//! that stop exactly their own process, and a small raw HTTP/1.1 client over TCP or a Unix
+//! socket that reads exactly one response per request, so keep-alive connections can be
+//! reused and what the server sends is seen byte for byte.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::process::{Child, ChildStdout, Command};
+
+use super::cli::SECRETSFS;
+
+/// The SSRF token every `serve` gets in `AWS_TOKEN` unless a test says otherwise.
+pub const TOKEN: &str = "secretsfs-test-token-8c1e";
+/// The agent's first token header.
+pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+
+/// Long enough for the SDK's retries against a failing endpoint and a loaded machine; short
+/// enough that a hang fails the test rather than the run.
+const DEADLINE: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const LOG_LEVEL: &str = "info,secretsfs=debug";
+
+/// `secretsfs ARGS` with none of the developer's AWS or secretsfs settings, dummy credentials,
+/// no AWS profile, and `env` on top.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(SECRETSFS);
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("AWS_")
+            || key_text.starts_with("SECRETSFS_")
+            || key_text == "RUST_LOG"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    // Empty rather than absent: the SDK warns on stderr about a configured file that does not
+    // exist, and stderr is part of what is tested.
+    let empty_file = concat!(env!("CARGO_TARGET_TMPDIR"), "/empty-aws-config");
+    std::fs::write(empty_file, "").unwrap_or_else(|e| panic!("cannot write {empty_file}: {e}"));
+    cmd.args(args)
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", empty_file)
+        .env("AWS_SHARED_CREDENTIALS_FILE", empty_file)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `secretsfs ARGS` to its end, with `env` on top of the clean environment.
+pub async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::time::timeout(DEADLINE, command(args, env).output())
+        .await
+        .unwrap_or_else(|_| panic!("secretsfs {args:?} did not finish within {DEADLINE:?}"))
+        .unwrap_or_else(|e| panic!("cannot run {SECRETSFS}: {e}"))
+}
+
+/// A temporary directory under /tmp with mode 0755, so that another uid can reach what is in
+/// it (a socket, a mountpoint) and is decided by secretsfs, not by the directory.
+pub fn public_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("secretsfs-test-")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A running `secretsfs ... serve`, killed (by its own pid) when dropped.
+pub struct Served {
+    child: Child,
+    /// Where the TCP listener is, from the line `serve` prints when ready.
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    // Kept open: the child must not meet a closed stdout.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Served {
+    /// `secretsfs --log-level .. ARGS` (ARGS hold the source flags and `serve ...`) with
+    /// `AWS_TOKEN` set to [`TOKEN`]; returns once it printed where it listens.
+    pub async fn start(args: &[&str]) -> Served {
+        Served::start_with_env(args, &[("AWS_TOKEN", TOKEN)]).await
+    }
+
+    /// Like [`Served::start`], with `env` instead of the default token.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut full: Vec<&str> = vec!["--log-level", LOG_LEVEL];
+        full.extend(args);
+        let mut child = command(&full, env)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {SECRETSFS}: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        let read = tokio::time::timeout(DEADLINE, stdout.read_line(&mut line)).await;
+        let ready = matches!(read, Ok(Ok(n)) if n > 0);
+        if !ready {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await;
+            panic!(
+                "secretsfs {args:?} did not say where it listens ({read:?}); stderr:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        let addr = parse_ready_line(&line);
+        Served {
+            child,
+            addr,
+            dir,
+            _stdout: stdout,
+        }
+    }
+
+    /// What the process logged so far (stderr).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the process: it must exit 0. Returns its stderr.
+    pub async fn stop(mut self) -> String {
+        let pid = self.child.id().expect("serve is still running");
+        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("serve did not exit within {STOP_TIMEOUT:?} of SIGTERM"))
+            .unwrap();
+        let stderr = self.stderr();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "serve's exit on SIGTERM; stderr:\n{stderr}"
+        );
+        stderr
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // Only this child, by its own handle; then reap it.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.start_kill();
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// `secretsfs/<version> listening on http://127.0.0.1:PORT`.
+fn parse_ready_line(line: &str) -> SocketAddr {
+    let expected_start = concat!(
+        "secretsfs/",
+        env!("CARGO_PKG_VERSION"),
+        " listening on http://"
+    );
+    let rest = line
+        .trim_end_matches('\n')
+        .strip_prefix(expected_start)
+        .unwrap_or_else(|| panic!("unexpected first line on stdout: {line:?}"));
+    rest.parse()
+        .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"))
+}
+
+/// A mount (in the background, like `support::mount::Mounted`) started with extra
+/// environment variables, for the HTTP API in the mount's process. Unmounts and stops its
+/// daemon, by pid, when dropped.
+pub struct HttpMount {
+    _dir: tempfile::TempDir,
+    pub mnt: PathBuf,
+    log: PathBuf,
+    pid: Option<i32>,
+}
+
+impl HttpMount {
+    /// `secretsfs GLOBAL... mount MNT --log-file LOG MOUNT_ARGS...` with `env`; returns once
+    /// the command exited 0.
+    pub async fn start(global: &[&str], mount_args: &[&str], env: &[(&str, &str)]) -> HttpMount {
+        let dir = public_tempdir();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let log = dir.path().join("secretsfs.log");
+        let mut mounted = HttpMount {
+            _dir: dir,
+            mnt,
+            log,
+            pid: None,
+        };
+        let (mnt, log) = (
+            mounted.mnt.to_str().unwrap().to_owned(),
+            mounted.log.to_str().unwrap().to_owned(),
+        );
+        let mut args: Vec<&str> = global.to_vec();
+        args.extend(["--log-level", LOG_LEVEL, "mount", &mnt, "--log-file", &log]);
+        args.extend(mount_args);
+        let out = run_with_env(&args, env).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "mount failed: {}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            mounted.log()
+        );
+        mounted.pid = Some(
+            mounted
+                .daemon_pid()
+                .expect("the daemon logs its pid once mounted"),
+        );
+        mounted
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.mnt.join(relative)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The TCP address of the mount's HTTP API, from its `HTTP API listening` log line.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("HTTP API listening"))
+            .find_map(|l| {
+                l.split("address=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+    }
+
+    fn daemon_pid(&self) -> Option<i32> {
+        self.log()
+            .lines()
+            .rev()
+            .filter(|l| l.contains("mounted") && l.contains("pid="))
+            .find_map(|l| {
+                l.split("pid=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+    }
+
+    /// SIGTERM, then waits until the daemon is gone and the mount with it.
+    pub fn stop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while (alive(pid) || super::mount::is_mounted(&self.mnt)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for HttpMount {
+    fn drop(&mut self) {
+        self.stop();
+        if super::mount::is_mounted(&self.mnt) {
+            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// A process that exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// One HTTP response, as received.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of a header (names compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("status {}: the body is not JSON: {e}", self.status))
+    }
+
+    /// The body for a failure message: error bodies as they are, a body carrying a secret
+    /// only by its size.
+    pub fn describe(&self) -> String {
+        let text = self.text();
+        if text.contains("\"SecretString\"") || text.contains("\"SecretBinary\"") {
+            format!("<a secret body of {} bytes>", self.body.len())
+        } else {
+            format!("{text:?}")
+        }
+    }
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One client connection; requests on it are sent one after the other (keep-alive).
+pub struct Conn {
+    io: BufReader<Box<dyn Io>>,
+    /// For every request: from writing it to the end of its response.
+    pub timeout: Duration,
+}
+
+impl Conn {
+    pub async fn tcp(addr: SocketAddr) -> Conn {
+        let stream = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connecting to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        Conn::over(Box::new(stream))
+    }
+
+    pub async fn unix(path: &Path) -> Conn {
+        let stream = UnixStream::connect(path)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", path.display()));
+        Conn::over(Box::new(stream))
+    }
+
+    fn over(io: Box<dyn Io>) -> Conn {
+        Conn {
+            io: BufReader::new(io),
+            timeout: DEADLINE,
+        }
+    }
+
+    /// Sends `METHOD TARGET HTTP/1.1` with `headers` and reads its response.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.exchange(method, target, headers))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no complete response to {method} {target} within {timeout:?}"),
+                )
+            })?
+    }
+
+    /// GET, panicking on a connection failure.
+    pub async fn get(&mut self, target: &str, headers: &[(&str, &str)]) -> Response {
+        self.send("GET", target, headers)
+            .await
+            .unwrap_or_else(|e| panic!("GET {target}: {e}"))
+    }
+
+    async fn exchange(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
+        let mut request = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        self.io.get_mut().write_all(request.as_bytes()).await?;
+        self.io.get_mut().flush().await?;
+
+        let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+        let mut status_line = String::new();
+        if self.io.read_line(&mut status_line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the connection closed before a response",
+            ));
+        }
+        let status: u16 = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.io.read_line(&mut line).await? == 0 {
+                return Err(bad("the connection closed inside the response head".into()));
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status) {
+            return Ok(response);
+        }
+        if response
+            .header("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
+            return Err(bad(
+                "a chunked response; this client reads content-length".into()
+            ));
+        }
+        match response.header("content-length") {
+            Some(length) => {
+                let length: usize = length
+                    .parse()
+                    .map_err(|_| bad(format!("bad content-length {length:?}")))?;
+                let mut body = vec![0; length];
+                self.io.read_exact(&mut body).await?;
+                response.body = body;
+            }
+            None => {
+                self.io.read_to_end(&mut response.body).await?;
+            }
+        }
+        Ok(response)
+    }
+
+    /// Waits up to `deadline` for the server to close the connection: `Ok(bytes received)`
+    /// once it did (EOF or a reset), `Err` if it is still open.
+    pub async fn closed_within(&mut self, deadline: Duration) -> Result<Vec<u8>, ()> {
+        let mut received = Vec::new();
+        let outcome = tokio::time::timeout(deadline, async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match self.io.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        outcome.map(|()| received).map_err(|_| ())
+    }
+}
+
+/// One request on a new TCP connection, with the token.
+pub async fn get(addr: SocketAddr, target: &str) -> Response {
+    Conn::tcp(addr)
+        .await
+        .get(target, &[(TOKEN_HEADER, TOKEN)])
+        .await
+}
