@@ -26,8 +26,16 @@ Exit codes: 0 ok, 2 usage, 65 invalid selector, 66 not found, 69 upstream unavai
 
 Try it without AWS: secretsfs --source file:examples/demo-secrets.json get prod/db:password";
 
+/// The version and the git revision the binary was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("SECRETSFS_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "secretsfs", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(name = "secretsfs", version = VERSION, about = ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -44,6 +52,9 @@ pub enum Command {
     Mount(MountArgs),
     /// Serve the agent-compatible HTTP API alone (no FUSE needed), in the foreground.
     Serve(ServeArgs),
+    /// Print the man page (roff) generated from this command line, for packaging.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +323,14 @@ pub mod exit {
     pub const OUTPUT: u8 = 74; // EX_IOERR
     pub const ACCESS_DENIED: u8 = 77; // EX_NOPERM
     pub const CONFIG: u8 = 78; // EX_CONFIG
+}
+
+/// The man page, generated from the command line definition so that it never drifts.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    Ok(page)
 }
 
 pub fn exit_code(err: &Error) -> u8 {

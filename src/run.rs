@@ -40,6 +40,13 @@ pub async fn run(cli: Cli, readiness: &mut Readiness) -> Result<()> {
         Command::Get(args) => get(&cli.global, args).await,
         Command::Mount(args) => mount(&cli.global, args, readiness).await,
         Command::Serve(args) => serve(&cli.global, args).await,
+        Command::Man => {
+            let page = crate::cli::man_page()
+                .map_err(|e| Error::new(ErrorKind::Io, format!("rendering the man page: {e}")))?;
+            std::io::stdout()
+                .write_all(&page)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("writing to stdout: {e}")))
+        }
     }
 }
 
