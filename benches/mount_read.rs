@@ -443,7 +443,7 @@ impl Mounted {
             ..Default::default()
         };
         let engine = Arc::new(Engine::new(Arc::new(source), cache));
-        let policy = Arc::new(Policy::defaults_only(Defaults {
+        let policy = secretsfs::policy::shared(Policy::defaults_only(Defaults {
             uid: 0,
             gid: 0,
             file_mode: DEFAULT_FILE_MODE,

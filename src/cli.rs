@@ -1,14 +1,13 @@
 //! The command line: flags (design.md section 8), subcommands, and exit codes.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::cache::{self, CacheConfig};
 use crate::error::{Error, ErrorKind, Result};
-use crate::policy::{Defaults, Mode};
+use crate::policy::Mode;
 use crate::source::SourceSpec;
-use crate::source::aws::AwsOptions;
 
 const ABOUT: &str = "AWS Secrets Manager secrets as read-only files, and over an HTTP API \
 compatible with the AWS Secrets Manager Agent, from one shared cache.";
@@ -34,7 +33,7 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "secretsfs", version = VERSION, about = ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
@@ -43,7 +42,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Print the exact bytes of one secret value to stdout (no newline added).
     Get(GetArgs),
@@ -52,213 +51,304 @@ pub enum Command {
     Mount(MountArgs),
     /// Serve the agent-compatible HTTP API alone (no FUSE needed), in the foreground.
     Serve(ServeArgs),
+    /// Check a configuration file and print the effective settings (never a secret value).
+    CheckConfig(CheckConfigArgs),
     /// Print the man page (roff) generated from this command line, for packaging.
     #[command(hide = true)]
     Man,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub http: HttpArgs,
 }
 
-/// The HTTP API's flags, shared by `mount` and `serve`.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfigArgs {
+    /// The file to check [default: --config, else /etc/secretsfs/config.toml].
+    pub file: Option<PathBuf>,
+}
+
+/// The HTTP API's flags, shared by `mount` and `serve`. Every one has a config key of the
+/// same name (`_` for `-`) and a SECRETSFS_ environment variable; see the README's table.
+#[derive(Debug, Args, Clone, Default)]
 pub struct HttpArgs {
     /// TCP port of the HTTP API [default: 2773]; 0 picks a free port and logs it.
-    #[arg(long, value_name = "PORT", help_heading = "HTTP API")]
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "SECRETSFS_HTTP_PORT",
+        help_heading = "HTTP API"
+    )]
     pub http_port: Option<u16>,
 
-    /// Address of the TCP listener; anything but loopback logs a warning.
+    /// Address of the TCP listener [default: 127.0.0.1]; not loopback: a warning.
     #[arg(
         long,
         value_name = "ADDR",
-        default_value = "127.0.0.1",
+        env = "SECRETSFS_HTTP_LISTEN",
         help_heading = "HTTP API"
     )]
-    pub http_listen: std::net::IpAddr,
+    pub http_listen: Option<IpAddr>,
 
     /// Also serve the API on this Unix socket, where the caller's uid and the access policy
     /// decide (no token).
-    #[arg(long, value_name = "PATH", help_heading = "HTTP API")]
-    pub http_socket: Option<std::path::PathBuf>,
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SECRETSFS_HTTP_SOCKET",
+        help_heading = "HTTP API"
+    )]
+    pub http_socket: Option<PathBuf>,
 
-    /// Mode of the Unix socket file (the policy still decides each request).
+    /// Mode of the Unix socket file [default: 0666] (the policy decides each request).
     #[arg(
         long,
         value_name = "OCTAL",
-        default_value = "0666",
+        env = "SECRETSFS_HTTP_SOCKET_MODE",
         help_heading = "HTTP API"
     )]
-    pub http_socket_mode: Mode,
+    pub http_socket_mode: Option<Mode>,
 
-    /// Concurrent connections per listener; over it, requests are answered 429.
-    #[arg(long, value_name = "N", default_value_t = crate::http::DEFAULT_MAX_CONN,
-          value_parser = parse_max_conn, help_heading = "HTTP API")]
-    pub max_conn: usize,
-
-    /// The prefix of the path route: GET PREFIX<secretId>.
-    #[arg(long, value_name = "PREFIX", default_value = crate::http::DEFAULT_PATH_PREFIX,
+    /// Concurrent connections per listener [default: 800, 1-1000]; over it, 429.
+    #[arg(long, value_name = "N", env = "SECRETSFS_MAX_CONN", value_parser = parse_max_conn,
           help_heading = "HTTP API")]
-    pub path_prefix: String,
+    pub max_conn: Option<usize>,
 
-    /// Headers that may carry the SSRF token (comma-separated).
-    #[arg(long, value_name = "NAMES", value_delimiter = ',',
-          default_values_t = crate::http::token::DEFAULT_HEADERS.map(String::from),
-          help_heading = "HTTP API")]
-    pub ssrf_headers: Vec<String>,
+    /// The prefix of the path route, GET PREFIX<secretId> [default: /v1/].
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        env = "SECRETSFS_PATH_PREFIX",
+        help_heading = "HTTP API"
+    )]
+    pub path_prefix: Option<String>,
 
-    /// Environment variables to take the token from, first set wins; a `file://PATH` value
-    /// names a file holding it (comma-separated).
-    #[arg(long, value_name = "NAMES", value_delimiter = ',',
-          default_values_t = crate::http::token::DEFAULT_ENV_VARIABLES.map(String::from),
-          help_heading = "HTTP API")]
-    pub ssrf_env_variables: Vec<String>,
+    /// Headers that may carry the SSRF token, comma-separated
+    /// [default: X-Aws-Parameters-Secrets-Token,X-Vault-Token].
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        env = "SECRETSFS_SSRF_HEADERS",
+        help_heading = "HTTP API"
+    )]
+    pub ssrf_headers: Option<Vec<String>>,
 
-    /// Seconds a client has to send a request's headers.
-    #[arg(long, value_name = "SECONDS", default_value_t = crate::http::DEFAULT_HEADER_TIMEOUT.as_secs(),
+    /// Variables to take the token from, first set wins; a `file://PATH` value names a file
+    /// [default: AWS_TOKEN,AWS_SESSION_TOKEN,AWS_CONTAINER_AUTHORIZATION_TOKEN].
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        env = "SECRETSFS_SSRF_ENV_VARIABLES",
+        help_heading = "HTTP API"
+    )]
+    pub ssrf_env_variables: Option<Vec<String>>,
+
+    /// Seconds a client has to send a request's headers [default: 5, 1-300].
+    #[arg(long, value_name = "SECONDS", env = "SECRETSFS_HTTP_HEADER_TIMEOUT",
           value_parser = clap::value_parser!(u64).range(1..=300), help_heading = "HTTP API")]
-    pub http_header_timeout: u64,
+    pub http_header_timeout: Option<u64>,
 
-    /// Seconds one request may take before it is answered 504.
-    #[arg(long, value_name = "SECONDS", default_value_t = crate::http::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+    /// Seconds one request may take before it is answered 504 [default: 61, 1-3600].
+    #[arg(long, value_name = "SECONDS", env = "SECRETSFS_HTTP_REQUEST_TIMEOUT",
           value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "HTTP API")]
-    pub http_request_timeout: u64,
+    pub http_request_timeout: Option<u64>,
 }
 
 fn parse_max_conn(s: &str) -> std::result::Result<usize, String> {
     parse_in_range(s, 1, 1000)
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct MountArgs {
     /// An existing, empty directory. A dead mount left there by a killed daemon is detached.
-    pub mountpoint: std::path::PathBuf,
+    pub mountpoint: PathBuf,
 
     /// Stay in the foreground and log to stderr (for systemd and containers).
     #[arg(short, long)]
     pub foreground: bool,
 
-    /// `flat`: secrets are files at their names (`prod/db`), selectors are file names
-    /// (`prod/db:password`). `stages`: each secret is a directory of its stage labels
+    /// `flat` [default]: secrets are files at their names (`prod/db`), selectors are file
+    /// names (`prod/db:password`). `stages`: each secret is a directory of its stage labels
     /// (`prod/db/AWSCURRENT`).
-    #[arg(long, value_enum, default_value = "flat")]
-    pub layout: crate::fuse::namespace::Layout,
+    #[arg(long, value_enum, env = "SECRETSFS_LAYOUT")]
+    pub layout: Option<crate::fuse::namespace::Layout>,
 
     /// Show only secrets whose names start with this prefix, named relative to it.
-    #[arg(long, value_name = "PREFIX", default_value = "")]
-    pub prefix: String,
+    #[arg(long, value_name = "PREFIX", env = "SECRETSFS_PREFIX")]
+    pub prefix: Option<String>,
 
     /// Serve every open and read from secretsfs (no plaintext in the page cache; each open
     /// handle reads one version to its close; the policy is checked and audited per open).
-    #[arg(long)]
-    pub no_kernel_cache: bool,
-
-    /// Write logs here instead of syslog (in the background) or stderr (in the foreground).
-    #[arg(long, value_name = "PATH")]
-    pub log_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "SECRETSFS_NO_KERNEL_CACHE", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_kernel_cache: Option<bool>,
 
     /// No HTTP API in this process.
-    #[arg(long, conflicts_with_all = ["http_port", "http_socket"], help_heading = "HTTP API")]
-    pub no_http: bool,
+    #[arg(long, env = "SECRETSFS_NO_HTTP", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(),
+          conflicts_with_all = ["http_port", "http_socket"], help_heading = "HTTP API")]
+    pub no_http: Option<bool>,
 
     #[command(flatten)]
     pub http: HttpArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GetArgs {
     /// What to read: NAME[:JSON_KEY[:VERSION_STAGE[:VERSION_ID]]] (a name or an ARN).
     pub selector: String,
 }
 
-#[derive(Debug, Args)]
+/// Global flags. Every one has a config key of the same name (`_` for `-`) and an
+/// environment variable; the precedence is flag > environment > file > default.
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Where secrets come from: `aws` (Secrets Manager) or `file:PATH` (a local JSON file).
-    #[arg(long, global = true, value_name = "aws|file:PATH", default_value = "aws",
-          value_parser = parse_source, help_heading = "Source")]
-    pub source: SourceSpec,
+    /// Configuration file (TOML) [default: /etc/secretsfs/config.toml when present].
+    #[arg(long, global = true, value_name = "PATH", env = "SECRETSFS_CONFIG")]
+    pub config: Option<PathBuf>,
 
-    /// Configuration file (TOML); for now it holds the access policy's `[[policy]]` rules.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<std::path::PathBuf>,
+    /// Where secrets come from: `aws` [default] (Secrets Manager) or `file:PATH` (a JSON file).
+    #[arg(long, global = true, value_name = "aws|file:PATH", value_parser = parse_source,
+          env = "SECRETSFS_SOURCE", help_heading = "Source")]
+    pub source: Option<SourceSpec>,
 
-    /// AWS region (default: the SDK's chain: AWS_REGION, the profile, IMDS).
+    /// AWS region [default: AWS_REGION, the profile's, IMDS].
     #[arg(long, global = true, help_heading = "Source")]
     pub region: Option<String>,
 
-    /// AWS profile from ~/.aws/config (default: AWS_PROFILE, else `default`).
+    /// AWS profile [default: AWS_PROFILE, else `default`].
     #[arg(long, global = true, help_heading = "Source")]
     pub profile: Option<String>,
 
-    /// Secrets Manager endpoint (default: AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL,
-    /// else the region's).
+    /// Secrets Manager endpoint [default: AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL,
+    /// else the region's].
     #[arg(long, global = true, value_name = "URL", help_heading = "Source")]
     pub endpoint_url: Option<String>,
 
-    /// Deadline of one Secrets Manager call, its retries included.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10,
+    /// Deadline of one Secrets Manager call, retries included [default: 10, 1-300].
+    #[arg(long, global = true, value_name = "SECONDS", env = "SECRETSFS_TIMEOUT",
           value_parser = clap::value_parser!(u64).range(1..=300), help_heading = "Source")]
-    pub timeout: u64,
+    pub timeout: Option<u64>,
 
-    /// How long a fetched value is served before it is fetched again.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = cache::DEFAULT_TTL.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=86400), help_heading = "Cache")]
-    pub ttl: u64,
+    /// How long a fetched value is served before it is fetched again [default: 300, 0-86400;
+    /// 0 asks every time, coalesced].
+    #[arg(long, global = true, value_name = "SECONDS", env = "SECRETSFS_TTL",
+          value_parser = clap::value_parser!(u64).range(0..=86400), help_heading = "Cache")]
+    pub ttl: Option<u64>,
 
-    /// How many secret versions the cache holds before evicting the least recently used.
-    #[arg(long, global = true, value_name = "N", default_value_t = cache::DEFAULT_MAX_ENTRIES,
+    /// Up to this percentage is taken off each value's TTL at random, so that a fleet of hosts
+    /// does not refresh in lockstep [default: 10, 0-50].
+    #[arg(long, global = true, value_name = "PERCENT", env = "SECRETSFS_TTL_JITTER",
+          value_parser = clap::value_parser!(u8).range(0..=50), help_heading = "Cache")]
+    pub ttl_jitter: Option<u8>,
+
+    /// Secret versions the cache holds before evicting the least recently used
+    /// [default: 1000, 1-1000000].
+    #[arg(long, global = true, value_name = "N", env = "SECRETSFS_CACHE_SIZE",
           value_parser = parse_cache_size, help_heading = "Cache")]
-    pub cache_size: usize,
+    pub cache_size: Option<usize>,
 
-    /// How many bytes of values the cache holds before evicting the least recently used.
-    #[arg(long, global = true, value_name = "BYTES", default_value_t = cache::DEFAULT_MAX_BYTES,
+    /// Bytes of values the cache holds before evicting the least recently used
+    /// [default: 67108864, 1024-2^40].
+    #[arg(long, global = true, value_name = "BYTES", env = "SECRETSFS_CACHE_BYTES",
           value_parser = parse_cache_bytes, help_heading = "Cache")]
-    pub cache_bytes: usize,
+    pub cache_bytes: Option<usize>,
 
     /// How long past its TTL a value may be served while Secrets Manager fails transiently
-    /// (throttling, 5xx, timeouts); 0 disables.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = cache::DEFAULT_MAX_STALE.as_secs(),
+    /// (throttling, 5xx, timeouts) [default: 3600, 0-604800; 0 disables].
+    #[arg(long, global = true, value_name = "SECONDS", env = "SECRETSFS_MAX_STALE",
           value_parser = clap::value_parser!(u64).range(0..=604800), help_heading = "Cache")]
-    pub max_stale: u64,
+    pub max_stale: Option<u64>,
 
-    /// How long a "not found" is remembered; 0 disables.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = cache::DEFAULT_NEGATIVE_TTL.as_secs(),
+    /// How long a "not found" is remembered [default: 10, 0-3600; 0 disables].
+    #[arg(long, global = true, value_name = "SECONDS", env = "SECRETSFS_NEGATIVE_TTL",
           value_parser = clap::value_parser!(u64).range(0..=3600), help_heading = "Cache")]
-    pub negative_ttl: u64,
+    pub negative_ttl: Option<u64>,
 
-    /// Owner of files and directories no policy rule covers (default: the running user).
-    #[arg(long, global = true, help_heading = "Access")]
+    /// Owner of files and directories no policy rule covers [default: the running user].
+    #[arg(long, global = true, env = "SECRETSFS_UID", help_heading = "Access")]
     pub uid: Option<u32>,
 
-    /// Group of files and directories no policy rule covers (default: the running group).
-    #[arg(long, global = true, help_heading = "Access")]
+    /// Group of files and directories no policy rule covers [default: the running group].
+    #[arg(long, global = true, env = "SECRETSFS_GID", help_heading = "Access")]
     pub gid: Option<u32>,
 
-    /// Mode of files no policy rule covers.
+    /// Mode of files no policy rule covers [default: 0440].
     #[arg(
         long,
         global = true,
         value_name = "OCTAL",
-        default_value = "0440",
+        env = "SECRETSFS_FILE_MODE",
         help_heading = "Access"
     )]
-    pub file_mode: Mode,
+    pub file_mode: Option<Mode>,
 
-    /// Mode of directories no policy rule covers.
+    /// Mode of directories no policy rule covers [default: 0550].
     #[arg(
         long,
         global = true,
         value_name = "OCTAL",
-        default_value = "0550",
+        env = "SECRETSFS_DIR_MODE",
         help_heading = "Access"
     )]
-    pub dir_mode: Mode,
+    pub dir_mode: Option<Mode>,
 
-    /// Log level (error, warn, info, debug, trace) or a full filter; default: RUST_LOG, else warn.
-    #[arg(long, global = true, value_name = "LEVEL", help_heading = "Logging")]
+    /// Log level (error, warn, info, debug, trace, off) or a full filter [default: RUST_LOG,
+    /// else warn].
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        env = "SECRETSFS_LOG_LEVEL",
+        help_heading = "Logging"
+    )]
     pub log_level: Option<String>,
+
+    /// Write logs to this file instead of syslog (background) or stderr (foreground).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "SECRETSFS_LOG_FILE",
+        help_heading = "Logging"
+    )]
+    pub log_file: Option<PathBuf>,
+
+    /// Also write the audit records (one per access decision) to this file as JSON lines.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "SECRETSFS_AUDIT_LOG",
+        help_heading = "Logging"
+    )]
+    pub audit_log: Option<PathBuf>,
+
+    /// Lock the process's memory so that secrets never reach swap (needs CAP_IPC_LOCK and a
+    /// high enough RLIMIT_MEMLOCK; without them, one warning and no lock).
+    #[arg(long, global = true, env = "SECRETSFS_MLOCK", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Hardening")]
+    pub mlock: Option<bool>,
+
+    /// Check the AWS credentials at start-up of `mount` and `serve` [default: true].
+    #[arg(long, global = true, env = "SECRETSFS_VALIDATE_CREDENTIALS", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(),
+          help_heading = "Source")]
+    pub validate_credentials: Option<bool>,
+
+    /// An AWS shared credentials file to use instead of ~/.aws/credentials.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "SECRETSFS_CREDENTIALS_FILE_PATH",
+        help_heading = "Source"
+    )]
+    pub credentials_file_path: Option<PathBuf>,
 }
 
 fn parse_source(s: &str) -> std::result::Result<SourceSpec, String> {
@@ -280,36 +370,12 @@ fn parse_in_range(s: &str, min: usize, max: usize) -> std::result::Result<usize,
     }
 }
 
-impl GlobalArgs {
-    pub fn cache_config(&self) -> CacheConfig {
-        CacheConfig {
-            ttl: Duration::from_secs(self.ttl),
-            max_stale: Duration::from_secs(self.max_stale),
-            negative_ttl: Duration::from_secs(self.negative_ttl),
-            max_entries: self.cache_size,
-            max_bytes: self.cache_bytes,
-            ..CacheConfig::default()
-        }
-    }
-
-    pub fn aws_options(&self) -> AwsOptions {
-        AwsOptions {
-            region: self.region.clone(),
-            profile: self.profile.clone(),
-            endpoint_url: self.endpoint_url.clone(),
-            timeout: Some(Duration::from_secs(self.timeout)),
-            credentials: None,
-        }
-    }
-
-    pub fn policy_defaults(&self) -> Defaults {
-        Defaults {
-            uid: self.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw()),
-            gid: self.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw()),
-            file_mode: self.file_mode,
-            dir_mode: self.dir_mode,
-        }
-    }
+/// The man page, generated from the command line definition so that it never drifts.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    Ok(page)
 }
 
 /// Exit codes, from sysexits(3) where one fits; listed in the README and in `--help`.
@@ -323,14 +389,6 @@ pub mod exit {
     pub const OUTPUT: u8 = 74; // EX_IOERR
     pub const ACCESS_DENIED: u8 = 77; // EX_NOPERM
     pub const CONFIG: u8 = 78; // EX_CONFIG
-}
-
-/// The man page, generated from the command line definition so that it never drifts.
-pub fn man_page() -> std::io::Result<Vec<u8>> {
-    use clap::CommandFactory;
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-    Ok(page)
 }
 
 pub fn exit_code(err: &Error) -> u8 {
@@ -361,25 +419,6 @@ pub fn log_filter(level: Option<&str>) -> Result<tracing_subscriber::EnvFilter> 
     }
 }
 
-impl HttpArgs {
-    /// The listeners' settings; `tcp` says whether the TCP listener is on.
-    pub fn settings(&self, tcp: bool) -> crate::http::HttpSettings {
-        let port = self.http_port.unwrap_or(crate::http::DEFAULT_PORT);
-        crate::http::HttpSettings {
-            tcp: tcp.then(|| std::net::SocketAddr::new(self.http_listen, port)),
-            socket: self
-                .http_socket
-                .clone()
-                .map(|p| (p, self.http_socket_mode.0)),
-            max_conn: self.max_conn,
-            header_timeout: Duration::from_secs(self.http_header_timeout),
-            request_timeout: Duration::from_secs(self.http_request_timeout),
-            path_prefix: self.path_prefix.clone(),
-            token_headers: self.ssrf_headers.clone(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,14 +434,14 @@ mod tests {
         let cli =
             Cli::try_parse_from(["secretsfs", "get", "x", "--ttl", "5", "--source", "file:/a"])
                 .unwrap();
-        assert_eq!(cli.global.ttl, 5);
-        assert_eq!(cli.global.source, SourceSpec::File("/a".into()));
+        assert_eq!(cli.global.ttl, Some(5));
+        assert_eq!(cli.global.source, Some(SourceSpec::File("/a".into())));
     }
 
     #[test]
     fn out_of_range_values_are_usage_errors() {
         for args in [
-            ["secretsfs", "--ttl", "0", "get", "x"],
+            ["secretsfs", "--ttl", "99999999", "get", "x"],
             ["secretsfs", "--cache-size", "0", "get", "x"],
             ["secretsfs", "--file-mode", "999", "get", "x"],
             ["secretsfs", "--source", "s3", "get", "x"],

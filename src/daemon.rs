@@ -96,3 +96,12 @@ fn detach_stdio() {
         let _ = nix::unistd::dup2_stderr(&null);
     }
 }
+
+/// Tells systemd (Type=notify) where the service is; without NOTIFY_SOCKET it does nothing.
+pub fn notify_systemd(state: sd_notify::NotifyState) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(&[state])
+    {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}

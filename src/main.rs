@@ -1,5 +1,5 @@
-//! The `secretsfs` binary: parse, go into the background where asked, set up logging, run.
-//! Everything else is in the library.
+//! The `secretsfs` binary: harden the process, parse, resolve the settings, go into the
+//! background where asked, set up logging, run. Everything else is in the library.
 
 use std::ffi::CStr;
 use std::io::IsTerminal;
@@ -10,6 +10,9 @@ use clap::Parser;
 use secretsfs::cli::{self, Cli, Command};
 use secretsfs::daemon::{self, Readiness};
 use secretsfs::source::SourceSpec;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Where logs go.
 enum LogTo {
@@ -19,35 +22,54 @@ enum LogTo {
 }
 
 fn main() -> ExitCode {
+    secretsfs::hardening::harden();
     let mut cli = Cli::parse();
     let mut readiness = Readiness::none();
-    let mut log_to = LogTo::Stderr;
-    if let Command::Mount(args) = &mut cli.command {
-        if let Some(file) = &args.log_file {
-            log_to = LogTo::File(absolute(file));
-        }
-        if !args.foreground {
-            // The daemon works from `/`: resolve relative paths while they still mean what
-            // the user meant.
-            args.mountpoint = absolute(&args.mountpoint);
-            if let SourceSpec::File(path) = &mut cli.global.source {
-                *path = absolute(path);
-            }
-            if let Some(path) = &mut cli.global.config {
-                *path = absolute(path);
-            }
-            if matches!(log_to, LogTo::Stderr) {
-                log_to = LogTo::Syslog;
-            }
-            // Before any thread exists: the runtime and logging come after.
-            readiness = match daemon::daemonize() {
-                Ok(r) => r,
-                Err(err) => return fail(&err, &mut readiness),
-            };
-        }
+    if let Command::CheckConfig(args) = &cli.command
+        && let Some(file) = &args.file
+    {
+        cli.global.config = Some(file.clone());
     }
-    if let Err(err) = init_logging(cli.global.log_level.as_deref(), log_to) {
+    // Resolved before forking, so that a bad config is reported by the command itself.
+    let mut settings = match secretsfs::run::settings_for(&cli) {
+        Ok(s) => s,
+        Err(err) => return fail(&err, &mut readiness),
+    };
+    let mut log_to = match &settings.log_file {
+        Some(file) => LogTo::File(absolute(file)),
+        None => LogTo::Stderr,
+    };
+    if let Command::Mount(args) = &mut cli.command
+        && !args.foreground
+    {
+        // The daemon works from `/`: resolve relative paths while they still mean what the
+        // user meant.
+        args.mountpoint = absolute(&args.mountpoint);
+        if let SourceSpec::File(path) = &mut settings.source {
+            *path = absolute(path);
+        }
+        if let Some(path) = &mut cli.global.config {
+            *path = absolute(path);
+        }
+        settings.audit_log = settings.audit_log.as_deref().map(absolute);
+        if matches!(log_to, LogTo::Stderr) {
+            log_to = LogTo::Syslog;
+        }
+        // Before any thread exists: the runtime and logging come after.
+        readiness = match daemon::daemonize() {
+            Ok(r) => r,
+            Err(err) => return fail(&err, &mut readiness),
+        };
+    }
+    if let Err(err) = init_logging(
+        settings.log_level.as_deref(),
+        log_to,
+        settings.audit_log.as_deref(),
+    ) {
         return fail(&err, &mut readiness);
+    }
+    if settings.mlock {
+        secretsfs::hardening::lock_memory();
     }
     // A runtime built by hand, not #[tokio::main]: the fork above must come first.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -63,7 +85,7 @@ fn main() -> ExitCode {
             return fail(&err, &mut readiness);
         }
     };
-    match runtime.block_on(secretsfs::run::run(cli, &mut readiness)) {
+    match runtime.block_on(secretsfs::run::run(cli, settings, &mut readiness)) {
         Ok(()) => ExitCode::from(cli::exit::OK),
         Err(err) => fail(&err, &mut readiness),
     }
@@ -73,26 +95,27 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-fn init_logging(level: Option<&str>, to: LogTo) -> secretsfs::Result<()> {
+fn open_append(path: &Path, what: &str) -> secretsfs::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| secretsfs::Error::config(format!("{what} {}: {e}", path.display())))
+}
+
+fn init_logging(level: Option<&str>, to: LogTo, audit_log: Option<&Path>) -> secretsfs::Result<()> {
     let filter = cli::log_filter(level)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match to {
-        LogTo::Stderr => builder
+    let logs = match to {
+        LogTo::Stderr => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
-            .init(),
+            .boxed(),
         LogTo::File(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| {
-                    secretsfs::Error::config(format!("--log-file {}: {e}", path.display()))
-                })?;
-            builder
+            let file = open_append(&path, "--log-file")?;
+            tracing_subscriber::fmt::layer()
                 .with_writer(std::sync::Mutex::new(file))
                 .with_ansi(false)
-                .init()
+                .boxed()
         }
         LogTo::Syslog => {
             const IDENTITY: &CStr = c"secretsfs";
@@ -102,13 +125,31 @@ fn init_logging(level: Option<&str>, to: LogTo) -> secretsfs::Result<()> {
                 syslog_tracing::Facility::Daemon,
             )
             .ok_or_else(|| secretsfs::Error::config("syslog is already in use"))?;
-            builder
+            tracing_subscriber::fmt::layer()
                 .with_writer(syslog)
                 .with_ansi(false)
                 .without_time()
-                .init()
+                .boxed()
         }
-    }
+    };
+    let audit = match audit_log {
+        Some(path) => {
+            let file = open_append(path, "--audit-log")?;
+            let only_audit = tracing_subscriber::filter::Targets::new()
+                .with_target(secretsfs::audit::TARGET, tracing::Level::INFO);
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_filter(only_audit),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(audit)
+        .init();
     Ok(())
 }
 

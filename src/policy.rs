@@ -156,6 +156,13 @@ struct Rule {
     dir_mode: Option<Mode>,
 }
 
+/// The policy as the front ends hold it: replaced whole on SIGHUP, read without locking.
+pub type SharedPolicy = std::sync::Arc<arc_swap::ArcSwap<Policy>>;
+
+pub fn shared(policy: Policy) -> SharedPolicy {
+    std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(policy))
+}
+
 #[derive(Debug)]
 pub struct Policy {
     rules: Vec<Rule>,

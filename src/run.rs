@@ -1,11 +1,13 @@
-//! Running a parsed command line: build the source and the engine, then do the command.
+//! Running a parsed command line: resolve the settings, build the source and the engine, then
+//! do the command.
 
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command, GetArgs, GlobalArgs, HttpArgs, MountArgs, ServeArgs};
-use crate::config::ConfigFile;
-use crate::daemon::Readiness;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::{Cli, Command, GetArgs, MountArgs, ServeArgs};
+use crate::daemon::{self, Readiness};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::core::Core;
@@ -14,19 +16,28 @@ use crate::fuse::namespace::Namespace;
 use crate::http::Api;
 use crate::http::listen::{self, Listening};
 use crate::http::token::Token;
-use crate::policy::{Policy, SystemDirectory};
+use crate::policy::{self, Policy, SharedPolicy, SystemDirectory};
 use crate::selector::Selector;
+use crate::settings::{HttpKeys, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
 use crate::source::{DynSource, SourceSpec};
-use tokio::signal::unix::{SignalKind, signal};
+
+/// The settings a command runs with, resolved from its flags, environment and config file.
+pub fn settings_for(cli: &Cli) -> Result<Settings> {
+    match &cli.command {
+        Command::Mount(m) => Settings::resolve(&cli.global, Some(m), Some(&m.http)),
+        Command::Serve(s) => Settings::resolve(&cli.global, None, Some(&s.http)),
+        _ => Settings::resolve(&cli.global, None, None),
+    }
+}
 
 /// Builds the source; a long-running front end also checks its credentials up front.
-pub async fn build_source(global: &GlobalArgs, check_credentials: bool) -> Result<DynSource> {
-    Ok(match &global.source {
+pub async fn build_source(settings: &Settings, check_credentials: bool) -> Result<DynSource> {
+    Ok(match &settings.source {
         SourceSpec::Aws => {
-            let source = AwsSource::connect(&global.aws_options()).await?;
-            if check_credentials {
+            let source = AwsSource::connect(&settings.aws).await?;
+            if check_credentials && settings.validate_credentials {
                 source.check_credentials().await?;
             }
             Arc::new(source)
@@ -35,11 +46,15 @@ pub async fn build_source(global: &GlobalArgs, check_credentials: bool) -> Resul
     })
 }
 
-pub async fn run(cli: Cli, readiness: &mut Readiness) -> Result<()> {
+pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Result<()> {
     match &cli.command {
-        Command::Get(args) => get(&cli.global, args).await,
-        Command::Mount(args) => mount(&cli.global, args, readiness).await,
-        Command::Serve(args) => serve(&cli.global, args).await,
+        Command::Get(args) => get(&settings, args).await,
+        Command::Mount(args) => mount(&cli, args, settings, readiness).await,
+        Command::Serve(args) => serve(&cli, args, settings).await,
+        Command::CheckConfig(_) => {
+            print!("{}", settings.render());
+            Ok(())
+        }
         Command::Man => {
             let page = crate::cli::man_page()
                 .map_err(|e| Error::new(ErrorKind::Io, format!("rendering the man page: {e}")))?;
@@ -50,26 +65,17 @@ pub async fn run(cli: Cli, readiness: &mut Readiness) -> Result<()> {
     }
 }
 
-/// The policy of the defaults and the `--config` file's rules.
-fn policy(global: &GlobalArgs) -> Result<Arc<Policy>> {
-    let rules = match &global.config {
-        Some(path) => ConfigFile::load(path)?.policy,
-        None => Vec::new(),
-    };
-    Ok(Arc::new(Policy::new(
-        &rules,
-        global.policy_defaults(),
-        &SystemDirectory,
-    )?))
+fn build_policy(settings: &Settings) -> Result<Policy> {
+    Policy::new(&settings.rules, settings.defaults, &SystemDirectory)
 }
 
 /// Whether the TCP listener runs: only with a token, as in the agent. `serve` and an explicit
-/// `--http-port` insist on one; a mount without one goes on without TCP and says so once.
-fn tcp_token(args: &HttpArgs, insist: bool) -> Result<Option<Token>> {
-    let token = Token::from_env(&args.ssrf_env_variables)?;
+/// `http_port` insist on one; a mount without one goes on without TCP and says so once.
+fn tcp_token(keys: &HttpKeys, insist: bool) -> Result<Option<Token>> {
+    let token = Token::from_env(&keys.ssrf_env_variables)?;
     if token.is_none() {
-        let names = args.ssrf_env_variables.join(", ");
-        if insist || args.http_port.is_some() {
+        let names = keys.ssrf_env_variables.join(", ");
+        if insist || keys.port.is_some() {
             return Err(Error::config(format!(
                 "no SSRF token for the HTTP API: set one of {names} (a value, or file://PATH)"
             )));
@@ -81,12 +87,12 @@ fn tcp_token(args: &HttpArgs, insist: bool) -> Result<Option<Token>> {
 
 async fn start_http(
     engine: Arc<Engine>,
-    policy: Arc<Policy>,
-    args: &HttpArgs,
+    policy: SharedPolicy,
+    keys: &HttpKeys,
     insist_on_tcp: bool,
 ) -> Result<Option<Listening>> {
-    let token = tcp_token(args, insist_on_tcp)?;
-    let settings = args.settings(token.is_some());
+    let token = tcp_token(keys, insist_on_tcp)?;
+    let settings = keys.settings(token.is_some());
     if settings.tcp.is_none() && settings.socket.is_none() {
         return Ok(None);
     }
@@ -94,41 +100,10 @@ async fn start_http(
     Ok(Some(listen::start(api, &settings).await?))
 }
 
-async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
-    let engine = Arc::new(Engine::new(
-        build_source(global, true).await?,
-        global.cache_config(),
-    ));
-    let listening = start_http(engine.clone(), policy(global)?, &args.http, true)
-        .await?
-        .expect("serve always listens on TCP");
-    // As the agent, one line on stdout says where, for scripts and tests to wait on.
-    if let Some(addr) = listening.tcp_addr {
-        println!(
-            "secretsfs/{} listening on http://{addr}",
-            env!("CARGO_PKG_VERSION")
-        );
-    }
-    let signal = wait_for_signal().await?;
-    tracing::info!(signal, stats = %serde_json::to_string(&engine.stats()).unwrap_or_default(), "stopping");
-    drop(listening);
-    Ok(())
-}
-
-async fn wait_for_signal() -> Result<&'static str> {
-    let signal_error = |e: std::io::Error| Error::new(ErrorKind::Internal, format!("signals: {e}"));
-    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
-}
-
-async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<()> {
+async fn get(settings: &Settings, args: &GetArgs) -> Result<()> {
     // Parsed before the source is even built: an invalid selector costs nothing upstream.
     let selector = Selector::parse(&args.selector)?;
-    let engine = Engine::new(build_source(global, false).await?, global.cache_config());
+    let engine = Engine::new(build_source(settings, false).await?, settings.cache);
     let resolved = engine.get(&selector).await?;
     let mut out = std::io::stdout().lock();
     match out.write_all(resolved.bytes()).and_then(|()| out.flush()) {
@@ -139,19 +114,24 @@ async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<()> {
     }
 }
 
-async fn mount(global: &GlobalArgs, args: &MountArgs, readiness: &mut Readiness) -> Result<()> {
+async fn mount(
+    cli: &Cli,
+    args: &MountArgs,
+    settings: Settings,
+    readiness: &mut Readiness,
+) -> Result<()> {
     let mountpoint = mount::prepare_mountpoint(&args.mountpoint)?;
-    let namespace = Namespace::new(args.layout, &args.prefix)?;
+    let namespace = Namespace::new(settings.layout, &settings.prefix)?;
     let engine = Arc::new(Engine::new(
-        build_source(global, true).await?,
-        global.cache_config(),
+        build_source(&settings, true).await?,
+        settings.cache,
     ));
-    let policy = policy(global)?;
+    let policy = policy::shared(build_policy(&settings)?);
     let core = Arc::new(Core::new(
         engine.clone(),
         policy.clone(),
         namespace,
-        !args.no_kernel_cache,
+        settings.kernel_cache,
     ));
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -166,22 +146,98 @@ async fn mount(global: &GlobalArgs, args: &MountArgs, readiness: &mut Readiness)
         let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
         return Err(e);
     }
-    let http = if args.no_http {
-        None
-    } else {
-        match start_http(engine.clone(), policy, &args.http, false).await {
+    let http = if settings.http_enabled {
+        match start_http(engine.clone(), policy.clone(), &settings.http, false).await {
             Ok(http) => http,
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
                 return Err(e);
             }
         }
+    } else {
+        None
     };
     tracing::info!(mountpoint = %mountpoint.display(), pid = std::process::id(), "mounted");
     readiness.ready();
+    daemon::notify_systemd(sd_notify::NotifyState::Ready);
+    let reload = tokio::spawn(reload_on_sighup(cli.clone(), settings, policy));
     mount::serve_until_stopped(session, &mountpoint).await?;
+    reload.abort();
     drop(http);
     let stats = serde_json::to_string(&engine.stats()).unwrap_or_default();
     tracing::info!(mountpoint = %mountpoint.display(), stats = %stats, "unmounted");
     Ok(())
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
+    let _ = args;
+    let engine = Arc::new(Engine::new(
+        build_source(&settings, true).await?,
+        settings.cache,
+    ));
+    let policy = policy::shared(build_policy(&settings)?);
+    let listening = start_http(engine.clone(), policy.clone(), &settings.http, true)
+        .await?
+        .expect("serve always listens on TCP");
+    // As the agent, one line on stdout says where, for scripts and tests to wait on.
+    if let Some(addr) = listening.tcp_addr {
+        println!(
+            "secretsfs/{} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    daemon::notify_systemd(sd_notify::NotifyState::Ready);
+    let reload = tokio::spawn(reload_on_sighup(cli.clone(), settings, policy));
+    let signal = wait_for_signal().await?;
+    daemon::notify_systemd(sd_notify::NotifyState::Stopping);
+    reload.abort();
+    tracing::info!(signal, stats = %serde_json::to_string(&engine.stats()).unwrap_or_default(), "stopping");
+    drop(listening);
+    Ok(())
+}
+
+/// On SIGHUP: re-read the config file and swap in the new policy; a bad file is logged and
+/// the old settings kept. Other keys take effect at the next start, and say so.
+async fn reload_on_sighup(cli: Cli, mut current: Settings, policy: SharedPolicy) {
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; the configuration will not be reloaded");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let reloaded = settings_for(&cli).and_then(|s| build_policy(&s).map(|p| (s, p)));
+        match reloaded {
+            Ok((settings, new_policy)) => {
+                policy.store(Arc::new(new_policy));
+                let changed: Vec<&str> = settings
+                    .shown
+                    .iter()
+                    .zip(&current.shown)
+                    .filter(|(new, old)| new.1 != old.1)
+                    .map(|(new, _)| new.0)
+                    .filter(|key| !matches!(*key, "uid" | "gid" | "file_mode" | "dir_mode"))
+                    .collect();
+                tracing::info!(
+                    rules = settings.rules.len(),
+                    "SIGHUP: configuration re-read; policy replaced"
+                );
+                if !changed.is_empty() {
+                    tracing::warn!(keys = ?changed, "these keys changed and take effect at the next start");
+                }
+                current = settings;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the new configuration is invalid; keeping the old one")
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() -> Result<&'static str> {
+    let signal_error = |e: std::io::Error| Error::new(ErrorKind::Internal, format!("signals: {e}"));
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
 }

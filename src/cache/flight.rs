@@ -28,9 +28,11 @@ use super::stats::Stats;
 use crate::error::{Error, ErrorKind, Result};
 
 /// How long answers stay good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {
     pub ttl: Duration,
+    /// The fraction of the TTL that may be taken off at random, per fetch.
+    pub ttl_jitter: f64,
     /// How long past its TTL a value may still be served when refreshing it fails
     /// transiently; zero disables stale-if-error.
     pub max_stale: Duration,
@@ -39,6 +41,16 @@ pub struct Timing {
     /// After a failed refresh, how long the stale value is served before trying again, so a
     /// throttled upstream is not hammered by every read.
     pub error_backoff: Duration,
+}
+
+impl Timing {
+    fn jittered_ttl(&self) -> Duration {
+        if self.ttl_jitter <= 0.0 {
+            return self.ttl;
+        }
+        self.ttl
+            .mul_f64(1.0 - self.ttl_jitter.min(1.0) * fastrand::f64())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +93,7 @@ type Flight<V> = Shared<BoxFuture<'static, Outcome<V>>>;
 struct Stored<V> {
     value: Arc<V>,
     fetched_at: Instant,
+    fresh_until: Instant,
 }
 
 struct SlotState<V> {
@@ -109,7 +122,7 @@ enum Answer<V> {
 impl<V> SlotState<V> {
     fn answer(&self, now: Instant, timing: &Timing) -> Option<Answer<V>> {
         if let Some(good) = &self.good {
-            let fresh_until = good.fetched_at + timing.ttl;
+            let fresh_until = good.fresh_until;
             if now < fresh_until {
                 return Some(Answer::Fresh(Ok(Served {
                     value: good.value.clone(),
@@ -329,24 +342,25 @@ where
             Ok(value) => {
                 state.bytes = value.weight();
                 let value = Arc::new(value);
+                let fresh_until = now + timing.jittered_ttl();
                 state.good = Some(Stored {
                     value: value.clone(),
                     fetched_at: now,
+                    fresh_until,
                 });
                 state.not_found = None;
                 state.failing = None;
                 Ok(Served {
                     value,
                     stale: false,
-                    fresh_until: now + timing.ttl,
+                    fresh_until,
                     refresh_error: None,
                 })
             }
             Err(err) if err.is_transient() => {
                 self.stats.upstream_error();
                 let servable = state.good.as_ref().filter(|good| {
-                    !timing.max_stale.is_zero()
-                        && now <= good.fetched_at + timing.ttl + timing.max_stale
+                    !timing.max_stale.is_zero() && now <= good.fresh_until + timing.max_stale
                 });
                 match servable.map(|good| (good.value.clone(), now - good.fetched_at)) {
                     Some((value, age)) => {

@@ -13,9 +13,12 @@ pub use flight::{Served, Weigh};
 pub use stats::{Op, Stats, StatsSnapshot, UpstreamCalls};
 
 /// The knobs of the cache; defaults are the agent's where it has one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CacheConfig {
     pub ttl: Duration,
+    /// Up to this fraction of the TTL is taken off each fetched value's at random, so that a
+    /// fleet of hosts started together does not refresh in lockstep.
+    pub ttl_jitter: f64,
     pub max_stale: Duration,
     pub negative_ttl: Duration,
     pub max_entries: usize,
@@ -27,6 +30,7 @@ pub struct CacheConfig {
 }
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+pub const DEFAULT_TTL_JITTER_PERCENT: u8 = 10;
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_ENTRIES: usize = 1000;
@@ -39,6 +43,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             ttl: DEFAULT_TTL,
+            ttl_jitter: f64::from(DEFAULT_TTL_JITTER_PERCENT) / 100.0,
             max_stale: DEFAULT_MAX_STALE,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             max_entries: DEFAULT_MAX_ENTRIES,
@@ -53,6 +58,7 @@ impl CacheConfig {
     pub(crate) fn value_timing(&self) -> flight::Timing {
         flight::Timing {
             ttl: self.ttl,
+            ttl_jitter: self.ttl_jitter,
             max_stale: self.max_stale,
             negative_ttl: self.negative_ttl,
             error_backoff: self.error_backoff.min(self.ttl),

@@ -18,8 +18,16 @@ fn engine_with(config: CacheConfig) -> (Arc<MemorySource>, Engine) {
     (source, engine)
 }
 
+/// Without jitter, so that expiry falls exactly at the TTL.
+fn config() -> CacheConfig {
+    CacheConfig {
+        ttl_jitter: 0.0,
+        ..CacheConfig::default()
+    }
+}
+
 fn engine() -> (Arc<MemorySource>, Engine) {
-    engine_with(CacheConfig::default())
+    engine_with(config())
 }
 
 fn sel(s: &str) -> Selector {
@@ -124,7 +132,7 @@ async fn all_selectors_of_a_secret_share_one_fetch() {
 async fn the_least_recently_used_entry_is_evicted_at_the_entry_bound() {
     let (source, engine) = engine_with(CacheConfig {
         max_entries: 3,
-        ..CacheConfig::default()
+        ..config()
     });
     for name in ["a", "b", "c", "d"] {
         source.put(name, name);
@@ -146,7 +154,7 @@ async fn the_least_recently_used_entry_is_evicted_at_the_entry_bound() {
 async fn the_byte_bound_evicts_too() {
     let (source, engine) = engine_with(CacheConfig {
         max_bytes: 3000,
-        ..CacheConfig::default()
+        ..config()
     });
     for name in ["a", "b", "c"] {
         source.put(name, &"x".repeat(1000));
@@ -168,7 +176,7 @@ async fn transient_failures_serve_the_stale_value_up_to_max_stale() {
         ttl,
         max_stale: Duration::from_secs(60),
         error_backoff: Duration::from_secs(5),
-        ..CacheConfig::default()
+        ..config()
     });
     source.put("db", "v1");
     read(&engine, "db").await.unwrap();
@@ -205,7 +213,7 @@ async fn transient_failures_serve_the_stale_value_up_to_max_stale() {
 async fn max_stale_zero_disables_stale_if_error() {
     let (source, engine) = engine_with(CacheConfig {
         max_stale: Duration::ZERO,
-        ..CacheConfig::default()
+        ..config()
     });
     source.put("db", "v1");
     read(&engine, "db").await.unwrap();
@@ -274,7 +282,7 @@ async fn not_found_is_remembered_for_the_negative_ttl() {
 async fn negative_ttl_zero_disables_the_negative_cache() {
     let (source, engine) = engine_with(CacheConfig {
         negative_ttl: Duration::ZERO,
-        ..CacheConfig::default()
+        ..config()
     });
     read(&engine, "missing").await.unwrap_err();
     read(&engine, "missing").await.unwrap_err();

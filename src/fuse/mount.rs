@@ -160,6 +160,7 @@ pub async fn serve_until_stopped(session: BackgroundSession, mountpoint: &Path) 
     match signal {
         Some(signal) => {
             tracing::info!(signal, "unmounting");
+            crate::daemon::notify_systemd(sd_notify::NotifyState::Stopping);
             let unmounted = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
             if let Ok(Err(e)) = unmounted {
                 // Busy (files open): detach now; the kernel ends the session when they close.

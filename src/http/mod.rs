@@ -25,7 +25,7 @@ use token::Token;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::policy::Policy;
+use crate::policy::SharedPolicy;
 
 pub const DEFAULT_PORT: u16 = 2773;
 pub const DEFAULT_MAX_CONN: usize = 800;
@@ -52,7 +52,7 @@ pub struct HttpSettings {
 /// What every request handler shares.
 pub struct Api {
     engine: Arc<Engine>,
-    policy: Arc<Policy>,
+    policy: SharedPolicy,
     token: Option<Token>,
     token_headers: Vec<HeaderName>,
     path_prefix: String,
@@ -61,7 +61,7 @@ pub struct Api {
 impl Api {
     pub fn new(
         engine: Arc<Engine>,
-        policy: Arc<Policy>,
+        policy: SharedPolicy,
         token: Option<Token>,
         settings: &HttpSettings,
     ) -> Result<Self> {

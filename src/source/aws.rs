@@ -40,6 +40,9 @@ pub struct AwsOptions {
     pub timeout: Option<Duration>,
     /// Fixed credentials in place of the default chain, for embedding and tests.
     pub credentials: Option<aws_credential_types::Credentials>,
+    /// A shared credentials file in place of ~/.aws/credentials (the agent's
+    /// `credentials_file_path`).
+    pub credentials_file: Option<std::path::PathBuf>,
 }
 
 /// Per attempt, a stuck connection should give way to a retry well before the call's deadline.
@@ -70,6 +73,14 @@ impl AwsSource {
         }
         if let Some(url) = &options.endpoint_url {
             loader = loader.endpoint_url(url);
+        }
+        if let Some(path) = &options.credentials_file {
+            use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+            let files = EnvConfigFiles::builder()
+                .include_default_config_file(true)
+                .with_file(EnvConfigFileKind::Credentials, path)
+                .build();
+            loader = loader.profile_files(files);
         }
         if let Some(credentials) = &options.credentials {
             loader = loader.credentials_provider(credentials.clone());

@@ -22,6 +22,7 @@ async fn source(fake: &FakeSecretsManager) -> AwsSource {
         profile: None,
         endpoint_url: Some(fake.endpoint_url()),
         timeout: Some(Duration::from_secs(20)),
+        credentials_file: None,
         credentials: Some(aws_credential_types::Credentials::new(
             "x", "x", None, None, "test",
         )),

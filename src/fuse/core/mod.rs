@@ -14,9 +14,10 @@ use tokio::time::Instant;
 use super::caller;
 use super::inodes::{Inodes, NodeKind, ROOT};
 use super::namespace::{EntryKind, Layout, Namespace, Tree, join, valid_component};
+use crate::audit::{Access, Front};
 use crate::engine::{Engine, Resolved};
 use crate::error::{Error, ErrorKind};
-use crate::policy::{self, Attrs, Caller, Policy};
+use crate::policy::{self, Attrs, Caller, SharedPolicy};
 use crate::selector::Selector;
 use crate::source::SecretListing;
 
@@ -71,9 +72,24 @@ fn errno(err: &Error) -> Errno {
     Errno::from_raw(err.errno())
 }
 
+/// One audit record of the mount: allowed with the version served, or not, and why.
+fn audit(who: Who, selector: &str, served: Option<&Resolved>, reason: Option<&str>) {
+    Access {
+        front: Front::Mount,
+        uid: Some(who.uid),
+        pid: Some(who.pid),
+        selector,
+        allowed: served.is_some(),
+        version: served.map(|r| r.secret.version_id.as_str()),
+        stale: served.is_some_and(|r| r.stale),
+        reason,
+    }
+    .log();
+}
+
 pub struct Core {
     engine: Arc<Engine>,
-    policy: Arc<Policy>,
+    policy: SharedPolicy,
     namespace: Namespace,
     kernel_cache: bool,
     inodes: Inodes,
@@ -91,7 +107,7 @@ pub struct Core {
 impl Core {
     pub fn new(
         engine: Arc<Engine>,
-        policy: Arc<Policy>,
+        policy: SharedPolicy,
         namespace: Namespace,
         kernel_cache: bool,
     ) -> Self {
@@ -122,16 +138,15 @@ impl Core {
         self.inodes.len()
     }
 
-    /// Checks the policy for reading the secret `name`, before anything goes upstream.
-    fn may_read(&self, who: Who, name: &str) -> FsResult<()> {
-        let attrs = self.policy.file_attrs(name);
+    /// Checks the policy for reading `selector`, before anything goes upstream; a denial is
+    /// audited here, an allowed access once its value is known.
+    fn may_read(&self, who: Who, selector: &Selector) -> FsResult<()> {
+        let attrs = self.policy.load().file_attrs(&selector.secret_id);
         if self.permits(who, &attrs) {
-            Ok(())
-        } else {
-            tracing::warn!(target: "secretsfs::audit", uid = who.uid, pid = who.pid, secret = name,
-                "access denied by policy");
-            Err(Errno::EACCES)
+            return Ok(());
         }
+        audit(who, &selector.to_string(), None, Some("denied by policy"));
+        Err(Errno::EACCES)
     }
 
     fn permits(&self, who: Who, attrs: &Attrs) -> bool {
@@ -235,14 +250,14 @@ impl Core {
         selector: Selector,
         listing: Option<(Arc<Tree>, String)>,
     ) -> FsResult<Attr> {
-        self.may_read(who, &selector.secret_id)?;
+        self.may_read(who, &selector)?;
         let resolved = match listing.filter(|(_, dir)| self.listed_recently(dir)) {
             Some((tree, dir)) => {
                 let siblings: Vec<String> = tree
                     .secrets_in(&dir)
                     .iter()
                     .map(|p| self.namespace.secret_name(p))
-                    .filter(|name| self.permits(who, &self.policy.file_attrs(name)))
+                    .filter(|name| self.permits(who, &self.policy.load().file_attrs(name)))
                     .collect();
                 let (_, resolved) = tokio::join!(
                     self.engine.prefetch_current(&siblings),
@@ -260,7 +275,7 @@ impl Core {
     }
 
     async fn lookup_secret_dir(&self, who: Who, path: &str, secret: String) -> FsResult<Attr> {
-        self.may_read(who, &secret)?;
+        self.may_read(who, &Selector::whole(secret.as_str()))?;
         self.engine.describe(&secret).await.map_err(|e| errno(&e))?;
         let ino = self
             .inodes
@@ -288,7 +303,7 @@ impl Core {
     }
 
     fn file_attr(&self, ino: u64, secret: &str, resolved: &Resolved) -> Attr {
-        let attrs = self.policy.file_attrs(secret);
+        let attrs = self.policy.load().file_attrs(secret);
         let mtime = resolved.secret.created.unwrap_or(self.mounted_at);
         Attr {
             ino,
@@ -307,7 +322,7 @@ impl Core {
 
     fn dir_attr(&self, ino: u64, path: &str, fresh_until: Option<Instant>) -> Attr {
         let name = self.namespace.secret_name(path);
-        let attrs = self.policy.dir_attrs(name.trim_end_matches('/'));
+        let attrs = self.policy.load().dir_attrs(name.trim_end_matches('/'));
         Attr {
             ino,
             kind: Kind::Dir,
@@ -324,11 +339,11 @@ impl Core {
     }
 
     fn secret_dir_attr(&self, ino: u64, secret: &str) -> Attr {
-        let owner = self.policy.file_attrs(secret);
+        let owner = self.policy.load().file_attrs(secret);
         Attr {
             uid: owner.uid,
             gid: owner.gid,
-            mode: self.policy.dir_attrs(secret).mode.0,
+            mode: self.policy.load().dir_attrs(secret).mode.0,
             ..self.dir_attr(ino, "", None)
         }
     }
@@ -372,7 +387,7 @@ impl Core {
                         EntryKind::Dir => Kind::Dir,
                         EntryKind::Secret => {
                             let secret = self.namespace.secret_name(&path);
-                            if !self.permits(who, &self.policy.file_attrs(&secret)) {
+                            if !self.permits(who, &self.policy.load().file_attrs(&secret)) {
                                 continue;
                             }
                             match self.namespace.layout() {
@@ -403,11 +418,12 @@ impl Core {
         let NodeKind::File(selector) = node.kind else {
             return Err(Errno::EISDIR);
         };
-        self.may_read(who, &selector.secret_id)?;
-        let resolved = self.engine.get(&selector).await.map_err(|e| errno(&e))?;
-        tracing::info!(target: "secretsfs::audit", uid = who.uid, pid = who.pid,
-            selector = %selector, version = %resolved.secret.version_id, stale = resolved.stale,
-            "open allowed");
+        self.may_read(who, &selector)?;
+        let resolved = self.engine.get(&selector).await.map_err(|e| {
+            audit(who, &selector.to_string(), None, Some(e.message()));
+            errno(&e)
+        })?;
+        audit(who, &selector.to_string(), Some(&resolved), None);
         let fh = self.next_handle.fetch_add(1, Relaxed);
         self.handles.lock().insert(fh, Arc::new(resolved));
         Ok(fh)

@@ -7,7 +7,7 @@ use super::*;
 use crate::cache::{CacheConfig, Op};
 use crate::fuse::namespace::Layout;
 use crate::policy::{
-    DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Mode, RuleSpec, SystemDirectory,
+    DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Mode, Policy, RuleSpec, SystemDirectory,
 };
 use crate::source::memory::MemorySource;
 
@@ -35,7 +35,7 @@ fn core_with(layout: Layout, prefix: &str, rules: &[RuleSpec]) -> (Arc<MemorySou
         file_mode: DEFAULT_FILE_MODE,
         dir_mode: Mode(0o555),
     };
-    let policy = Arc::new(Policy::new(rules, defaults, &SystemDirectory).unwrap());
+    let policy = crate::policy::shared(Policy::new(rules, defaults, &SystemDirectory).unwrap());
     let namespace = Namespace::new(layout, prefix).unwrap();
     (source, Core::new(engine, policy, namespace, true))
 }
@@ -192,7 +192,7 @@ async fn open_handles_are_snapshots() {
         file_mode: DEFAULT_FILE_MODE,
         dir_mode: DEFAULT_DIR_MODE,
     };
-    let policy = Arc::new(Policy::defaults_only(defaults));
+    let policy = crate::policy::shared(Policy::defaults_only(defaults));
     let core = Core::new(
         engine,
         policy,

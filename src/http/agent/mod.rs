@@ -14,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::Api;
+use crate::audit::{Access, Front};
 use crate::error::{Error, ErrorKind};
 use crate::policy::{self, Caller};
 use crate::selector::{self, VersionRef};
@@ -142,8 +143,55 @@ pub enum Route {
     Get(Query),
 }
 
-/// Answers a GetSecretValue request from the shared cache.
+/// Answers a GetSecretValue request from the shared cache, with its audit record.
 pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<String, Refusal> {
+    let described = describe(&query);
+    let result = get_secret_unaudited(api, query, peer).await;
+    let (front, uid) = match peer {
+        Peer::Tcp => (Front::HttpTcp, None),
+        Peer::Unix(caller) => (Front::HttpSocket, Some(caller.uid)),
+    };
+    let (version, stale, reason) = match &result {
+        Ok((_, version, stale)) => (Some(version.as_str()), *stale, None),
+        Err(r) => (None, false, Some(r.body.as_str())),
+    };
+    Access {
+        front,
+        uid,
+        pid: None,
+        selector: &described,
+        allowed: result.is_ok(),
+        version,
+        stale,
+        reason,
+    }
+    .log();
+    result.map(|(body, _, _)| body)
+}
+
+/// What a request asked for, as a selector would say it (for the audit record).
+fn describe(query: &Query) -> String {
+    let mut s = query.secret_id.clone();
+    if let Some(stage) = &query.version_stage {
+        s.push_str("::");
+        s.push_str(stage);
+    }
+    if let Some(id) = &query.version_id {
+        s.push_str(if query.version_stage.is_some() {
+            ":"
+        } else {
+            ":::"
+        });
+        s.push_str(id);
+    }
+    s
+}
+
+async fn get_secret_unaudited(
+    api: &Api,
+    query: Query,
+    peer: &Peer,
+) -> Result<(String, String, bool), Refusal> {
     validate(&query)?;
     if let Peer::Unix(caller) = peer {
         authorize(api, caller, &query.secret_id)?;
@@ -172,7 +220,11 @@ pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<String, 
         // The id may have been an ARN: judge the name it resolved to as well.
         authorize(api, caller, &served.value.name)?;
     }
-    Ok(success_body(&served.value))
+    Ok((
+        success_body(&served.value),
+        served.value.version_id.clone(),
+        served.stale,
+    ))
 }
 
 /// Rejects what Secrets Manager would reject, before asking it.
@@ -200,12 +252,10 @@ fn validate(query: &Query) -> Result<(), Refusal> {
 
 fn authorize(api: &Api, caller: &Caller, secret_id: &str) -> Result<(), Refusal> {
     let name = name_of(secret_id);
-    let decision = api.policy.check_file(caller, name, policy::READ);
+    let decision = api.policy.load().check_file(caller, name, policy::READ);
     if decision.allowed {
         return Ok(());
     }
-    tracing::warn!(target: "secretsfs::audit", uid = caller.uid, secret = name,
-        "access denied by policy (HTTP socket)");
     Err(Refusal::aws(
         403,
         "AccessDeniedException",

@@ -1,0 +1,85 @@
+//! Audit records: one per access decision that reaches secretsfs (a lookup or open through
+//! the mount, a request to the HTTP API), at the tracing target `secretsfs::audit`, which
+//! `--audit-log` also writes as JSON lines. A record names who asked and what, never a value.
+
+/// The tracing target of audit records.
+pub const TARGET: &str = "secretsfs::audit";
+
+/// Which front end took the decision.
+#[derive(Debug, Clone, Copy)]
+pub enum Front {
+    Mount,
+    HttpTcp,
+    HttpSocket,
+}
+
+impl Front {
+    fn name(self) -> &'static str {
+        match self {
+            Front::Mount => "mount",
+            Front::HttpTcp => "http-tcp",
+            Front::HttpSocket => "http-socket",
+        }
+    }
+}
+
+/// One access decision.
+#[derive(Debug)]
+pub struct Access<'a> {
+    pub front: Front,
+    pub uid: Option<u32>,
+    pub pid: Option<u32>,
+    pub selector: &'a str,
+    pub allowed: bool,
+    /// The version served, when a value was served.
+    pub version: Option<&'a str>,
+    /// Whether the value served was stale (past its TTL, refresh failing).
+    pub stale: bool,
+    /// Why it was denied or failed, when it was.
+    pub reason: Option<&'a str>,
+}
+
+impl Access<'_> {
+    pub fn log(&self) {
+        let process = self.pid.and_then(process_name);
+        let decision = if self.allowed { "allowed" } else { "denied" };
+        let served = match (self.version, self.stale) {
+            (Some(_), false) => "fresh",
+            (Some(_), true) => "stale",
+            (None, _) => "none",
+        };
+        // Denials reach the default log level too: they are what an operator looks for.
+        macro_rules! record {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: TARGET,
+                    front = self.front.name(),
+                    uid = self.uid,
+                    pid = self.pid,
+                    process = process.as_deref(),
+                    selector = self.selector,
+                    version = self.version,
+                    decision,
+                    served,
+                    reason = self.reason,
+                    "access"
+                )
+            };
+        }
+        if self.allowed {
+            record!(info);
+        } else {
+            record!(warn);
+        }
+    }
+}
+
+/// The caller's command name, from /proc (gone or in another pid namespace: none).
+fn process_name(pid: u32) -> Option<String> {
+    if pid == 0 {
+        return None;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_owned())
+}
