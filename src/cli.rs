@@ -183,12 +183,12 @@ pub struct MountArgs {
 
     /// Serve every open and read from secretsfs (no plaintext in the page cache; each open
     /// handle reads one version to its close; the policy is checked and audited per open).
-    #[arg(long, env = "SECRETSFS_NO_KERNEL_CACHE", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, env = "SECRETSFS_NO_KERNEL_CACHE", num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub no_kernel_cache: Option<bool>,
 
     /// No HTTP API in this process.
-    #[arg(long, env = "SECRETSFS_NO_HTTP", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, env = "SECRETSFS_NO_HTTP", num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(),
           conflicts_with_all = ["http_port", "http_socket"], help_heading = "HTTP API")]
     pub no_http: Option<bool>,
@@ -330,13 +330,13 @@ pub struct GlobalArgs {
 
     /// Lock the process's memory so that secrets never reach swap (needs CAP_IPC_LOCK and a
     /// high enough RLIMIT_MEMLOCK; without them, one warning and no lock).
-    #[arg(long, global = true, env = "SECRETSFS_MLOCK", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, global = true, env = "SECRETSFS_MLOCK", num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Hardening")]
     pub mlock: Option<bool>,
 
     /// Check the AWS credentials at start-up of `mount` and `serve` [default: true].
     #[arg(long, global = true, env = "SECRETSFS_VALIDATE_CREDENTIALS", num_args = 0..=1,
-          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(),
+          require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(),
           help_heading = "Source")]
     pub validate_credentials: Option<bool>,
 

@@ -105,3 +105,29 @@ pub fn notify_systemd(state: sd_notify::NotifyState) {
         tracing::warn!(error = %e, "cannot notify systemd");
     }
 }
+
+/// SIGTERM and SIGINT, watched from before the service says it is ready: one that arrives
+/// right after must stop it cleanly (unmounting), not kill it with a mount left behind.
+pub struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let failed = |e: std::io::Error| Error::new(ErrorKind::Internal, format!("signals: {e}"));
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).map_err(failed)?,
+            interrupt: signal(SignalKind::interrupt()).map_err(failed)?,
+        })
+    }
+
+    /// The next stop signal's name.
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}

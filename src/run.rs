@@ -120,6 +120,8 @@ async fn mount(
     settings: Settings,
     readiness: &mut Readiness,
 ) -> Result<()> {
+    let mut stop = daemon::StopSignals::install()?;
+    let hangup = watch_hangup()?;
     let mountpoint = mount::prepare_mountpoint(&args.mountpoint)?;
     let namespace = Namespace::new(settings.layout, &settings.prefix)?;
     let engine = Arc::new(Engine::new(
@@ -160,8 +162,8 @@ async fn mount(
     tracing::info!(mountpoint = %mountpoint.display(), pid = std::process::id(), "mounted");
     readiness.ready();
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
-    let reload = tokio::spawn(reload_on_sighup(cli.clone(), settings, policy));
-    mount::serve_until_stopped(session, &mountpoint).await?;
+    let reload = tokio::spawn(reload_on_sighup(hangup, cli.clone(), settings, policy));
+    mount::serve_until_stopped(session, &mountpoint, &mut stop).await?;
     reload.abort();
     drop(http);
     let stats = serde_json::to_string(&engine.stats()).unwrap_or_default();
@@ -171,6 +173,8 @@ async fn mount(
 
 async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
     let _ = args;
+    let mut stop = daemon::StopSignals::install()?;
+    let hangup = watch_hangup()?;
     let engine = Arc::new(Engine::new(
         build_source(&settings, true).await?,
         settings.cache,
@@ -187,8 +191,8 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
         );
     }
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
-    let reload = tokio::spawn(reload_on_sighup(cli.clone(), settings, policy));
-    let signal = wait_for_signal().await?;
+    let reload = tokio::spawn(reload_on_sighup(hangup, cli.clone(), settings, policy));
+    let signal = stop.next().await;
     daemon::notify_systemd(sd_notify::NotifyState::Stopping);
     reload.abort();
     tracing::info!(signal, stats = %serde_json::to_string(&engine.stats()).unwrap_or_default(), "stopping");
@@ -196,13 +200,20 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
     Ok(())
 }
 
+/// SIGHUP, watched from before the service is ready (its default action would end it).
+fn watch_hangup() -> Result<tokio::signal::unix::Signal> {
+    signal(SignalKind::hangup())
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("signals: {e}")))
+}
+
 /// On SIGHUP: re-read the config file and swap in the new policy; a bad file is logged and
 /// the old settings kept. Other keys take effect at the next start, and say so.
-async fn reload_on_sighup(cli: Cli, mut current: Settings, policy: SharedPolicy) {
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP; the configuration will not be reloaded");
-        return;
-    };
+async fn reload_on_sighup(
+    mut hangup: tokio::signal::unix::Signal,
+    cli: Cli,
+    mut current: Settings,
+    policy: SharedPolicy,
+) {
     while hangup.recv().await.is_some() {
         let reloaded = settings_for(&cli).and_then(|s| build_policy(&s).map(|p| (s, p)));
         match reloaded {
@@ -230,14 +241,4 @@ async fn reload_on_sighup(cli: Cli, mut current: Settings, policy: SharedPolicy)
             }
         }
     }
-}
-
-async fn wait_for_signal() -> Result<&'static str> {
-    let signal_error = |e: std::io::Error| Error::new(ErrorKind::Internal, format!("signals: {e}"));
-    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
 }

@@ -143,17 +143,15 @@ pub async fn wait_until_answering(mountpoint: &Path) -> Result<()> {
 }
 
 /// Serves until SIGTERM or SIGINT (then unmounts) or until someone else unmounts.
-pub async fn serve_until_stopped(session: BackgroundSession, mountpoint: &Path) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let signal_error =
-        |e: io::Error| Error::new(crate::ErrorKind::Internal, format!("signals: {e}"));
-    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+pub async fn serve_until_stopped(
+    session: BackgroundSession,
+    mountpoint: &Path,
+    stop: &mut crate::daemon::StopSignals,
+) -> Result<()> {
     let mut poll = tokio::time::interval(UNMOUNT_POLL);
     let signal = loop {
         tokio::select! {
-            _ = terminate.recv() => break Some("SIGTERM"),
-            _ = interrupt.recv() => break Some("SIGINT"),
+            signal = stop.next() => break Some(signal),
             _ = poll.tick() => if session.guard.is_finished() { break None },
         }
     };

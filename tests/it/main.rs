@@ -4,7 +4,9 @@ mod support;
 
 mod aws_source;
 mod cli;
+mod config;
 mod fake_selftest;
 mod http;
 mod moto_tier;
 mod mount;
+mod systemd;

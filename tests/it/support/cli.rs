@@ -6,13 +6,16 @@ use std::time::Duration;
 
 pub const SECRETSFS: &str = env!("CARGO_BIN_EXE_secretsfs");
 
-/// Long enough for the SDK's retries against a failing endpoint, short enough that a hang
-/// fails the test instead of the whole run.
-const DEADLINE: Duration = Duration::from_secs(60);
+/// The `--log-level` of the processes the tests start and read logs from.
+pub const LOG_LEVEL: &str = "info,secretsfs=debug";
 
-/// Runs `secretsfs ARGS` with dummy credentials and no AWS profile, and kills it if it has
-/// not finished by the deadline.
-pub async fn run(args: &[&str]) -> Output {
+/// Long enough for the SDK's retries against a failing endpoint and a loaded machine, short
+/// enough that a hang fails the test instead of the whole run.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `secretsfs ARGS` with dummy credentials, no AWS profile, none of the developer's AWS or
+/// secretsfs settings, and `env` on top; killed when dropped.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(SECRETSFS);
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
@@ -33,9 +36,24 @@ pub async fn run(args: &[&str]) -> Output {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", empty_file)
         .env("AWS_SHARED_CREDENTIALS_FILE", empty_file)
+        // An /etc/secretsfs/config.toml on the test machine must not steer the tests; a
+        // test's own --config still wins over this.
+        .env("SECRETSFS_CONFIG", "/dev/null")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    tokio::time::timeout(DEADLINE, cmd.output())
+    cmd
+}
+
+/// Runs `secretsfs ARGS` with dummy credentials and no AWS profile, and kills it if it has
+/// not finished by the deadline.
+pub async fn run(args: &[&str]) -> Output {
+    run_with_env(args, &[]).await
+}
+
+/// Like [`run`], with `env` on top of the clean environment.
+pub async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::time::timeout(DEADLINE, command(args, env).output())
         .await
         .unwrap_or_else(|_| panic!("secretsfs {args:?} did not finish within {DEADLINE:?}"))
         .unwrap_or_else(|e| panic!("cannot run {SECRETSFS}: {e}"))
@@ -43,17 +61,36 @@ pub async fn run(args: &[&str]) -> Output {
 
 /// `secretsfs --source aws --endpoint-url URL --region us-east-1 get SELECTOR`.
 pub async fn get_from(endpoint_url: &str, selector: &str) -> Output {
-    run(&[
+    let mut args = aws_args(endpoint_url);
+    args.extend(["get".to_owned(), selector.to_owned()]);
+    run(&strs(&args)).await
+}
+
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-secrets.json");
+
+/// The `--source` of the demo secrets file (examples/demo-secrets.json).
+pub fn demo_source() -> String {
+    format!("file:{DEMO}")
+}
+
+/// `--source aws --endpoint-url URL --region us-east-1`: the AWS source against a local
+/// endpoint (the fake Secrets Manager or moto).
+pub fn aws_args(endpoint_url: &str) -> Vec<String> {
+    [
         "--source",
         "aws",
         "--endpoint-url",
         endpoint_url,
         "--region",
         "us-east-1",
-        "get",
-        selector,
-    ])
-    .await
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Owned arguments as the `&str`s that [`run`] and the guards take.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 pub fn stderr_lines(out: &Output) -> Vec<String> {

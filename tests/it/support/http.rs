@@ -1,69 +1,29 @@
-//! The HTTP API under test: `secretsfs serve` (and `mount`) as child processes under guards
-//! that stop exactly their own process, and a small raw HTTP/1.1 client over TCP or a Unix
-//! socket that reads exactly one response per request, so keep-alive connections can be
-//! reused and what the server sends is seen byte for byte.
+//! The HTTP API under test: `secretsfs serve` as a child process under a guard that stops
+//! exactly its own process (a mount's HTTP API is reached through `support::mount::Mounted`),
+//! and a small raw HTTP/1.1 client over TCP or a Unix socket that reads exactly one response
+//! per request, so keep-alive connections can be reused and what the server sends is seen byte
+//! for byte.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStdout};
 
-use super::cli::SECRETSFS;
+use super::cli::{DEADLINE, LOG_LEVEL, SECRETSFS, command};
 
 /// The SSRF token every `serve` gets in `AWS_TOKEN` unless a test says otherwise.
 pub const TOKEN: &str = "secretsfs-test-token-8c1e";
 /// The agent's first token header.
 pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
 
-/// Long enough for the SDK's retries against a failing endpoint and a loaded machine; short
-/// enough that a hang fails the test rather than the run.
-const DEADLINE: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const LOG_LEVEL: &str = "info,secretsfs=debug";
-
-/// `secretsfs ARGS` with none of the developer's AWS or secretsfs settings, dummy credentials,
-/// no AWS profile, and `env` on top.
-fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(SECRETSFS);
-    for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if key_text.starts_with("AWS_")
-            || key_text.starts_with("SECRETSFS_")
-            || key_text == "RUST_LOG"
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    // Empty rather than absent: the SDK warns on stderr about a configured file that does not
-    // exist, and stderr is part of what is tested.
-    let empty_file = concat!(env!("CARGO_TARGET_TMPDIR"), "/empty-aws-config");
-    std::fs::write(empty_file, "").unwrap_or_else(|e| panic!("cannot write {empty_file}: {e}"));
-    cmd.args(args)
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", empty_file)
-        .env("AWS_SHARED_CREDENTIALS_FILE", empty_file)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs `secretsfs ARGS` to its end, with `env` on top of the clean environment.
-pub async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    tokio::time::timeout(DEADLINE, command(args, env).output())
-        .await
-        .unwrap_or_else(|_| panic!("secretsfs {args:?} did not finish within {DEADLINE:?}"))
-        .unwrap_or_else(|e| panic!("cannot run {SECRETSFS}: {e}"))
-}
 
 /// A temporary directory under /tmp with mode 0755, so that another uid can reach what is in
 /// it (a socket, a mountpoint) and is decided by secretsfs, not by the directory.
@@ -175,129 +135,6 @@ fn parse_ready_line(line: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("unexpected first line on stdout: {line:?}"));
     rest.parse()
         .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"))
-}
-
-/// A mount (in the background, like `support::mount::Mounted`) started with extra
-/// environment variables, for the HTTP API in the mount's process. Unmounts and stops its
-/// daemon, by pid, when dropped.
-pub struct HttpMount {
-    _dir: tempfile::TempDir,
-    pub mnt: PathBuf,
-    log: PathBuf,
-    pid: Option<i32>,
-}
-
-impl HttpMount {
-    /// `secretsfs GLOBAL... mount MNT --log-file LOG MOUNT_ARGS...` with `env`; returns once
-    /// the command exited 0.
-    pub async fn start(global: &[&str], mount_args: &[&str], env: &[(&str, &str)]) -> HttpMount {
-        let dir = public_tempdir();
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let log = dir.path().join("secretsfs.log");
-        let mut mounted = HttpMount {
-            _dir: dir,
-            mnt,
-            log,
-            pid: None,
-        };
-        let (mnt, log) = (
-            mounted.mnt.to_str().unwrap().to_owned(),
-            mounted.log.to_str().unwrap().to_owned(),
-        );
-        let mut args: Vec<&str> = global.to_vec();
-        args.extend(["--log-level", LOG_LEVEL, "mount", &mnt, "--log-file", &log]);
-        args.extend(mount_args);
-        let out = run_with_env(&args, env).await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "mount failed: {}\nlog:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            mounted.log()
-        );
-        mounted.pid = Some(
-            mounted
-                .daemon_pid()
-                .expect("the daemon logs its pid once mounted"),
-        );
-        mounted
-    }
-
-    pub fn path(&self, relative: &str) -> PathBuf {
-        self.mnt.join(relative)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The TCP address of the mount's HTTP API, from its `HTTP API listening` log line.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("HTTP API listening"))
-            .find_map(|l| {
-                l.split("address=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-    }
-
-    fn daemon_pid(&self) -> Option<i32> {
-        self.log()
-            .lines()
-            .rev()
-            .filter(|l| l.contains("mounted") && l.contains("pid="))
-            .find_map(|l| {
-                l.split("pid=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-    }
-
-    /// SIGTERM, then waits until the daemon is gone and the mount with it.
-    pub fn stop(&mut self) {
-        if let Some(pid) = self.pid.take() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while (alive(pid) || super::mount::is_mounted(&self.mnt)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if alive(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for HttpMount {
-    fn drop(&mut self) {
-        self.stop();
-        if super::mount::is_mounted(&self.mnt) {
-            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-}
-
-/// A process that exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
 }
 
 /// One HTTP response, as received.

@@ -2,20 +2,37 @@
 //! test fails. Mountpoints live in a 0755 directory under /tmp, so that a reader running as
 //! another uid is decided by secretsfs's modes and policy, not by the test's own directory.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::cli;
+use super::http::public_tempdir;
+
+/// Whether a mount's HTTP API is left to its arguments and environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Http {
+    /// `--no-http` is added unless a mount argument starts with `--http-`: parallel tests must
+    /// never collide on the default port.
+    OffUnlessAsked,
+    /// No `--no-http`: the mount decides as it would for a user (for instance that without a
+    /// token it has no TCP listener, and says so).
+    AsConfigured,
+}
 
 pub struct Mounted {
     _dir: tempfile::TempDir,
     pub mnt: PathBuf,
     log: PathBuf,
     pid: Option<i32>,
+    /// On top of the clean environment, for every (re-)mount.
+    env: Vec<(String, String)>,
+    http: Http,
 }
 
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,11 +41,27 @@ impl Mounted {
     /// `secretsfs GLOBAL... mount MNT --log-file LOG MOUNT_ARGS...` in the background; returns
     /// once the command has exited 0, which it does only when the mount answers.
     pub async fn start(global: &[&str], mount_args: &[&str]) -> Mounted {
-        let dir = tempfile::Builder::new()
-            .prefix("secretsfs-test-")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Mounted::start_with_env(global, mount_args, &[]).await
+    }
+
+    /// Like [`Mounted::start`], with `env` on top of the clean environment (and on every
+    /// re-mount).
+    pub async fn start_with_env(
+        global: &[&str],
+        mount_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Mounted {
+        Mounted::start_with(global, mount_args, env, Http::OffUnlessAsked).await
+    }
+
+    /// Like [`Mounted::start_with_env`], with `http` deciding whether `--no-http` is added.
+    pub async fn start_with(
+        global: &[&str],
+        mount_args: &[&str],
+        env: &[(&str, &str)],
+        http: Http,
+    ) -> Mounted {
+        let dir = public_tempdir();
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
         std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -38,6 +71,11 @@ impl Mounted {
             mnt,
             log,
             pid: None,
+            env: env
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            http,
         };
         mounted.mount(global, mount_args).await;
         mounted
@@ -52,7 +90,7 @@ impl Mounted {
         let mut args: Vec<&str> = global.to_vec();
         args.extend([
             "--log-level",
-            "info,secretsfs=debug",
+            cli::LOG_LEVEL,
             "mount",
             &mnt,
             "--log-file",
@@ -60,10 +98,16 @@ impl Mounted {
         ]);
         args.extend(mount_args);
         // Parallel tests must never collide on the default port.
-        if !mount_args.iter().any(|a| a.starts_with("--http-")) {
+        if self.http == Http::OffUnlessAsked && !mount_args.iter().any(|a| a.starts_with("--http-"))
+        {
             args.push("--no-http");
         }
-        let out = cli::run(&args).await;
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let out = cli::run_with_env(&args, &env).await;
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -87,18 +131,17 @@ impl Mounted {
 
     /// The pid of the latest daemon, from its "mounted" log line.
     fn daemon_pid(&self) -> Option<i32> {
-        self.log()
-            .lines()
-            .rev()
-            .filter(|l| l.contains("mounted") && l.contains("pid="))
-            .find_map(|l| {
-                l.split("pid=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
+        logged_field(self.log().lines().rev(), "mounted", "pid=")
+    }
+
+    /// The TCP address of the mount's HTTP API, from its `HTTP API listening` log line.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        logged_field(self.log().lines(), "HTTP API listening", "address=")
+    }
+
+    /// The daemon's pid, for signals a test sends it.
+    pub fn pid(&self) -> i32 {
+        self.pid.expect("mounted")
     }
 
     pub fn is_mounted(&self) -> bool {
@@ -141,16 +184,29 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        // Taken before `stop` takes it: a daemon that outlived SIGTERM is killed below.
+        let pid = self.pid;
         self.stop();
         if self.is_mounted() {
             let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
         }
-        if let Some(pid) = self.pid.take()
+        if let Some(pid) = pid
             && alive(pid)
         {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
+}
+
+/// The first `KEY=VALUE` value that parses as a `T`, among the `lines` containing `marker`.
+fn logged_field<'a, T: FromStr>(
+    lines: impl Iterator<Item = &'a str>,
+    marker: &str,
+    key: &str,
+) -> Option<T> {
+    lines
+        .filter(|l| l.contains(marker))
+        .find_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.parse().ok())
 }
 
 /// A process that exists and is not a zombie (a daemon whose parent is gone may linger as one).

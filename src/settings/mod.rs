@@ -581,3 +581,6 @@ fn agent_log_level(level: &str) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
