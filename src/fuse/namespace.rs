@@ -22,6 +22,15 @@ pub enum Layout {
     Stages,
 }
 
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::Flat => "flat",
+            Layout::Stages => "stages",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
     layout: Layout,

@@ -230,14 +230,12 @@ impl Settings {
             .map(str::parse::<SourceSpec>)
             .transpose()
             .map_err(|e| r.bad(format!("key `source`: {}", e.message())))?;
-        let source = r
-            .pick(
-                "source",
-                global.source.clone().map(Shown),
-                file_source.map(Shown),
-                Shown(SourceSpec::Aws),
-            )
-            .0;
+        let source = r.pick(
+            "source",
+            global.source.clone(),
+            file_source,
+            SourceSpec::Aws,
+        );
 
         // The SDK's own variables stand between the flag and the file.
         let region = r.pick_opt(
@@ -392,14 +390,12 @@ impl Settings {
             .map(|l| <Layout as clap::ValueEnum>::from_str(l, true))
             .transpose()
             .map_err(|_| r.bad("key `layout`: expected flat or stages".into()))?;
-        let layout = r
-            .pick(
-                "layout",
-                mount.and_then(|m| m.layout).map(Shown),
-                file_layout.map(Shown),
-                Shown(Layout::Flat),
-            )
-            .0;
+        let layout = r.pick(
+            "layout",
+            mount.and_then(|m| m.layout),
+            file_layout,
+            Layout::Flat,
+        );
         let prefix = r
             .pick(
                 "prefix",

@@ -138,6 +138,15 @@ impl std::str::FromStr for SourceSpec {
     }
 }
 
+impl fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceSpec::Aws => f.write_str("aws"),
+            SourceSpec::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
 pub type DynSource = Arc<dyn SecretSource>;
 
 #[cfg(test)]
