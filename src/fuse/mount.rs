@@ -168,8 +168,10 @@ pub async fn serve_until_stopped(
         }
         None => {
             tracing::info!("unmounted from outside");
-            // The mount is gone already; this only joins the session's threads.
-            let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
+            // The session's threads have ended. Dropping the session would unmount the path
+            // again, and with the mount gone that takes out whatever is mounted beneath (a
+            // bind mount of the mountpoint, a container's hostPath): so it is not dropped.
+            std::mem::forget(session);
         }
     }
     Ok(())

@@ -592,3 +592,80 @@ async fn bad_mountpoints_fail_with_one_line_and_exit_78() {
         assert!(lines[0].contains(needle), "{lines:?}");
     }
 }
+
+/// Unmounts a test's own bind mount even when the test fails.
+struct BindGuard(std::path::PathBuf);
+
+impl Drop for BindGuard {
+    fn drop(&mut self) {
+        while crate::support::mount::is_mounted(&self.0) {
+            if nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unmount_from_outside_leaves_what_lies_beneath() {
+    let dir = tempfile::Builder::new()
+        .prefix("secretsfs-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let log = dir.path().join("log");
+    // The mountpoint is itself a mount, as a container's hostPath or a bind mount would be.
+    nix::mount::mount(
+        Some(&mnt),
+        &mnt,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    let _bind = BindGuard(mnt.clone());
+    let mnt_s = mnt.to_str().unwrap();
+    let log_s = log.to_str().unwrap();
+    let out = crate::support::cli::run(&[
+        "--source",
+        &demo_source(),
+        "--log-level",
+        "info",
+        "--log-file",
+        log_s,
+        "mount",
+        "--no-http",
+        mnt_s,
+    ])
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{:?}",
+        crate::support::cli::stderr_lines(&out)
+    );
+    let _detach = DetachOnDrop(mnt.clone());
+    assert!(std::fs::read(mnt.join("api-key")).is_ok());
+    nix::mount::umount(&mnt).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("unmounted from outside")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not notice the unmount"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        crate::support::mount::is_mounted(&mnt),
+        "the bind mount beneath is still there"
+    );
+    assert!(
+        std::fs::read(mnt.join("api-key")).is_err(),
+        "secretsfs is gone"
+    );
+}
