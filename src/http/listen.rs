@@ -146,7 +146,7 @@ async fn accept_unix(listener: UnixListener, api: Arc<Api>, settings: HttpSettin
     let limit = Arc::new(Semaphore::new(settings.max_conn));
     loop {
         let (stream, _) = accept_retrying(|| listener.accept()).await;
-        let Some(caller) = peer_caller(&stream) else {
+        let Some((caller, pid)) = peer_caller(&stream) else {
             tracing::warn!("cannot read the peer's credentials; dropping the connection");
             continue;
         };
@@ -154,7 +154,7 @@ async fn accept_unix(listener: UnixListener, api: Arc<Api>, settings: HttpSettin
         tokio::spawn(serve(
             stream,
             api.clone(),
-            Peer::Unix(caller),
+            Peer::Unix(caller, pid),
             permit,
             settings.clone(),
         ));
@@ -163,14 +163,13 @@ async fn accept_unix(listener: UnixListener, api: Arc<Api>, settings: HttpSettin
 
 /// The peer's uid and gid from SO_PEERCRED, its supplementary groups from SO_PEERGROUPS
 /// (or, where the kernel lacks it, from /proc or the group database).
-fn peer_caller(stream: &UnixStream) -> Option<Caller> {
+fn peer_caller(stream: &UnixStream) -> Option<(Caller, Option<u32>)> {
     let cred = stream.peer_cred().ok()?;
     let (uid, gid) = (cred.uid(), cred.gid());
-    let groups = peer_groups(stream).unwrap_or_else(|| {
-        let pid = cred.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
-        caller::caller(uid, gid, pid).groups
-    });
-    Some(Caller { uid, gid, groups })
+    let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
+    let groups =
+        peer_groups(stream).unwrap_or_else(|| caller::caller(uid, gid, pid.unwrap_or(0)).groups);
+    Some((Caller { uid, gid, groups }, pid))
 }
 
 fn peer_groups(stream: &UnixStream) -> Option<Vec<u32>> {

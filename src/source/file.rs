@@ -193,7 +193,7 @@ fn load(path: &Path) -> Result<(Stamp, BTreeMap<String, Secret>)> {
     let bad = |why: String| Error::config(format!("secrets file {}: {why}", path.display()));
     let meta = fs::metadata(path).map_err(|e| bad(e.to_string()))?;
     let text = Zeroizing::new(fs::read(path).map_err(|e| bad(e.to_string()))?);
-    let doc: FileDoc = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let doc: FileDoc = serde_json::from_slice(&text).map_err(|e| bad(safe_json_error(&e)))?;
     let mtime = meta.modified().ok();
     let mut secrets = BTreeMap::new();
     for raw in doc.secrets {
@@ -204,6 +204,31 @@ fn load(path: &Path) -> Result<(Stamp, BTreeMap<String, Secret>)> {
         secrets.insert(secret.name.clone(), secret);
     }
     Ok((Stamp::of(&meta), secrets))
+}
+
+/// serde_json's message, unless it could quote a value: a type mismatch names the value it
+/// found (`invalid type: integer `1234`...`), and in this file values are secrets. Field
+/// names and positions are safe to show.
+fn safe_json_error(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let names_only = [
+        "unknown field",
+        "missing field",
+        "duplicate field",
+        "EOF",
+        "expected",
+    ]
+    .iter()
+    .any(|start| message.starts_with(start));
+    if names_only {
+        message
+    } else {
+        format!(
+            "a value of the wrong type or shape at line {} column {} (not shown)",
+            e.line(),
+            e.column()
+        )
+    }
 }
 
 fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Result<Secret, String> {
@@ -455,6 +480,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
             ("{", "EOF"),
+            (
+                r#"{"Secrets": [{"Name": "a", "Versions": [{"VersionId": "v", "SecretString": 8347293847}]}]}"#,
+                "not shown",
+            ),
             (
                 r#"{"Secrets": [{"Name": "a b", "Versions": []}]}"#,
                 "not allowed",

@@ -376,7 +376,7 @@ async fn other_users_are_decided_by_mode_and_policy_before_any_call() {
 
     let log = m.log();
     assert!(
-        log.lines().any(|l| l.contains("access denied")
+        log.lines().any(|l| l.contains("decision=\"denied\"")
             && l.contains("uid=65534")
             && l.contains("private")),
         "the denial is logged"

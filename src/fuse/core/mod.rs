@@ -72,20 +72,23 @@ fn errno(err: &Error) -> Errno {
     Errno::from_raw(err.errno())
 }
 
-/// One audit record of the mount: allowed with the version served, or not, and why.
+/// One audit record of the mount: the policy's answer, the version served if any, and why
+/// nothing was (denied, or a failure to fetch after access was allowed).
 fn audit(who: Who, selector: &str, served: Option<&Resolved>, reason: Option<&str>) {
     Access {
         front: Front::Mount,
         uid: Some(who.uid),
         pid: Some(who.pid),
         selector,
-        allowed: served.is_some(),
+        allowed: served.is_some() || reason != Some(DENIED),
         version: served.map(|r| r.secret.version_id.as_str()),
         stale: served.is_some_and(|r| r.stale),
         reason,
     }
     .log();
 }
+
+const DENIED: &str = "denied by policy";
 
 pub struct Core {
     engine: Arc<Engine>,
@@ -145,7 +148,7 @@ impl Core {
         if self.permits(who, &attrs) {
             return Ok(());
         }
-        audit(who, &selector.to_string(), None, Some("denied by policy"));
+        audit(who, &selector.to_string(), None, Some(DENIED));
         Err(Errno::EACCES)
     }
 

@@ -25,8 +25,8 @@ use crate::source::{Payload, SecretValue};
 pub enum Peer {
     /// TCP: only the token says anything about the caller.
     Tcp,
-    /// The Unix socket: the kernel's word on the caller, which the policy judges.
-    Unix(Caller),
+    /// The Unix socket: the kernel's word on the caller (and its pid), which the policy judges.
+    Unix(Caller, Option<u32>),
 }
 
 pub type Body = Full<Bytes>;
@@ -114,6 +114,7 @@ pub fn route<B>(api: &Api, req: &Request<B>, peer: &Peer) -> Result<Route, Refus
             return Err(Refusal::text(400, "Forwarded"));
         }
         if !api.token_presented(req.headers()) {
+            audit(peer, path, false, None, false, Some("bad token"));
             return Err(Refusal::text(403, "Bad Token"));
         }
     }
@@ -147,26 +148,40 @@ pub enum Route {
 pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<String, Refusal> {
     let described = describe(&query);
     let result = get_secret_unaudited(api, query, peer).await;
-    let (front, uid) = match peer {
-        Peer::Tcp => (Front::HttpTcp, None),
-        Peer::Unix(caller) => (Front::HttpSocket, Some(caller.uid)),
-    };
     let (version, stale, reason) = match &result {
         Ok((_, version, stale)) => (Some(version.as_str()), *stale, None),
         Err(r) => (None, false, Some(r.body.as_str())),
     };
+    // Denied is the policy's answer (403); a failure to fetch was an allowed access.
+    let allowed = !matches!(&result, Err(r) if r.status == StatusCode::FORBIDDEN);
+    audit(peer, &described, allowed, version, stale, reason);
+    result.map(|(body, _, _)| body)
+}
+
+/// One audit record of the HTTP API.
+pub fn audit(
+    peer: &Peer,
+    selector: &str,
+    allowed: bool,
+    version: Option<&str>,
+    stale: bool,
+    reason: Option<&str>,
+) {
+    let (front, uid, pid) = match peer {
+        Peer::Tcp => (Front::HttpTcp, None, None),
+        Peer::Unix(caller, pid) => (Front::HttpSocket, Some(caller.uid), *pid),
+    };
     Access {
         front,
         uid,
-        pid: None,
-        selector: &described,
-        allowed: result.is_ok(),
+        pid,
+        selector,
+        allowed,
         version,
         stale,
         reason,
     }
     .log();
-    result.map(|(body, _, _)| body)
 }
 
 /// What a request asked for, as a selector would say it (for the audit record).
@@ -193,7 +208,7 @@ async fn get_secret_unaudited(
     peer: &Peer,
 ) -> Result<(String, String, bool), Refusal> {
     validate(&query)?;
-    if let Peer::Unix(caller) = peer {
+    if let Peer::Unix(caller, _) = peer {
         authorize(api, caller, &query.secret_id)?;
     }
     let version = VersionRef {
@@ -216,7 +231,7 @@ async fn get_secret_unaudited(
     {
         return Err(refusal_for(err));
     }
-    if let Peer::Unix(caller) = peer {
+    if let Peer::Unix(caller, _) = peer {
         // The id may have been an ARN: judge the name it resolved to as well.
         authorize(api, caller, &served.value.name)?;
     }
