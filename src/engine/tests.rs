@@ -436,3 +436,40 @@ async fn prefetch_reports_missing_names_as_not_found_and_falls_back_when_batch_i
     assert_eq!(read(&engine, "b").await.unwrap(), b"2");
     assert_eq!(gets(&source), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn ttl_jitter_spreads_expiry_over_the_last_share_of_the_ttl() {
+    let (source, engine) = engine_with(CacheConfig {
+        ttl: Duration::from_secs(100),
+        ttl_jitter: 0.5,
+        ..config()
+    });
+    let names: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    for name in &names {
+        source.put(name, "v");
+        read(&engine, name).await.unwrap();
+    }
+    // Nothing expires before half the TTL; everything has by the full TTL; and the expiries
+    // are spread, not all at one instant.
+    advance(Duration::from_secs(49)).await;
+    let fresh_at_49 = names
+        .iter()
+        .filter(|n| engine.get_cached(&sel(n)).is_some())
+        .count();
+    advance(Duration::from_secs(26)).await;
+    let fresh_at_75 = names
+        .iter()
+        .filter(|n| engine.get_cached(&sel(n)).is_some())
+        .count();
+    advance(Duration::from_secs(26)).await;
+    let fresh_at_101 = names
+        .iter()
+        .filter(|n| engine.get_cached(&sel(n)).is_some())
+        .count();
+    assert_eq!(fresh_at_49, 40);
+    assert!(
+        fresh_at_75 > 0 && fresh_at_75 < 40,
+        "{fresh_at_75} of 40 still fresh at 75%"
+    );
+    assert_eq!(fresh_at_101, 0);
+}
