@@ -73,5 +73,11 @@ else
     # --all-targets leaves out doctests, hence the second run.
     run_cargo_test --all-targets "$@"
     run_cargo_test --doc "$@"
+    # The packages tier (a release build, the .deb and the .rpm, installs into scratch roots)
+    # runs with the whole suite only, not with a filtered run.
+    if [[ $# -eq 0 ]]; then
+        say "packages"
+        packaging/build-packages.sh
+    fi
 fi
 say "all tests passed"
