@@ -11,7 +11,12 @@ if ! command -v wrk >/dev/null; then
     echo "http_load: installing wrk" >&2
     apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
 fi
-cargo build --release --quiet
+# SECRETSFS_BIN: measure a binary built already (skips the release build).
+bin="${SECRETSFS_BIN:-}"
+if [[ -z "$bin" ]]; then
+    cargo build --release --quiet
+    bin=target/release/secretsfs
+fi
 
 work=$(mktemp -d)
 server_pid=""
@@ -27,7 +32,7 @@ cat > "$work/secrets.json" <<JSON
   "VersionStages": ["AWSCURRENT"], "SecretString": "$value"}]}]}
 JSON
 token=$(head -c 24 /dev/urandom | base64 -w0)
-AWS_TOKEN="$token" target/release/secretsfs --source "file:$work/secrets.json" --log-level error \
+AWS_TOKEN="$token" "$bin" --source "file:$work/secrets.json" --log-level error \
     serve --http-port 0 > "$work/out" &
 server_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
