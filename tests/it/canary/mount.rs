@@ -1,0 +1,360 @@
+//! The mount.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::cli;
+use crate::support::fake_sm::Fault;
+use crate::support::http::public_tempdir;
+use crate::support::mount::is_mounted;
+
+use super::http::{Front, http_canaries, http_errors};
+use super::search::{Logs, Needle, needles, redacted};
+use super::seed::{
+    Kind, NAMES, PLAIN, POLICY, ROTATED_IN, SSRF_TOKEN, Source, error_selectors, inject_everywhere,
+    main_canaries, reads, text_of,
+};
+use super::{PAST_TTL, STOP_TIMEOUT, TTL, as_nobody, audit_sanity, differs, eventually};
+
+/// A background mount under a guard that stops its daemon by pid (SIGTERM, then SIGKILL) and
+/// detaches the mountpoint, even when the test fails.
+struct Mount {
+    mnt: PathBuf,
+    pid: Option<i32>,
+}
+
+impl Mount {
+    /// `secretsfs GLOBAL mount MNT MOUNT_ARGS`; returns once it exited 0, with its output.
+    async fn start(
+        global: &[String],
+        mnt: &Path,
+        log: &Path,
+        mount_args: &[&str],
+        env: &[(&str, &str)],
+        needles: &[Needle],
+    ) -> (Mount, Output) {
+        let mut args = global.to_vec();
+        args.extend([
+            "mount".into(),
+            mnt.display().to_string(),
+            "--log-file".into(),
+            log.display().to_string(),
+        ]);
+        args.extend(mount_args.iter().map(|a| (*a).to_owned()));
+        let out = cli::run_with_env(&cli::strs(&args), env).await;
+        let text = std::fs::read(log).unwrap_or_default();
+        let mount = Mount {
+            mnt: mnt.to_owned(),
+            pid: logged(&text, " mounted mountpoint=", " pid="),
+        };
+        assert!(
+            out.status.success() && mount.pid.is_some(),
+            "mount: exit {:?}, stderr {}\nlog:\n{}",
+            out.status.code(),
+            redacted(&out.stderr, needles),
+            redacted(&text, needles)
+        );
+        (mount, out)
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.mnt.join(relative)
+    }
+
+    /// SIGTERM; true once the daemon is gone and the mount with it.
+    fn stop(&mut self) -> bool {
+        let Some(pid) = self.pid.take() else {
+            return !is_mounted(&self.mnt);
+        };
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while (alive(pid) || is_mounted(&self.mnt)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stopped = !alive(pid) && !is_mounted(&self.mnt);
+        if alive(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        stopped
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.stop();
+        if is_mounted(&self.mnt) {
+            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// A process that exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// The value of `key` (up to whitespace) on the last log line containing `marker`.
+fn logged<T: std::str::FromStr>(log: &[u8], marker: &str, key: &str) -> Option<T> {
+    String::from_utf8_lossy(log)
+        .lines()
+        .rev()
+        .filter(|l| l.contains(marker))
+        .find_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.parse().ok())
+}
+
+/// Every entry under `dir`, stat'ed as `ls -lR` would.
+fn walk(dir: &Path, seen: &mut usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        *seen += 1;
+        if let Ok(meta) = std::fs::symlink_metadata(entry.path())
+            && meta.is_dir()
+        {
+            walk(&entry.path(), seen);
+        }
+    }
+}
+
+fn read_as_root(path: &Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+async fn mount_suite(kind: Kind, kernel_cache: bool) {
+    let canaries = main_canaries();
+    let needles = needles(&canaries);
+    let token = text_of(&canaries, SSRF_TOKEN).to_owned();
+    let source = Source::new(kind, &canaries);
+    let dir = public_tempdir();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("secretsfs.log");
+    let audit = dir.path().join("audit.jsonl");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, POLICY).unwrap();
+
+    let mut global = source.args();
+    global.extend(
+        [
+            "--log-level",
+            "trace",
+            "--ttl",
+            TTL,
+            "--dir-mode",
+            "0555",
+            "--config",
+            config.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ]
+        .map(str::to_owned),
+    );
+    if matches!(kind, Kind::File) && !kernel_cache {
+        // Evictions (and their log lines) all along.
+        global.extend(["--cache-size".to_owned(), "3".to_owned()]);
+    }
+    let mut mount_args = vec!["--http-port", "0"];
+    if !kernel_cache {
+        mount_args.push("--no-kernel-cache");
+    }
+    let env = [("RUST_LOG", "trace"), ("AWS_TOKEN", token.as_str())];
+    let mut logs = Logs::default();
+    logs.file("--log-file of the mount", &log);
+    logs.file("--audit-log of the mount", &audit);
+    let (mut mount, out) = Mount::start(&global, &mnt, &log, &mount_args, &env, &needles).await;
+    logs.capture("stderr of `mount`", &out.stderr);
+    logs.capture("stdout of `mount`", &out.stdout);
+    let mut failures = Vec::new();
+
+    // Every canary file and selector, as root.
+    let read_all = |failures: &mut Vec<String>| {
+        for (selector, want) in reads(&canaries) {
+            match read_as_root(&mount.path(&selector)) {
+                Ok(got) => failures.extend(differs(&selector, &got, &want)),
+                Err(e) => failures.push(format!("reading {selector}: {e}")),
+            }
+        }
+    };
+    read_all(&mut failures);
+
+    // Listings: the directory of canaries, and everything stat'ed as `ls -lR` does.
+    let listed: BTreeSet<String> = std::fs::read_dir(mount.path("canary"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected: BTreeSet<String> = NAMES.iter().map(|n| (*n).to_owned()).collect();
+    if listed != expected {
+        failures.push(format!("canary/ lists {listed:?}, want {expected:?}"));
+    }
+    let mut seen = 0;
+    walk(&mount.mnt, &mut seen);
+    if seen < NAMES.len() + 1 {
+        failures.push(format!("walking the mount saw {seen} entries"));
+    }
+
+    // Error paths: missing keys, secrets, stages and versions, invalid selectors, a write.
+    for selector in error_selectors() {
+        if read_as_root(&mount.path(&selector)).is_ok() {
+            failures.push(format!("reading {selector} succeeded, want an error"));
+        }
+    }
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .open(mount.path("canary/plain"))
+        .is_ok()
+    {
+        failures.push("opening canary/plain for writing succeeded".to_owned());
+    }
+
+    // uid 65534: denied (EACCES), then allowed through group 4242. Names root looked up are
+    // denied by the kernel from their cached attributes; fresh ones reach secretsfs, whose
+    // policy check denies (and audits) them.
+    for selector in [
+        "canary/json",
+        "canary/json:password",
+        "canary/binary",
+        "canary/json:username",
+        "canary/binary::AWSCURRENT",
+        "canary/escaped-plain::AWSCURRENT",
+        "canary/versions:password:AWSCURRENT",
+    ] {
+        let out = as_nobody(&[], "cat", &[mount.path(selector).as_os_str()]);
+        if out.status.success() {
+            failures.push(format!("uid 65534 read {selector}, want EACCES"));
+        }
+    }
+    as_nobody(&[], "ls", &["-lR".as_ref(), mount.mnt.as_os_str()]);
+    let out = as_nobody(&[4242], "cat", &[mount.path("canary/plain").as_os_str()]);
+    if out.status.success() {
+        failures.extend(differs(
+            "canary/plain as uid 65534 in group 4242",
+            &out.stdout,
+            &canaries[PLAIN].bytes,
+        ));
+    } else {
+        failures.push(format!(
+            "uid 65534 in group 4242 could not read canary/plain: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+
+    // The mount's own HTTP API.
+    let addr: Option<SocketAddr> = logged(
+        &std::fs::read(&log).unwrap_or_default(),
+        "HTTP API listening",
+        "address=",
+    );
+    match addr {
+        Some(addr) => {
+            let mut bodies = Vec::new();
+            http_canaries(&Front::Tcp(addr), &token, &canaries, &mut failures).await;
+            http_errors(&Front::Tcp(addr), &token, &mut bodies, &mut failures).await;
+            for (label, body) in bodies {
+                logs.capture(format!("{label} (the mount's HTTP API)"), &body);
+            }
+        }
+        None => failures.push("no 'HTTP API listening' line in the mount's log".to_owned()),
+    }
+
+    // Upstream faults (stale values, then errors), or a broken secrets file.
+    if let Some(fake) = source.fake() {
+        for fault in [
+            Fault::Throttling,
+            Fault::DropConnection,
+            Fault::AccessDenied,
+            Fault::Decryption,
+        ] {
+            inject_everywhere(fake, fault);
+            tokio::time::sleep(PAST_TTL).await;
+            for (selector, want) in reads(&canaries).into_iter().step_by(3) {
+                if let Ok(got) = read_as_root(&mount.path(&selector)) {
+                    let what = format!("{selector} under {fault:?}");
+                    failures.extend(differs(&what, &got, &want));
+                }
+            }
+            walk(&mount.mnt, &mut seen);
+            fake.clear_faults();
+        }
+    } else {
+        source.break_file(&canaries);
+        tokio::time::sleep(PAST_TTL).await;
+        match read_as_root(&mount.path("canary/plain")) {
+            Ok(got) => failures.extend(differs(
+                "canary/plain with the file broken",
+                &got,
+                &canaries[PLAIN].bytes,
+            )),
+            Err(e) => failures.push(format!("canary/plain with the file broken: {e}")),
+        }
+    }
+    read_all(&mut failures);
+
+    // A rotation: the new value within a few TTLs, the old one as AWSPREVIOUS.
+    source.rotate(&canaries);
+    let rotated = eventually(Duration::from_secs(8), || {
+        read_as_root(&mount.path("canary/plain")).is_ok_and(|v| v == canaries[ROTATED_IN].bytes)
+    })
+    .await;
+    if !rotated {
+        failures.push("canary/plain never showed the rotated value".to_owned());
+    }
+    match read_as_root(&mount.path("canary/plain::AWSPREVIOUS")) {
+        Ok(got) => failures.extend(differs(
+            "canary/plain::AWSPREVIOUS",
+            &got,
+            &canaries[PLAIN].bytes,
+        )),
+        Err(e) => failures.push(format!("canary/plain::AWSPREVIOUS: {e}")),
+    }
+
+    if !mount.stop() {
+        failures.push("the daemon did not stop and unmount on SIGTERM".to_owned());
+    }
+    let tally = audit_sanity(&audit, &mut failures);
+    if !tally.keys().any(|k| k.starts_with("mount/denied/")) {
+        failures.push("no denial by the mount in the audit log".to_owned());
+    }
+    logs.assert_clean(&canaries, &needles);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn canaries_stay_out_of_the_logs_of_a_kernel_cached_mount_of_a_file() {
+    mount_suite(Kind::File, true).await;
+}
+
+#[tokio::test]
+async fn canaries_stay_out_of_the_logs_of_an_uncached_mount_of_a_file() {
+    mount_suite(Kind::File, false).await;
+}
+
+#[tokio::test]
+async fn canaries_stay_out_of_the_logs_of_a_kernel_cached_mount_of_secrets_manager() {
+    mount_suite(Kind::Fake, true).await;
+}
+
+#[tokio::test]
+async fn canaries_stay_out_of_the_logs_of_an_uncached_mount_of_secrets_manager() {
+    mount_suite(Kind::Fake, false).await;
+}

@@ -1,0 +1,161 @@
+//! Access: every mutation is EROFS, and other users are decided by mode and policy before any
+//! upstream call.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::cli::{aws_args, demo_source, strs};
+use crate::support::fake_sm::{FakeSecretsManager, Op};
+use crate::support::mount::Mounted;
+
+use super::{errno_of, libc_errno, set};
+
+#[tokio::test]
+async fn every_mutation_is_erofs() {
+    let m = Mounted::start(&["--source", &demo_source()], &[]).await;
+    let file = m.path("prod/db");
+    let results: Vec<(&str, std::io::Result<()>)> = vec![
+        (
+            "write",
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .map(drop),
+        ),
+        ("create", std::fs::File::create(m.path("new")).map(drop)),
+        ("mkdir", std::fs::create_dir(m.path("newdir"))),
+        ("unlink", std::fs::remove_file(&file)),
+        ("rmdir", std::fs::remove_dir(m.path("tls"))),
+        ("rename", std::fs::rename(&file, m.path("prod/db2"))),
+        (
+            "chmod",
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o777)),
+        ),
+        (
+            "truncate",
+            nix::unistd::truncate(&file, 0).map_err(std::io::Error::from),
+        ),
+        ("setxattr", setxattr(&file)),
+    ];
+    for (op, result) in results {
+        let err = result.expect_err(op);
+        assert_eq!(errno_of(&err), libc_errno::EROFS, "{op}: {err}");
+    }
+}
+
+fn setxattr(path: &Path) -> std::io::Result<()> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; os.setxattr(sys.argv[1], 'user.x', b'1')",
+        ])
+        .arg(path)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(())
+    } else if stderr.contains("Read-only file system") {
+        Err(std::io::Error::from_raw_os_error(libc_errno::EROFS))
+    } else {
+        Err(std::io::Error::other(stderr.into_owned()))
+    }
+}
+
+/// Runs `cat PATH` as uid 65534 with the given supplementary groups.
+fn cat_as_nobody(path: &Path, groups: &[u32]) -> std::process::Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", "65534", "--regid", "65534"]);
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.args(["--groups", &list.join(",")]);
+    }
+    cmd.arg("cat").arg(path).output().unwrap()
+}
+
+fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "ls",
+            "-1",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn other_users_are_decided_by_mode_and_policy_before_any_call() {
+    let fake = FakeSecretsManager::start();
+    for name in ["private", "public", "team/app"] {
+        fake.put_string(name, &format!("value of {name}"));
+    }
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[[policy]]\npath = \"team/**\"\ngroup = 4242\nmode = \"0440\"\n\n\
+         [[policy]]\npath = \"public\"\nmode = \"0444\"\n",
+    )
+    .unwrap();
+    let mut global = aws_args(&fake.endpoint_url());
+    global.extend(["--config".into(), config.path().to_str().unwrap().into()]);
+    global.extend(["--dir-mode".into(), "0555".into()]);
+    let m = Mounted::start(&strs(&global), &[]).await;
+
+    let denied_by_mode = cat_as_nobody(&m.path("private"), &[]);
+    assert!(!denied_by_mode.status.success());
+    assert!(String::from_utf8_lossy(&denied_by_mode.stderr).contains("Permission denied"));
+    let denied_by_policy = cat_as_nobody(&m.path("team/app"), &[]);
+    assert!(!denied_by_policy.status.success());
+    let fetched: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|(op, _)| *op != Op::ListSecrets)
+        .map(|(_, body)| body.to_string())
+        .collect();
+    assert!(
+        fetched.is_empty(),
+        "no upstream call for a denied reader: {fetched:?}"
+    );
+
+    assert_eq!(
+        ls_as_nobody(&m.mnt),
+        set(&["public", "team"]),
+        "private is hidden"
+    );
+    let in_group = cat_as_nobody(&m.path("team/app"), &[4242]);
+    assert!(
+        in_group.status.success(),
+        "{}",
+        String::from_utf8_lossy(&in_group.stderr)
+    );
+    assert!(in_group.stdout == b"value of team/app");
+    let public = cat_as_nobody(&m.path("public"), &[]);
+    assert!(public.stdout == b"value of public");
+
+    let log = m.log();
+    assert!(
+        log.lines().any(|l| l.contains("decision=\"denied\"")
+            && l.contains("uid=65534")
+            && l.contains("private")),
+        "the denial is logged"
+    );
+    assert!(!log.contains("value of"), "no value in the log");
+}

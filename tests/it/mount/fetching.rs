@@ -1,0 +1,142 @@
+//! Fetching and listing: a slow secret does not hold up cached ones, cold reads share one
+//! call, a listing fetches in batches or is denied, and the inode table shrinks when the kernel
+//! forgets.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::cli::{aws_args, demo_source, strs};
+use crate::support::fake_sm::{FakeSecretsManager, Fault, Op};
+use crate::support::mount::Mounted;
+
+use super::names;
+
+#[tokio::test]
+async fn a_slow_secret_does_not_hold_up_reads_of_cached_ones() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("slow", "s");
+    fake.put_string("fast", "f");
+    let m = Mounted::start(
+        &strs(&aws_args(&fake.endpoint_url())),
+        &["--no-kernel-cache"],
+    )
+    .await;
+    assert!(std::fs::read(m.path("fast")).unwrap() == b"f");
+    let latch = fake.hold("slow");
+    let slow_path = m.path("slow");
+    let slow = std::thread::spawn(move || std::fs::read(slow_path));
+    latch.until_waiting(1).await;
+    let fast_path = m.path("fast");
+    let fast = std::thread::spawn(move || {
+        (0..100).all(|_| std::fs::read(&fast_path).is_ok_and(|v| v == b"f"))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !fast.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let finished_while_held = fast.is_finished();
+    latch.release();
+    assert!(
+        finished_while_held,
+        "100 cached reads completed while another secret's fetch hung"
+    );
+    assert!(fast.join().unwrap());
+    assert!(slow.join().unwrap().unwrap() == b"s");
+}
+
+#[tokio::test]
+async fn concurrent_cold_reads_of_one_secret_share_one_call() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("db", r#"{"user":"app"}"#);
+    fake.set_latency(Op::GetSecretValue, Duration::from_millis(500));
+    let mut m = Mounted::start(&strs(&aws_args(&fake.endpoint_url())), &[]).await;
+    let readers: Vec<_> = ["db", "db:user", "db::AWSCURRENT", "db:user:AWSCURRENT"]
+        .map(|p| {
+            let path = m.path(p);
+            std::thread::spawn(move || std::fs::read(path).unwrap())
+        })
+        .into_iter()
+        .collect();
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert_eq!(fake.calls(Op::GetSecretValue), 1);
+    m.stop();
+    let stats = m.final_stats();
+    assert!(stats["coalesced_waits"].as_u64().unwrap() > 0, "{stats}");
+}
+
+#[tokio::test]
+async fn ls_l_of_45_uncached_secrets_fetches_in_batches() {
+    let fake = FakeSecretsManager::start();
+    for i in 0..45 {
+        fake.put_string(&format!("many/s{i:02}"), &"x".repeat(i));
+    }
+    let m = Mounted::start(&strs(&aws_args(&fake.endpoint_url())), &[]).await;
+    let out = Command::new("ls")
+        .arg("-l")
+        .arg(m.path("many"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(listing.lines().filter(|l| l.starts_with('-')).count(), 45);
+    assert!(
+        fake.calls(Op::BatchGetSecretValue) <= 3,
+        "{}",
+        fake.calls(Op::BatchGetSecretValue)
+    );
+    assert_eq!(fake.calls(Op::GetSecretValue), 0);
+    assert_eq!(std::fs::metadata(m.path("many/s44")).unwrap().len(), 44);
+}
+
+#[tokio::test]
+async fn with_listing_denied_names_still_read_and_the_denial_is_logged_once() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("db", "v");
+    fake.inject(Op::ListSecrets, Fault::AccessDenied, usize::MAX);
+    let m = Mounted::start(&strs(&aws_args(&fake.endpoint_url())), &[]).await;
+    assert!(names(&m.mnt).is_empty());
+    assert!(names(&m.mnt).is_empty());
+    assert!(std::fs::read(m.path("db")).unwrap() == b"v");
+    assert_eq!(
+        fake.calls(Op::ListSecrets),
+        1,
+        "a refusal is remembered for the listing TTL"
+    );
+    assert_eq!(m.log().matches("ListSecrets is denied").count(), 1);
+}
+
+#[tokio::test]
+async fn the_inode_table_shrinks_when_the_kernel_forgets() {
+    let m = Mounted::start(&["--source", &demo_source()], &[]).await;
+    // 256 spellings of one selector (each letter of the key plain or percent-encoded): 256
+    // distinct file names, each an inode while the kernel holds its dentry.
+    for mask in 0..256u32 {
+        let key: String = "password"
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if mask & (1 << i) != 0 {
+                    format!("%{:02X}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        std::fs::metadata(m.path(&format!("prod/db:{key}"))).unwrap();
+    }
+    let held = |m: &Mounted| nix::sys::statvfs::statvfs(&m.mnt).unwrap().files();
+    let before = held(&m);
+    assert!(before >= 256, "{before}");
+    std::fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held(&m) >= 256 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        held(&m) < 256,
+        "FORGET shrank the table ({before} before, {} after)",
+        held(&m)
+    );
+}

@@ -1,0 +1,32 @@
+//! The mount, for real: every test mounts under a guard that unmounts even when it fails.
+
+mod access;
+mod fetching;
+mod lifecycle;
+mod reading;
+mod rotation;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn errno_of(err: &std::io::Error) -> i32 {
+    err.raw_os_error().unwrap_or(-1)
+}
+
+mod libc_errno {
+    pub const ENOENT: i32 = 2;
+    pub const EIO: i32 = 5;
+    pub const EACCES: i32 = 13;
+    pub const EROFS: i32 = 30;
+}
