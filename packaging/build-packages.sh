@@ -281,6 +281,11 @@ check "deb: the man page is the binary's own (secretsfs man)" \
     cmp -s <(zcat "$droot/usr/share/man/man1/secretsfs.1.gz") "$stage/secretsfs.1"
 check "deb: the man page is roff with a .TH title" \
     bash -c 'zcat "$1" | grep -q "^\.TH secretsfs"' _ "$droot/usr/share/man/man1/secretsfs.1.gz"
+if command -v man >/dev/null 2>&1; then
+    check "deb: man renders the page without warnings" \
+        bash -c 'w=$(MANWIDTH=80 man --warnings -l "$1" 2>&1 >/dev/null) && [[ -z $w ]] || { echo "$w"; false; }' \
+        _ "$droot/usr/share/man/man1/secretsfs.1.gz"
+fi
 check "deb: the installed binary runs (--version)" \
     bash -c '"$1" --version | grep -q "^secretsfs $2"' _ "$droot/usr/bin/secretsfs" "$version"
 check "deb: the installed binary accepts the installed config (check-config)" \
