@@ -258,3 +258,35 @@ async fn mlock_locks_with_the_capability_and_warns_once_without() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("memory is not locked"), "{lines:?}");
 }
+
+/// `check-config` of a sample (agent keys, quoted numbers, policy rules, one flag and two
+/// variables) against its committed output: a change to how any key resolves or shows is a
+/// diff to review, and a deliberate one updates tests/golden/check-config.out with it.
+#[tokio::test]
+async fn check_config_of_the_golden_sample_is_unchanged() {
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/check-config.out");
+    let env = [
+        ("SECRETSFS_NEGATIVE_TTL", "5"),
+        ("AWS_REGION", "eu-central-1"),
+        ("AWS_TOKEN", "never-shown"),
+    ];
+    let args = [
+        "--timeout",
+        "20",
+        "check-config",
+        "tests/golden/check-config.toml",
+    ];
+    let mut command = cli::command(&args, &env);
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::time::timeout(cli::DEADLINE, command.output())
+        .await
+        .expect("check-config finishes")
+        .expect("secretsfs runs");
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = std::fs::read_to_string(golden).unwrap();
+    assert!(
+        text == expected,
+        "check-config output differs from {golden}:\n--- expected\n{expected}\n--- got\n{text}"
+    );
+}
