@@ -1,94 +1,190 @@
-//! The configuration file (TOML): every flag as a key of the same name (`_` for `-`), the
-//! access policy's `[[policy]]` rules, and the flat keys of an AWS Secrets Manager Agent v2
-//! config, accepted as they are so that secretsfs can replace the agent with its config.
+//! The configuration file (TOML): every setting as a key of its name (`_` for `-`, see
+//! src/settings/options.rs), the file-only tables (`[[policy]]` rules), and the flat keys of
+//! an AWS Secrets Manager Agent v2 config, accepted as they are so that secretsfs can replace
+//! the agent with its config.
 //!
+//! A scalar key is checked here, by its setting's own clap value parser, and kept as the text
+//! the command line would have carried; resolution (src/settings) puts it under the flags.
 //! Numbers may be quoted (`ttl = "300"`), as in the agent's documented examples; booleans may
 //! be written as the agent's config library takes them (`true`, `"yes"`, `"off"`, 1, 0).
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
 
-use serde::Deserialize;
+use clap::{Arg, CommandFactory};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::policy::{Mode, RuleSpec};
+use crate::policy::RuleSpec;
+use crate::settings::keys::{self, AgentKey};
+use crate::settings::options::Options;
 
 /// Where the file is looked for when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/secretsfs/config.toml";
 
-/// A number, quoted or not.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Num {
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-/// A boolean the way the agent's config library reads one.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Flag {
-    Bool(bool),
-    Int(i64),
-    Text(String),
-}
-
-#[derive(Debug, Default, Deserialize)]
+/// The file-only tables, each validated by its own type.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    pub source: Option<String>,
-    pub region: Option<String>,
-    pub profile: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub timeout: Option<Num>,
-    pub ttl: Option<Num>,
-    pub ttl_jitter: Option<Num>,
-    pub cache_size: Option<Num>,
-    pub cache_bytes: Option<Num>,
-    pub max_stale: Option<Num>,
-    pub negative_ttl: Option<Num>,
-    pub uid: Option<Num>,
-    pub gid: Option<Num>,
-    pub file_mode: Option<Mode>,
-    pub dir_mode: Option<Mode>,
-    pub log_level: Option<String>,
-    pub log_file: Option<PathBuf>,
-    pub audit_log: Option<PathBuf>,
-    pub mlock: Option<Flag>,
-    pub validate_credentials: Option<Flag>,
-    pub credentials_file_path: Option<PathBuf>,
-    pub layout: Option<String>,
-    pub prefix: Option<String>,
-    pub no_kernel_cache: Option<Flag>,
-    pub no_http: Option<Flag>,
-    pub http_port: Option<Num>,
-    pub http_listen: Option<String>,
-    pub http_socket: Option<PathBuf>,
-    pub http_socket_mode: Option<Mode>,
-    pub max_conn: Option<Num>,
-    pub path_prefix: Option<String>,
-    pub ssrf_headers: Option<Vec<String>>,
-    pub ssrf_env_variables: Option<Vec<String>>,
-    pub http_header_timeout: Option<Num>,
-    pub http_request_timeout: Option<Num>,
-    /// The agent's name for `log_file`: true logs to [`AGENT_LOG_FILE`].
-    pub log_to_file: Option<Flag>,
-    /// The agent's name for `ttl`.
-    pub ttl_seconds: Option<Num>,
-    /// The agent's switch for stale-if-error: false is `max_stale = 0`.
-    pub ignore_transient_errors: Option<Flag>,
-    #[serde(default)]
+pub struct Sections {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy: Vec<RuleSpec>,
 }
 
-/// Where `log_to_file = true` sends the logs (the agent writes ./logs/; a daemon's working
-/// directory is `/`, so a fixed path is the useful equivalent).
-pub const AGENT_LOG_FILE: &str = "/var/log/secretsfs/secretsfs.log";
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    /// Each setting the file gives, as the values a flag would carry, already checked.
+    pub values: BTreeMap<String, Vec<String>>,
+    pub sections: Sections,
+}
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| file_error(path, &e.to_string()))?;
-        toml::from_str(&text).map_err(|e| file_error(path, &one_line(&e.to_string())))
+        Self::parse(&text).map_err(|why| file_error(path, &why))
+    }
+
+    /// The file's text, with errors that name the key (and never quote a value that could be a
+    /// secret's: settings hold none, but a typo could put one there).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        let command = Options::command().mut_args(|a| a.env(None::<&str>));
+        let settings = keys::settings();
+        let mut file = ConfigFile::default();
+        let mut sections = toml::Table::new();
+        let mut aliased: Vec<(&'static str, &'static str)> = Vec::new();
+        for (key, value) in table {
+            if let Some(arg) = settings.iter().find(|a| keys::key(a) == key) {
+                let texts = setting_texts(&command, arg, &value)
+                    .map_err(|why| format!("key `{key}`: {why}"))?;
+                file.values.insert(key, texts);
+            } else if let Some(alias) = keys::agent_alias(&key) {
+                let text =
+                    alias_text(alias, &value).map_err(|why| format!("key `{key}`: {why}"))?;
+                if let Some(text) = text {
+                    aliased.push((alias.ours(), alias.agent()));
+                    file.values.insert(alias.ours().to_owned(), vec![text]);
+                }
+            } else {
+                sections.insert(key, value);
+            }
+        }
+        for (ours, agents) in aliased {
+            if table_has(text, ours) {
+                return Err(format!(
+                    "keys `{ours}` and `{agents}` (the agent's name for it) are both set; keep one"
+                ));
+            }
+        }
+        file.sections = sections
+            .try_into()
+            .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
+        Ok(file)
+    }
+}
+
+/// Whether the file sets `key` itself (parsed again: cheap, and keeps `parse` single-pass).
+fn table_has(text: &str, key: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key(key))
+}
+
+/// A setting's value as the texts a flag would carry, each checked by the setting's parser.
+fn setting_texts(
+    command: &clap::Command,
+    arg: &Arg,
+    value: &toml::Value,
+) -> std::result::Result<Vec<String>, String> {
+    let texts = match value {
+        toml::Value::Array(items) if keys::is_list(arg) => {
+            if items.is_empty() {
+                return Err("the list can't be empty".into());
+            }
+            items
+                .iter()
+                .map(scalar_text)
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        toml::Value::Array(_) => return Err("expected one value, not a list".into()),
+        _ if keys::is_list(arg) => return Err("expected a list, like [\"A\", \"B\"]".into()),
+        toml::Value::Integer(n) if keys::is_octal(arg) => {
+            return Err(format!(
+                "write the mode as an octal string, like \"0{n:o}\" or \"{n}\", not a number"
+            ));
+        }
+        _ => vec![scalar_text(value)?],
+    };
+    for text in &texts {
+        check(command, arg, text).map_err(|why| format!("{why}, got {value}"))?;
+    }
+    Ok(texts)
+}
+
+fn scalar_text(value: &toml::Value) -> std::result::Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(n) => Ok(n.to_string()),
+        toml::Value::Float(f) if f.fract() == 0.0 && *f >= 0.0 && *f < 2f64.powi(63) => {
+            Ok((*f as u64).to_string())
+        }
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        toml::Value::Datetime(_) | toml::Value::Array(_) | toml::Value::Table(_) => {
+            Err("expected a number, a string or a boolean".into())
+        }
+    }
+}
+
+/// Runs the setting's own value parser on `text` (a command line of that one flag); the
+/// error is the parser's reason.
+fn check(command: &clap::Command, arg: &Arg, text: &str) -> std::result::Result<(), String> {
+    let long = arg.get_long().expect("settings are long flags");
+    let mut flag = std::ffi::OsString::from(format!("--{long}="));
+    flag.push(text);
+    command
+        .clone()
+        .try_get_matches_from([flag])
+        .map(drop)
+        .map_err(|e| {
+            let possible: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .map(|p| p.get_name().to_owned())
+                .collect();
+            match std::error::Error::source(&e) {
+                Some(reason) => reason.to_string(),
+                None if !possible.is_empty() => format!("expected {}", possible.join(" or ")),
+                None => e.kind().to_string(),
+            }
+        })
+}
+
+/// An agent key's value as the text of the setting it stands for (None: it sets nothing).
+fn alias_text(
+    alias: &AgentKey,
+    value: &toml::Value,
+) -> std::result::Result<Option<String>, String> {
+    match *alias {
+        AgentKey::Same { .. } => unreachable!("a key of our own name is a setting"),
+        AgentKey::Number { min, max, .. } => {
+            let text = scalar_text(value)?;
+            let shown = value.to_string();
+            match text.strip_prefix('+').unwrap_or(&text).parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n.to_string())),
+                _ => Err(format!(
+                    "expected a whole number from {min} to {max}, got {shown}"
+                )),
+            }
+        }
+        AgentKey::Switch {
+            on_true, on_false, ..
+        } => {
+            let text = scalar_text(value)?;
+            use clap::builder::TypedValueParser;
+            let on = clap::builder::BoolishValueParser::new()
+                .parse_ref(&clap::Command::new("secretsfs"), None, OsStr::new(&text))
+                .map_err(|_| format!("expected true or false, got {value}"))?;
+            Ok(if on { on_true } else { on_false }.map(str::to_owned))
+        }
     }
 }
 
@@ -109,95 +205,51 @@ fn one_line(message: &str) -> String {
         .join(": ")
 }
 
-impl Num {
-    /// The value as a whole number in `range`; `key` and `path` name it in errors.
-    pub fn whole(
-        &self,
-        key: &str,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> std::result::Result<u64, String> {
-        let parsed = match self {
-            Num::Int(n) => u64::try_from(*n).ok(),
-            Num::Float(f) if f.fract() == 0.0 && *f >= 0.0 => Some(*f as u64),
-            Num::Float(_) => None,
-            Num::Text(t) => t.trim_start_matches('+').parse::<u64>().ok(),
-        };
-        match parsed {
-            Some(n) if range.contains(&n) => Ok(n),
-            _ => Err(format!(
-                "key `{key}`: expected a whole number from {} to {}, got {}",
-                range.start(),
-                range.end(),
-                self.shown()
-            )),
-        }
-    }
-
-    fn shown(&self) -> String {
-        match self {
-            Num::Int(n) => n.to_string(),
-            Num::Float(f) => f.to_string(),
-            Num::Text(t) => format!("{t:?}"),
-        }
-    }
-}
-
-impl Flag {
-    pub fn value(&self, key: &str) -> std::result::Result<bool, String> {
-        match self {
-            Flag::Bool(b) => Ok(*b),
-            Flag::Int(n) => Ok(*n != 0),
-            Flag::Text(t) => match t.to_ascii_lowercase().as_str() {
-                "1" | "true" | "on" | "yes" => Ok(true),
-                "0" | "false" | "off" | "no" => Ok(false),
-                _ => Err(format!("key `{key}`: expected true or false, got {t:?}")),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(text: &str) -> Result<ConfigFile> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, text).unwrap();
-        ConfigFile::load(&path)
-    }
-
     #[test]
     fn policy_rules_and_numbers_quoted_or_not() {
-        let file = load(
-            "ttl = \"300\"\ncache_size = 10\n[[policy]]\npath = \"prod/**\"\nmode = \"0400\"\n",
+        let file = ConfigFile::parse(
+            "ttl = \"300\"\ncache_size = 10\ncache_bytes = 2048.0\n[[policy]]\npath = \"prod/**\"\nmode = \"0400\"\n",
         )
         .unwrap();
-        assert_eq!(file.policy.len(), 1);
-        assert_eq!(file.ttl.unwrap().whole("ttl", 0..=3600), Ok(300));
-        assert_eq!(
-            file.cache_size.unwrap().whole("cache_size", 1..=1000),
-            Ok(10)
-        );
+        assert_eq!(file.sections.policy.len(), 1);
+        assert_eq!(file.values["ttl"], ["300"]);
+        assert_eq!(file.values["cache_size"], ["10"]);
+        assert_eq!(file.values["cache_bytes"], ["2048"]);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_one_line_errors_naming_the_key() {
-        let err = load("ttl_typo = 3\n").unwrap_err();
-        assert!(err.message().contains("ttl_typo"), "{err}");
-        assert!(!err.message().contains('\n'));
-        let err = load("ttl = [1]\n").unwrap_err();
-        assert!(
-            err.message().contains("ttl") && !err.message().contains('\n'),
-            "{err}"
-        );
-        assert!(load("").is_ok());
+        let err = ConfigFile::parse("ttl_typo = 3\n").unwrap_err();
+        assert!(err.contains("ttl_typo"), "{err}");
+        assert!(!err.contains('\n'));
+        let err = ConfigFile::parse("ttl = [1]\n").unwrap_err();
+        assert!(err.contains("ttl") && !err.contains('\n'), "{err}");
+        assert!(ConfigFile::parse("").is_ok());
         assert_eq!(
-            Num::Text("abc".into()).whole("ttl", 0..=10),
-            Err("key `ttl`: expected a whole number from 0 to 10, got \"abc\"".into())
+            ConfigFile::parse("ttl = \"abc\"\n").unwrap_err(),
+            "key `ttl`: expected a whole number from 0 to 86400, got \"abc\""
         );
-        assert!(Num::Int(11).whole("ttl", 0..=10).is_err());
-        assert_eq!(Flag::Text("Yes".into()).value("k"), Ok(true));
-        assert!(Flag::Text("maybe".into()).value("k").is_err());
+        assert!(ConfigFile::parse("ttl = 86401\n").is_err());
+        assert!(ConfigFile::parse("mlock = \"Yes\"\n").is_ok());
+        assert!(ConfigFile::parse("mlock = \"maybe\"\n").is_err());
+        let err = ConfigFile::parse("file_mode = 288\n").unwrap_err();
+        assert!(err.contains("\"0440\""), "{err}");
+    }
+
+    #[test]
+    fn agent_aliases_become_our_keys() {
+        let file = ConfigFile::parse(
+            "ttl_seconds = \"60\"\nignore_transient_errors = false\nlog_to_file = false\n",
+        )
+        .unwrap();
+        assert_eq!(file.values["ttl"], ["60"]);
+        assert_eq!(file.values["max_stale"], ["0"]);
+        assert!(!file.values.contains_key("log_file"));
+        let err = ConfigFile::parse("ttl = 5\nttl_seconds = 5\n").unwrap_err();
+        assert!(err.contains("`ttl` and `ttl_seconds`"), "{err}");
     }
 }

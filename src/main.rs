@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
 use secretsfs::cli::{self, Cli, Command};
 use secretsfs::daemon::{self, Readiness};
 use secretsfs::source::SourceSpec;
@@ -23,7 +22,7 @@ enum LogTo {
 
 fn main() -> ExitCode {
     secretsfs::hardening::harden();
-    let mut cli = Cli::parse();
+    let mut cli = Cli::parse_args();
     let mut readiness = Readiness::none();
     if let Command::CheckConfig(args) = &cli.command
         && let Some(file) = &args.file

@@ -14,13 +14,13 @@
 use std::fmt;
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// A user or group as the configuration names it: a name from the system's databases, or a
 /// number.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Principal {
     Id(u32),
@@ -62,6 +62,12 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04o}", self.0)
@@ -69,16 +75,20 @@ impl fmt::Display for Mode {
 }
 
 /// One `[[policy]]` rule as the configuration writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// A glob over secret names: `prod/**`, `team-?/*`, `{a,b}/db`.
     pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<Principal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Principal>,
     /// The mode of the files the rule matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     /// The mode of the directories the rule matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dir_mode: Option<Mode>,
 }
 

@@ -18,18 +18,14 @@ use crate::http::listen::{self, Listening};
 use crate::http::token::Token;
 use crate::policy::{self, Policy, SharedPolicy, SystemDirectory};
 use crate::selector::Selector;
-use crate::settings::{HttpKeys, Settings};
+use crate::settings::{HttpOptions, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
 use crate::source::{DynSource, SourceSpec};
 
 /// The settings a command runs with, resolved from its flags, environment and config file.
 pub fn settings_for(cli: &Cli) -> Result<Settings> {
-    match &cli.command {
-        Command::Mount(m) => Settings::resolve(&cli.global, Some(m), Some(&m.http)),
-        Command::Serve(s) => Settings::resolve(&cli.global, None, Some(&s.http)),
-        _ => Settings::resolve(&cli.global, None, None),
-    }
+    Settings::resolve(&cli.given, cli.global.config.as_deref())
 }
 
 /// Builds the source; a long-running front end also checks its credentials up front.
@@ -71,11 +67,11 @@ fn build_policy(settings: &Settings) -> Result<Policy> {
 
 /// Whether the TCP listener runs: only with a token, as in the agent. `serve` and an explicit
 /// `http_port` insist on one; a mount without one goes on without TCP and says so once.
-fn tcp_token(keys: &HttpKeys, insist: bool) -> Result<Option<Token>> {
+fn tcp_token(keys: &HttpOptions, insist: bool) -> Result<Option<Token>> {
     let token = Token::from_env(&keys.ssrf_env_variables)?;
     if token.is_none() {
         let names = keys.ssrf_env_variables.join(", ");
-        if insist || keys.port.is_some() {
+        if insist || keys.http_port.is_some() {
             return Err(Error::config(format!(
                 "no SSRF token for the HTTP API: set one of {names} (a value, or file://PATH)"
             )));
@@ -88,11 +84,11 @@ fn tcp_token(keys: &HttpKeys, insist: bool) -> Result<Option<Token>> {
 async fn start_http(
     engine: Arc<Engine>,
     policy: SharedPolicy,
-    keys: &HttpKeys,
+    keys: &HttpOptions,
     insist_on_tcp: bool,
 ) -> Result<Option<Listening>> {
     let token = tcp_token(keys, insist_on_tcp)?;
-    let settings = keys.settings(token.is_some());
+    let settings = keys.listeners(token.is_some());
     if settings.tcp.is_none() && settings.socket.is_none() {
         return Ok(None);
     }
@@ -219,14 +215,7 @@ async fn reload_on_sighup(
         match reloaded {
             Ok((settings, new_policy)) => {
                 policy.store(Arc::new(new_policy));
-                let changed: Vec<&str> = settings
-                    .shown
-                    .iter()
-                    .zip(&current.shown)
-                    .filter(|(new, old)| new.1 != old.1)
-                    .map(|(new, _)| new.0)
-                    .filter(|key| !matches!(*key, "uid" | "gid" | "file_mode" | "dir_mode"))
-                    .collect();
+                let changed = settings.changed_at_restart(&current);
                 tracing::info!(
                     rules = settings.rules.len(),
                     "SIGHUP: configuration re-read; policy replaced"

@@ -1,28 +1,21 @@
 //! Resolution without the environment: flags over the file over the defaults, the agent's
 //! keys and their ranges, and one-line errors naming the key and the file.
 
-use clap::Parser;
-
 use super::*;
-use crate::cli::{Cli, Command};
+use crate::cache;
+use crate::cli::Cli;
 
 fn resolve(args: &[&str], file_text: &str) -> Result<Settings> {
     let mut argv = vec!["secretsfs"];
     argv.extend(args);
-    let cli = Cli::try_parse_from(argv).unwrap();
-    let file: ConfigFile = toml::from_str(file_text).unwrap();
-    let path = Some(PathBuf::from("/etc/test.toml"));
-    match &cli.command {
-        Command::Mount(m) => {
-            Settings::resolve_with(&cli.global, Some(m), Some(&m.http), path, &file)
-        }
-        Command::Serve(s) => Settings::resolve_with(&cli.global, None, Some(&s.http), path, &file),
-        _ => Settings::resolve_with(&cli.global, None, None, path, &file),
-    }
+    let cli = Cli::try_parse_args_from(argv).unwrap();
+    let path = PathBuf::from("/etc/test.toml");
+    let file = ConfigFile::parse(file_text).map_err(|why| config::file_error(&path, &why))?;
+    Settings::resolve_with(&cli.given, Some(path), &file)
 }
 
 fn origin_of(settings: &Settings, key: &str) -> Origin {
-    settings.shown.iter().find(|(k, _, _)| *k == key).unwrap().2
+    settings.origins.iter().find(|(k, _)| k == key).unwrap().1
 }
 
 #[test]
@@ -55,22 +48,19 @@ fn every_http_key_resolves() {
                 http_request_timeout = 9\nhttp_socket = \"/run/s.sock\"\nhttp_socket_mode = \"0660\"\n";
     let s = resolve(&["serve"], file).unwrap();
     let h = &s.http;
-    assert_eq!(h.port, Some(8080));
-    assert_eq!(h.listen.to_string(), "::1");
+    assert_eq!(h.http_port, Some(8080));
+    assert_eq!(h.http_listen.to_string(), "::1");
     assert_eq!((h.max_conn, h.path_prefix.as_str()), (5, "/s/"));
     assert_eq!(
         (h.ssrf_headers.clone(), h.ssrf_env_variables.clone()),
         (vec!["X-T".into()], vec!["T".into()])
     );
+    assert_eq!((h.http_header_timeout, h.http_request_timeout), (2, 9));
     assert_eq!(
-        (h.header_timeout, h.request_timeout),
-        (Duration::from_secs(2), Duration::from_secs(9))
-    );
-    assert_eq!(
-        h.settings(true).socket,
+        h.listeners(true).socket,
         Some((PathBuf::from("/run/s.sock"), 0o660))
     );
-    assert_eq!(h.settings(true).tcp.unwrap().port(), 8080);
+    assert_eq!(h.listeners(true).tcp.unwrap().port(), 8080);
 }
 
 /// A config written for the AWS Secrets Manager Agent, as its documentation shows one.
@@ -94,8 +84,8 @@ credentials_file_path = "/etc/creds"
 fn an_agent_config_is_accepted_as_is() {
     let s = resolve(&["serve"], AGENT_CONFIG).unwrap();
     assert_eq!(s.log_level.as_deref(), Some("debug"));
-    assert_eq!(s.log_file, Some(PathBuf::from(config::AGENT_LOG_FILE)));
-    assert_eq!(s.http.port, Some(2773));
+    assert_eq!(s.log_file, Some(PathBuf::from(keys::AGENT_LOG_FILE)));
+    assert_eq!(s.http.http_port, Some(2773));
     assert_eq!(s.cache.ttl, Duration::from_secs(300));
     assert_eq!(s.cache.max_entries, 1000);
     assert_eq!(
