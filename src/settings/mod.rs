@@ -279,6 +279,15 @@ impl Settings {
             out.push_str(&format!("{key} = {value}    # {}\n", origin.label()));
         }
         out.push_str(&format!("# {} policy rule(s)\n", self.rules.len()));
+        // The file's tables as TOML: what the file says once its own validation passed.
+        match toml::to_string(&self.sections) {
+            Ok(tables) if !tables.is_empty() => {
+                out.push('\n');
+                out.push_str(&tables);
+            }
+            Ok(_) => {}
+            Err(e) => out.push_str(&format!("# the tables cannot be shown: {e}\n")),
+        }
         out
     }
 }

@@ -157,3 +157,15 @@ fn the_rendering_shows_every_key_and_its_origin() {
         );
     }
 }
+
+#[test]
+fn the_rendering_shows_the_tables_as_toml_that_reads_back() {
+    let file = "[[policy]]\npath = \"prod/**\"\nowner = 0\nmode = \"0400\"\n\
+                [[policy]]\npath = \"x\"\ngroup = \"adm\"\ndir_mode = \"0750\"\n";
+    let s = resolve(&["serve"], file).unwrap();
+    let text = s.render();
+    let (_, tables) = text.split_once("# 2 policy rule(s)\n").unwrap();
+    let again = ConfigFile::parse(tables).unwrap();
+    assert_eq!(again.sections, s.sections, "{text}");
+    assert_eq!(again.sections.policy.len(), 2);
+}
