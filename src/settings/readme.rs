@@ -130,6 +130,22 @@ fn agent(key: &str) -> String {
         .join(", ")
 }
 
+/// The words of the fstab helper's `NAME='...'` list (packaging/mount.secretsfs), which
+/// tests compare with the settings and with what `secretsfs mount` takes.
+pub fn fstab_helper_list(script: &str, name: &str) -> Vec<String> {
+    let start = format!("\n{name}='");
+    script
+        .split(&start)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} in the fstab helper"))
+        .split('\'')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,23 +178,6 @@ mod tests {
         );
     }
 
-    /// The words of a `NAME='...'` list of the fstab helper.
-    fn helper_list(script: &str, name: &str) -> Vec<String> {
-        let start = format!("{name}='");
-        let mut words: Vec<String> = script
-            .split(&start)
-            .nth(1)
-            .unwrap_or_else(|| panic!("no {name} in {FSTAB_HELPER}"))
-            .split('\'')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        words.sort();
-        words
-    }
-
     /// mount(8) options are the settings (and `config`): switches as bare words, values as
     /// NAME=VALUE. Lists are left out: `-o` splits on the commas they are written with.
     #[test]
@@ -196,7 +195,11 @@ mod tests {
         }
         switches.sort();
         values.sort();
-        assert_eq!(helper_list(&script, "flag_options"), switches);
-        assert_eq!(helper_list(&script, "value_options"), values);
+        let sorted = |mut words: Vec<String>| {
+            words.sort();
+            words
+        };
+        assert_eq!(sorted(fstab_helper_list(&script, "flag_options")), switches);
+        assert_eq!(sorted(fstab_helper_list(&script, "value_options")), values);
     }
 }

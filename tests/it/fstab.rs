@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use secretsfs::settings::readme::fstab_helper_list;
+
 use crate::support::cli::{self, DEADLINE, SECRETSFS};
 use crate::support::http::public_tempdir;
 use crate::support::mount::is_mounted;
@@ -418,27 +420,12 @@ async fn options_map_onto_secretsfs_flags() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
 
-/// The words of the script's `NAME='...'` list.
-fn script_list(script: &str, name: &str) -> Vec<String> {
-    let start = format!("\n{name}='");
-    script
-        .split(&start)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {name} in {SCRIPT}"))
-        .split('\'')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Every flag the helper maps an option onto is one `secretsfs mount` takes.
 #[tokio::test]
 async fn every_mapped_option_is_a_flag_of_secretsfs_mount() {
     let script = std::fs::read_to_string(SCRIPT).unwrap();
-    let values = script_list(&script, "value_options");
-    let flags = script_list(&script, "flag_options");
+    let values = fstab_helper_list(&script, "value_options");
+    let flags = fstab_helper_list(&script, "flag_options");
     assert!(values.len() > 20 && flags.len() > 2, "{values:?} {flags:?}");
     let options: Vec<String> = values
         .iter()
