@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
 
 use super::adapter::FuseFs;
-use super::core::Core;
+use super::fs::SecretsFs;
 use crate::error::{Error, Result};
 
 /// The name the mount shows in /proc/mounts and `df`.
@@ -89,7 +89,7 @@ fn unescape_mount_path(field: &str) -> String {
 
 /// Mounts and starts serving; returns once the kernel handshake is done.
 pub fn mount(
-    core: Arc<Core>,
+    fs: Arc<SecretsFs>,
     runtime: tokio::runtime::Handle,
     mountpoint: &Path,
     threads: usize,
@@ -108,7 +108,7 @@ pub fn mount(
     config.acl = SessionACL::All;
     config.n_threads = Some(threads);
     config.clone_fd = true;
-    let session = fuser::Session::new(FuseFs::new(core, runtime), mountpoint, &config)
+    let session = fuser::Session::new(FuseFs::new(fs, runtime), mountpoint, &config)
         .map_err(|e| mount_error(mountpoint, &e))?;
     session
         .spawn()

@@ -22,7 +22,7 @@ const NOBODY: Who = Who {
     pid: 0,
 };
 
-fn core_with(layout: Layout, prefix: &str, rules: &[RuleSpec]) -> (Arc<MemorySource>, Core) {
+fn fs_with(layout: Layout, prefix: &str, rules: &[RuleSpec]) -> (Arc<MemorySource>, SecretsFs) {
     let source = Arc::new(MemorySource::new());
     source.put("prod/db", r#"{"user":"app","password":"pw"}"#);
     source.put("prod/db", r#"{"user":"app","password":"pw2"}"#);
@@ -37,10 +37,10 @@ fn core_with(layout: Layout, prefix: &str, rules: &[RuleSpec]) -> (Arc<MemorySou
     };
     let policy = crate::policy::shared(Policy::new(rules, defaults, &SystemDirectory).unwrap());
     let namespace = Namespace::new(layout, prefix).unwrap();
-    (source, Core::new(engine, policy, namespace, true))
+    (source, SecretsFs::new(engine, policy, namespace, true))
 }
 
-fn core() -> (Arc<MemorySource>, Core) {
+fn default_fs() -> (Arc<MemorySource>, SecretsFs) {
     let public = RuleSpec {
         path: "public".into(),
         owner: None,
@@ -48,11 +48,11 @@ fn core() -> (Arc<MemorySource>, Core) {
         mode: Some(Mode(0o444)),
         dir_mode: None,
     };
-    core_with(Layout::Flat, "", &[public])
+    fs_with(Layout::Flat, "", &[public])
 }
 
-async fn read_all(core: &Core, ino: u64) -> Vec<u8> {
-    let (resolved, range) = core.read(ino, 0, 0, 1 << 20).await.unwrap();
+async fn read_all(fs: &SecretsFs, ino: u64) -> Vec<u8> {
+    let (resolved, range) = fs.read(ino, 0, 0, 1 << 20).await.unwrap();
     resolved.bytes()[range].to_vec()
 }
 
@@ -62,47 +62,38 @@ fn names(entries: &[DirEntry]) -> Vec<&str> {
 
 #[tokio::test]
 async fn lookups_find_files_selectors_and_directories() {
-    let (_, core) = core();
-    let prod = core.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
+    let (_, fs) = default_fs();
+    let prod = fs.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
     assert_eq!(prod.kind, Kind::Dir);
     assert_eq!(prod.mode, 0o555);
-    let db = core.lookup(ROOT_USER, prod.ino, "db").await.unwrap();
+    let db = fs.lookup(ROOT_USER, prod.ino, "db").await.unwrap();
     assert_eq!((db.kind, db.size, db.mode), (Kind::File, 31, 0o440));
-    let key = core
-        .lookup(ROOT_USER, prod.ino, "db:password")
-        .await
-        .unwrap();
-    assert_eq!(read_all(&core, key.ino).await, b"pw2");
-    let previous = core
+    let key = fs.lookup(ROOT_USER, prod.ino, "db:password").await.unwrap();
+    assert_eq!(read_all(&fs, key.ino).await, b"pw2");
+    let previous = fs
         .lookup(ROOT_USER, prod.ino, "db:password:AWSPREVIOUS")
         .await
         .unwrap();
-    assert_eq!(read_all(&core, previous.ino).await, b"pw");
+    assert_eq!(read_all(&fs, previous.ino).await, b"pw");
     for missing in ["nope", "db:nokey", "db:a:b:c:d", "..", ""] {
         assert_eq!(
-            core.lookup(ROOT_USER, prod.ino, missing).await,
+            fs.lookup(ROOT_USER, prod.ino, missing).await,
             Err(Errno::ENOENT),
             "{missing}"
         );
     }
-    assert_eq!(
-        core.lookup(ROOT_USER, db.ino, "x").await,
-        Err(Errno::ENOTDIR)
-    );
-    assert_eq!(core.getattr(db.ino).await.unwrap().size, 31);
+    assert_eq!(fs.lookup(ROOT_USER, db.ino, "x").await, Err(Errno::ENOTDIR));
+    assert_eq!(fs.getattr(db.ino).await.unwrap().size, 31);
 }
 
 #[tokio::test]
 async fn denied_callers_get_eacces_before_any_call_and_listings_hide_what_they_cannot_read() {
-    let (source, core) = core();
-    let prod = core.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
+    let (source, fs) = default_fs();
+    let prod = fs.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
     let calls_before = source.calls(Op::GetSecretValue);
+    assert_eq!(fs.lookup(NOBODY, prod.ino, "db").await, Err(Errno::EACCES));
     assert_eq!(
-        core.lookup(NOBODY, prod.ino, "db").await,
-        Err(Errno::EACCES)
-    );
-    assert_eq!(
-        core.lookup(NOBODY, prod.ino, "db:password").await,
+        fs.lookup(NOBODY, prod.ino, "db:password").await,
         Err(Errno::EACCES)
     );
     assert_eq!(
@@ -110,28 +101,28 @@ async fn denied_callers_get_eacces_before_any_call_and_listings_hide_what_they_c
         calls_before,
         "no upstream call when denied"
     );
-    assert!(core.lookup(NOBODY, ROOT, "public").await.is_ok());
+    assert!(fs.lookup(NOBODY, ROOT, "public").await.is_ok());
 
-    let root_for_nobody = core.readdir(NOBODY, ROOT).await.unwrap();
+    let root_for_nobody = fs.readdir(NOBODY, ROOT).await.unwrap();
     assert_eq!(names(&root_for_nobody), [".", "..", "prod", "public"]);
-    let prod_for_nobody = core.readdir(NOBODY, prod.ino).await.unwrap();
+    let prod_for_nobody = fs.readdir(NOBODY, prod.ino).await.unwrap();
     assert_eq!(
         names(&prod_for_nobody),
         [".", "..", "cache"],
         "db is hidden"
     );
-    let prod_for_root = core.readdir(ROOT_USER, prod.ino).await.unwrap();
+    let prod_for_root = fs.readdir(ROOT_USER, prod.ino).await.unwrap();
     assert_eq!(names(&prod_for_root), [".", "..", "cache", "db"]);
 }
 
 #[tokio::test]
 async fn a_lookup_after_a_listing_fetches_the_directory_in_one_batch() {
-    let (source, core) = core();
-    let prod = core.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
-    let cache = core.lookup(ROOT_USER, prod.ino, "cache").await.unwrap();
+    let (source, fs) = default_fs();
+    let prod = fs.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
+    let cache = fs.lookup(ROOT_USER, prod.ino, "cache").await.unwrap();
     let first = source.calls(Op::GetSecretValue);
-    core.readdir(ROOT_USER, ROOT).await.unwrap();
-    core.lookup(ROOT_USER, ROOT, "public").await.unwrap();
+    fs.readdir(ROOT_USER, ROOT).await.unwrap();
+    fs.lookup(ROOT_USER, ROOT, "public").await.unwrap();
     assert_eq!(source.calls(Op::BatchGetSecretValue), 1);
     assert_eq!(
         source.calls(Op::GetSecretValue),
@@ -139,38 +130,38 @@ async fn a_lookup_after_a_listing_fetches_the_directory_in_one_batch() {
         "served from the batch"
     );
     // Without a listing first, a lookup is one GetSecretValue.
-    core.lookup(ROOT_USER, cache.ino, "redis").await.unwrap();
+    fs.lookup(ROOT_USER, cache.ino, "redis").await.unwrap();
     assert_eq!(source.calls(Op::GetSecretValue), first + 1);
 }
 
 #[tokio::test]
 async fn the_stages_layout_shows_secrets_as_directories_of_stages() {
-    let (_, core) = core_with(Layout::Stages, "", &[]);
-    let prod = core.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
-    let db = core.lookup(ROOT_USER, prod.ino, "db").await.unwrap();
+    let (_, fs) = fs_with(Layout::Stages, "", &[]);
+    let prod = fs.lookup(ROOT_USER, ROOT, "prod").await.unwrap();
+    let db = fs.lookup(ROOT_USER, prod.ino, "db").await.unwrap();
     assert_eq!(db.kind, Kind::Dir);
-    let stages = core.readdir(ROOT_USER, db.ino).await.unwrap();
+    let stages = fs.readdir(ROOT_USER, db.ino).await.unwrap();
     assert_eq!(names(&stages), [".", "..", "AWSCURRENT", "AWSPREVIOUS"]);
-    let previous = core.lookup(ROOT_USER, db.ino, "AWSPREVIOUS").await.unwrap();
+    let previous = fs.lookup(ROOT_USER, db.ino, "AWSPREVIOUS").await.unwrap();
     assert_eq!(
-        read_all(&core, previous.ino).await,
+        read_all(&fs, previous.ino).await,
         br#"{"user":"app","password":"pw"}"#
     );
     assert_eq!(
-        core.lookup(ROOT_USER, db.ino, "AWSPENDING").await,
+        fs.lookup(ROOT_USER, db.ino, "AWSPENDING").await,
         Err(Errno::ENOENT)
     );
 }
 
 #[tokio::test]
 async fn a_prefix_is_the_root() {
-    let (_, core) = core_with(Layout::Flat, "prod/", &[]);
-    let root = core.readdir(ROOT_USER, ROOT).await.unwrap();
+    let (_, fs) = fs_with(Layout::Flat, "prod/", &[]);
+    let root = fs.readdir(ROOT_USER, ROOT).await.unwrap();
     assert_eq!(names(&root), [".", "..", "cache", "db"]);
-    let db = core.lookup(ROOT_USER, ROOT, "db:user").await.unwrap();
-    assert_eq!(read_all(&core, db.ino).await, b"app");
+    let db = fs.lookup(ROOT_USER, ROOT, "db:user").await.unwrap();
+    assert_eq!(read_all(&fs, db.ino).await, b"app");
     assert_eq!(
-        core.lookup(ROOT_USER, ROOT, "public").await,
+        fs.lookup(ROOT_USER, ROOT, "public").await,
         Err(Errno::ENOENT)
     );
 }
@@ -193,19 +184,19 @@ async fn open_handles_are_snapshots() {
         dir_mode: DEFAULT_DIR_MODE,
     };
     let policy = crate::policy::shared(Policy::defaults_only(defaults));
-    let core = Core::new(
+    let fs = SecretsFs::new(
         engine,
         policy,
         Namespace::new(Layout::Flat, "").unwrap(),
         false,
     );
-    let db = core.lookup(ROOT_USER, ROOT, "db").await.unwrap();
-    let fh = core.open(ROOT_USER, db.ino).await.unwrap();
+    let db = fs.lookup(ROOT_USER, ROOT, "db").await.unwrap();
+    let fh = fs.open(ROOT_USER, db.ino).await.unwrap();
     source.put("db", "new");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let (snapshot, range) = core.read(db.ino, fh, 4, 100).await.unwrap();
+    let (snapshot, range) = fs.read(db.ino, fh, 4, 100).await.unwrap();
     assert_eq!(&snapshot.bytes()[range], b"value");
-    assert_eq!(read_all(&core, db.ino).await, b"new");
-    core.release(fh);
-    assert_eq!(core.open(NOBODY, db.ino).await, Err(Errno::EACCES));
+    assert_eq!(read_all(&fs, db.ino).await, b"new");
+    fs.release(fh);
+    assert_eq!(fs.open(NOBODY, db.ino).await, Err(Errno::EACCES));
 }

@@ -90,7 +90,9 @@ fn audit(who: Who, selector: &str, served: Option<&Resolved>, reason: Option<&st
 
 const DENIED: &str = "denied by policy";
 
-pub struct Core {
+/// The mounted file system: the kernel's inodes and open handles over the shared engine, each
+/// request judged by the policy.
+pub struct SecretsFs {
     engine: Arc<Engine>,
     policy: SharedPolicy,
     namespace: Namespace,
@@ -107,14 +109,14 @@ pub struct Core {
     next_handle: AtomicU64,
 }
 
-impl Core {
+impl SecretsFs {
     pub fn new(
         engine: Arc<Engine>,
         policy: SharedPolicy,
         namespace: Namespace,
         kernel_cache: bool,
     ) -> Self {
-        Core {
+        SecretsFs {
             engine,
             policy,
             namespace,
