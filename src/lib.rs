@@ -13,6 +13,7 @@
 //! classification onto its own answer: an exit code, an errno, an HTTP status.
 
 pub mod cache;
+pub mod caller;
 pub mod cli;
 pub mod engine;
 pub mod error;

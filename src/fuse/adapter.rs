@@ -2,7 +2,8 @@
 //!
 //! Requests never block a FUSE worker on the network. A worker polls the operation once, on
 //! its own thread: a cache hit completes right there and is answered inline; anything that
-//! must wait (a fetch) is handed to the tokio runtime, which replies when it completes.
+//! must wait (a fetch, a lookup of the caller's groups) is handed to the tokio runtime, which
+//! replies when it completes.
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -17,7 +18,8 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
-use super::fs::{Attr, Kind, SecretsFs, Who};
+use super::fs::{Attr, Kind, SecretsFs};
+use crate::caller::Caller;
 
 pub struct FuseFs {
     fs: Arc<SecretsFs>,
@@ -53,12 +55,10 @@ impl FuseFs {
     }
 }
 
-fn who(req: &Request) -> Who {
-    Who {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-    }
+/// The caller as the kernel gives it; its groups, which the request does not carry, are looked
+/// up only if the policy needs them, and not on this worker.
+fn caller(req: &Request) -> Caller {
+    Caller::new(req.uid(), req.gid(), Some(req.pid()))
 }
 
 fn fuse_errno(e: nix::errno::Errno) -> Errno {
@@ -112,9 +112,9 @@ impl Filesystem for FuseFs {
         let Some(name) = name.to_str().map(str::to_owned) else {
             return reply.error(Errno::ENOENT);
         };
-        let (fs, who) = (self.fs(), who(req));
+        let (fs, caller) = (self.fs(), caller(req));
         self.dispatch(
-            async move { fs.lookup(who, parent.0, &name).await },
+            async move { fs.lookup(&caller, parent.0, &name).await },
             move |r| match r {
                 Ok(attr) => reply.entry(&attr.ttl, &file_attr(&attr), Generation(0)),
                 Err(e) => reply.error(fuse_errno(e)),
@@ -142,11 +142,14 @@ impl Filesystem for FuseFs {
             // No open round trip at all: the kernel stops asking and keeps the page cache.
             return reply.error(Errno::ENOSYS);
         }
-        let (fs, who) = (self.fs(), who(req));
-        self.dispatch(async move { fs.open(who, ino.0).await }, move |r| match r {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
-            Err(e) => reply.error(fuse_errno(e)),
-        });
+        let (fs, caller) = (self.fs(), caller(req));
+        self.dispatch(
+            async move { fs.open(&caller, ino.0).await },
+            move |r| match r {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                Err(e) => reply.error(fuse_errno(e)),
+            },
+        );
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -196,9 +199,9 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (fs, who) = (self.fs(), who(req));
+        let (fs, caller) = (self.fs(), caller(req));
         self.dispatch(
-            async move { fs.readdir(who, ino.0).await },
+            async move { fs.readdir(&caller, ino.0).await },
             move |r| match r {
                 Ok(entries) => {
                     for (i, entry) in entries.iter().enumerate().skip(offset as usize) {

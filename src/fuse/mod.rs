@@ -3,12 +3,10 @@
 //! - [`namespace`]: what a path means, and the directories a listing implies;
 //! - [`fs`]: the operations' semantics ([`fs::SecretsFs`]), FUSE-free and async;
 //! - [`inodes`]: numbers for the paths the kernel holds;
-//! - [`caller`]: who is calling;
 //! - [`adapter`]: the fuser `Filesystem`, a thin translation onto [`fs`];
 //! - [`mount`]: mounting and unmounting.
 
 pub mod adapter;
-pub mod caller;
 pub mod fs;
 pub mod inodes;
 pub mod mount;
