@@ -116,11 +116,9 @@ pub fn mount(
 }
 
 fn mount_error(mountpoint: &Path, e: &io::Error) -> Error {
-    let hint = match e.raw_os_error() {
-        Some(code) if code == Errno::EPERM as i32 || code == Errno::EACCES as i32 => {
-            " (mounting needs root, or CAP_SYS_ADMIN)"
-        }
-        Some(code) if code == Errno::ENOENT as i32 && !Path::new("/dev/fuse").exists() => {
+    let hint = match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EPERM | Errno::EACCES) => " (mounting needs root, or CAP_SYS_ADMIN)",
+        Some(Errno::ENOENT) if !Path::new("/dev/fuse").exists() => {
             " (/dev/fuse is missing: is the fuse module loaded, or the device passed to the container?)"
         }
         _ => "",

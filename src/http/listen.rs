@@ -14,6 +14,7 @@ use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use nix::errno::Errno;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -192,9 +193,7 @@ fn peer_groups(stream: &UnixStream) -> Option<Vec<u32>> {
             return Some(groups);
         }
         // Too small: the kernel said how much it needs.
-        if std::io::Error::last_os_error().raw_os_error() == Some(nix::libc::ERANGE)
-            && (len as usize) > groups.len() * size_of::<u32>()
-        {
+        if Errno::last() == Errno::ERANGE && (len as usize) > groups.len() * size_of::<u32>() {
             groups.resize(len as usize / size_of::<u32>(), 0);
             continue;
         }

@@ -16,7 +16,7 @@ use super::namespace::{EntryKind, Layout, Namespace, Tree, join, valid_component
 use crate::audit::{Access, Front};
 use crate::caller::Caller;
 use crate::engine::{Engine, Resolved};
-use crate::error::{Error, ErrorKind};
+use crate::error::ErrorKind;
 use crate::policy::{self, SharedPolicy};
 use crate::selector::Selector;
 use crate::source::SecretListing;
@@ -59,10 +59,6 @@ pub struct DirEntry {
 pub type FsResult<T> = Result<T, Errno>;
 
 type BuiltTree = (Arc<Vec<SecretListing>>, Arc<Tree>);
-
-fn errno(err: &Error) -> Errno {
-    Errno::from_raw(err.errno())
-}
 
 /// One audit record of the mount: the policy's answer, the version served if any, and why
 /// nothing was (denied, or a failure to fetch after access was allowed).
@@ -258,7 +254,7 @@ impl SecretsFs {
             }
             None => self.engine.get(&selector).await,
         }
-        .map_err(|e| errno(&e))?;
+        .map_err(|e| e.errno())?;
         let ino = self
             .inodes
             .intern(path, NodeKind::File(Arc::new(selector.clone())));
@@ -273,7 +269,7 @@ impl SecretsFs {
     ) -> FsResult<Attr> {
         self.may_read(caller, &Selector::whole(secret.as_str()))
             .await?;
-        self.engine.describe(&secret).await.map_err(|e| errno(&e))?;
+        self.engine.describe(&secret).await.map_err(|e| e.errno())?;
         let ino = self
             .inodes
             .intern(path, NodeKind::SecretDir(Arc::from(secret.as_str())));
@@ -293,7 +289,7 @@ impl SecretsFs {
             NodeKind::Dir => Ok(self.dir_attr(ino, &node.path, None)),
             NodeKind::SecretDir(secret) => Ok(self.secret_dir_attr(ino, &secret)),
             NodeKind::File(selector) => {
-                let resolved = self.engine.get(&selector).await.map_err(|e| errno(&e))?;
+                let resolved = self.engine.get(&selector).await.map_err(|e| e.errno())?;
                 Ok(self.file_attr(ino, &selector.secret_id, &resolved))
             }
         }
@@ -363,7 +359,7 @@ impl SecretsFs {
         match node.kind {
             NodeKind::File(_) => return Err(Errno::ENOTDIR),
             NodeKind::SecretDir(secret) => {
-                let described = self.engine.describe(&secret).await.map_err(|e| errno(&e))?;
+                let described = self.engine.describe(&secret).await.map_err(|e| e.errno())?;
                 for stage in described.value.stages().into_keys() {
                     if valid_component(stage) {
                         let path = join(&node.path, stage);
@@ -418,7 +414,7 @@ impl SecretsFs {
         self.may_read(caller, &selector).await?;
         let resolved = self.engine.get(&selector).await.map_err(|e| {
             audit(caller, &selector.to_string(), None, Some(e.message()));
-            errno(&e)
+            e.errno()
         })?;
         audit(caller, &selector.to_string(), Some(&resolved), None);
         let fh = self.next_handle.fetch_add(1, Relaxed);
@@ -446,7 +442,7 @@ impl SecretsFs {
                 let NodeKind::File(selector) = node.kind else {
                     return Err(Errno::EISDIR);
                 };
-                Arc::new(self.engine.get(&selector).await.map_err(|e| errno(&e))?)
+                Arc::new(self.engine.get(&selector).await.map_err(|e| e.errno())?)
             }
         };
         let len = resolved.bytes().len();
