@@ -48,8 +48,9 @@ impl Caller {
         }
     }
 
-    /// The supplementary groups, looked up on the first call. A lookup that fails to complete
-    /// (the runtime shutting down) counts as no groups: that grants nothing.
+    /// The supplementary groups, looked up on the first call, on the blocking pool of the
+    /// current tokio runtime. A lookup that fails to complete (the runtime shutting down)
+    /// counts as no groups: that grants nothing.
     pub async fn groups(&self) -> &[u32] {
         let (uid, gid, pid, resolve) = (self.uid, self.gid, self.pid, self.resolve);
         self.groups
