@@ -22,7 +22,7 @@ use fuser::BackgroundSession;
 use nix::mount::{MntFlags, MsFlags, umount2};
 use secretsfs::Engine;
 use secretsfs::cache::CacheConfig;
-use secretsfs::fuse::core::Core;
+use secretsfs::fuse::fs::SecretsFs;
 use secretsfs::fuse::mount;
 use secretsfs::fuse::namespace::{Layout, Namespace};
 use secretsfs::policy::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Policy};
@@ -450,13 +450,18 @@ impl Mounted {
             dir_mode: DEFAULT_DIR_MODE,
         }));
         let namespace = Namespace::new(Layout::Flat, "").expect("namespace");
-        let core = Arc::new(Core::new(engine.clone(), policy, namespace, kernel_cache));
+        let fs = Arc::new(SecretsFs::new(
+            engine.clone(),
+            policy,
+            namespace,
+            kernel_cache,
+        ));
         let mountpoint = mount::prepare_mountpoint(&mnt).expect("mountpoint");
         // As many FUSE workers as `secretsfs mount` starts on this machine.
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(2, 8);
-        let session = mount::mount(core, runtime.handle().clone(), &mountpoint, threads)
+        let session = mount::mount(fs, runtime.handle().clone(), &mountpoint, threads)
             .unwrap_or_else(|e| panic!("mount: {e}"));
         let guard = MountGuard {
             session: Some(session),

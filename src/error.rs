@@ -10,6 +10,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use nix::errno::Errno;
+
 /// What went wrong, in the terms every front end needs to decide its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -112,20 +114,13 @@ impl Error {
     }
 
     /// The errno a file system front end answers with (documented in the README).
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> Errno {
         match self.kind() {
-            ErrorKind::NotFound | ErrorKind::InvalidSelector => libc_errno::ENOENT,
-            ErrorKind::AccessDenied => libc_errno::EACCES,
-            _ => libc_errno::EIO,
+            ErrorKind::NotFound | ErrorKind::InvalidSelector => Errno::ENOENT,
+            ErrorKind::AccessDenied => Errno::EACCES,
+            _ => Errno::EIO,
         }
     }
-}
-
-/// The few errno values the engine names; kept here so the engine needs no libc binding.
-mod libc_errno {
-    pub const ENOENT: i32 = 2;
-    pub const EIO: i32 = 5;
-    pub const EACCES: i32 = 13;
 }
 
 /// Maps a Secrets Manager error code onto its kind. Unknown codes are not transient: masking

@@ -6,29 +6,31 @@
 //! - [`cli`], [`run`]: parse flags, build everything, run a command.
 //! - front ends (the FUSE mount, the HTTP API): thin adapters over the engine.
 //! - [`engine`]: selectors ([`selector`]) resolved through the [`cache`], JSON keys
-//!   ([`extract`]), and who may read what ([`policy`]).
+//!   ([`extract`]), and who may read what ([`policy`]; the one asking is a [`caller`], the same
+//!   type for both front ends).
 //! - [`source`]: the [`source::SecretSource`] trait with its `aws` and `file` implementations.
 //!
 //! Errors ([`error`]) are classified once, where they arise, and each front end maps the
 //! classification onto its own answer: an exit code, an errno, an HTTP status.
 
+pub mod audit;
 pub mod cache;
+pub mod caller;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod extract;
+pub mod fuse;
+pub mod hardening;
+pub mod http;
 pub mod policy;
 pub mod run;
 pub mod selector;
+pub mod settings;
 pub mod source;
 
 pub use engine::{Engine, Resolved};
 pub use error::{Error, ErrorKind, Result};
 pub use selector::Selector;
-pub mod audit;
-pub mod config;
-pub mod daemon;
-pub mod fuse;
-pub mod hardening;
-pub mod http;
-pub mod settings;

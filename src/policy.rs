@@ -16,6 +16,7 @@ use std::fmt;
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
+use crate::caller::Caller;
 use crate::error::{Error, Result};
 
 /// A user or group as the configuration names it: a name from the system's databases, or a
@@ -137,14 +138,6 @@ pub struct Attrs {
     pub mode: Mode,
 }
 
-/// Who is asking: what the kernel tells a FUSE request, or SO_PEERCRED a socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-}
-
 /// The permission bits a request needs, as in access(2).
 pub const READ: u32 = 4;
 pub const EXECUTE: u32 = 1;
@@ -248,20 +241,20 @@ impl Policy {
     }
 
     /// May `caller` have `want` (e.g. [`READ`]) on the secret `name`?
-    pub fn check_file(&self, caller: &Caller, name: &str, want: u32) -> Decision {
+    pub async fn check_file(&self, caller: &Caller, name: &str, want: u32) -> Decision {
         let (attrs, rule) = self.attrs(name, false);
         Decision {
-            allowed: permits(caller, &attrs, want),
+            allowed: permits(caller, &attrs, want).await,
             attrs,
             rule,
         }
     }
 
     /// May `caller` have `want` on the directory `path`?
-    pub fn check_dir(&self, caller: &Caller, path: &str, want: u32) -> Decision {
+    pub async fn check_dir(&self, caller: &Caller, path: &str, want: u32) -> Decision {
         let (attrs, rule) = self.attrs(path, true);
         Decision {
-            allowed: permits(caller, &attrs, want),
+            allowed: permits(caller, &attrs, want).await,
             attrs,
             rule,
         }
@@ -306,34 +299,35 @@ fn resolve(
     }
 }
 
-/// Whether deciding for this caller needs its supplementary groups: only when neither root,
-/// the owner nor the primary group settles it. Reading them costs a /proc read, so callers
-/// ask first.
-pub fn needs_groups(uid: u32, gid: u32, attrs: &Attrs) -> bool {
-    uid != 0 && uid != attrs.uid && gid != attrs.gid
-}
-
 /// The kernel's decision (generic_permission without ACLs): root may read and search
 /// anything; otherwise the first matching class of owner, group, other decides.
-pub fn permits(caller: &Caller, attrs: &Attrs, want: u32) -> bool {
-    if caller.uid == 0 {
-        return true;
-    }
+///
+/// The caller's supplementary groups are looked up (see [`Caller::groups`]) only when they
+/// can change the answer: not for root, the owner or a member by primary gid, and not when
+/// the group and other bits agree on `want`.
+pub async fn permits(caller: &Caller, attrs: &Attrs, want: u32) -> bool {
     let mode = attrs.mode.0;
-    let bits = if caller.uid == attrs.uid {
-        mode >> 6
-    } else if caller.gid == attrs.gid || caller.groups.contains(&attrs.gid) {
-        mode >> 3
+    let grants = |bits: u32| bits & 0o7 & want == want;
+    if caller.uid == 0 {
+        true
+    } else if caller.uid == attrs.uid {
+        grants(mode >> 6)
+    } else if caller.gid == attrs.gid {
+        grants(mode >> 3)
+    } else if grants(mode >> 3) == grants(mode) {
+        grants(mode)
+    } else if caller.groups().await.contains(&attrs.gid) {
+        grants(mode >> 3)
     } else {
-        mode
-    } & 0o7;
-    bits & want == want
+        grants(mode)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
     struct Table(HashMap<&'static str, u32>, HashMap<&'static str, u32>);
 
@@ -370,11 +364,7 @@ mod tests {
     }
 
     fn caller(uid: u32, gid: u32, groups: &[u32]) -> Caller {
-        Caller {
-            uid,
-            gid,
-            groups: groups.to_vec(),
-        }
+        Caller::with_groups(uid, gid, None, groups.to_vec())
     }
 
     const RULES: &str = r#"
@@ -396,8 +386,8 @@ mod tests {
         mode = "0444"
     "#;
 
-    #[test]
-    fn first_matching_rule_wins_and_defaults_fill_in() {
+    #[tokio::test]
+    async fn first_matching_rule_wins_and_defaults_fill_in() {
         let p = policy(RULES).unwrap();
         assert_eq!(
             p.file_attrs("prod/db"),
@@ -443,45 +433,98 @@ mod tests {
         assert_eq!(p.dir_attrs("prod/api").mode, Mode(0o555));
         assert_eq!(p.dir_attrs("prod").mode, DEFAULT_DIR_MODE);
         assert_eq!(
-            p.check_file(&caller(5, 5, &[]), "prod/db", READ).rule,
+            p.check_file(&caller(5, 5, &[]), "prod/db", READ).await.rule,
             Some(0)
         );
-        assert_eq!(p.check_file(&caller(5, 5, &[]), "other", READ).rule, None);
+        assert_eq!(
+            p.check_file(&caller(5, 5, &[]), "other", READ).await.rule,
+            None
+        );
     }
 
-    #[test]
-    fn decides_as_the_kernel_does() {
+    #[tokio::test]
+    async fn decides_as_the_kernel_does() {
         let p = policy(RULES).unwrap();
-        let allowed = |c: &Caller, name: &str| p.check_file(c, name, READ).allowed;
+        let allowed = async |c: Caller, name: &str| p.check_file(&c, name, READ).await.allowed;
         // prod/db: alice:ops 0440
-        assert!(allowed(&caller(1001, 9, &[]), "prod/db"), "owner");
-        assert!(allowed(&caller(7, 2001, &[]), "prod/db"), "primary group");
+        assert!(allowed(caller(1001, 9, &[]), "prod/db").await, "owner");
         assert!(
-            allowed(&caller(7, 9, &[3, 2001]), "prod/db"),
+            allowed(caller(7, 2001, &[]), "prod/db").await,
+            "primary group"
+        );
+        assert!(
+            allowed(caller(7, 9, &[3, 2001]), "prod/db").await,
             "supplementary group"
         );
-        assert!(!allowed(&caller(7, 9, &[3]), "prod/db"), "other");
-        assert!(allowed(&caller(0, 0, &[]), "prod/db"), "root");
+        assert!(!allowed(caller(7, 9, &[3]), "prod/db").await, "other");
+        assert!(allowed(caller(0, 0, &[]), "prod/db").await, "root");
         // prod/x: 1002:2002 0400 — the group class applies and denies, even to a member.
-        assert!(allowed(&caller(1002, 9, &[]), "prod/x"));
-        assert!(!allowed(&caller(7, 2002, &[]), "prod/x"));
+        assert!(allowed(caller(1002, 9, &[]), "prod/x").await);
+        assert!(!allowed(caller(7, 2002, &[]), "prod/x").await);
         // Owner class is chosen first even when the other bits would allow.
         let odd = Attrs {
             uid: 7,
             gid: 7,
             mode: Mode(0o044),
         };
-        assert!(!permits(&caller(7, 7, &[]), &odd, READ));
-        assert!(permits(&caller(8, 8, &[]), &odd, READ));
+        assert!(!permits(&caller(7, 7, &[]), &odd, READ).await);
+        assert!(permits(&caller(8, 8, &[]), &odd, READ).await);
+        // And the group class before other, for a supplementary group too.
+        let group_denied = Attrs {
+            uid: 7,
+            gid: 5,
+            mode: Mode(0o404),
+        };
+        assert!(!permits(&caller(8, 8, &[5]), &group_denied, READ).await);
+        assert!(permits(&caller(8, 8, &[6]), &group_denied, READ).await);
         // Directories: listing needs r and x.
         assert!(
             p.check_dir(&caller(9, 9, &[]), "prod/api", READ | EXECUTE)
+                .await
                 .allowed
         );
         assert!(
             !p.check_dir(&caller(9, 9, &[]), "other", READ | EXECUTE)
+                .await
                 .allowed
         );
+    }
+
+    static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+
+    fn counted(_: u32, _: u32, _: Option<u32>) -> Vec<u32> {
+        LOOKUPS.fetch_add(1, Relaxed);
+        vec![2001]
+    }
+
+    #[tokio::test]
+    async fn groups_are_looked_up_only_when_they_can_change_the_answer() {
+        let p = policy(RULES).unwrap();
+        let cases = [
+            ((0, 0), "prod/db", true, 0, "root"),
+            ((1001, 9), "prod/db", true, 0, "owner"),
+            ((7, 2001), "prod/db", true, 0, "primary group"),
+            (
+                (7, 9),
+                "public/motd",
+                true,
+                0,
+                "0444: group and other agree",
+            ),
+            ((7, 9), "prod/x", false, 0, "0400: group and other agree"),
+            ((7, 9), "prod/db", true, 1, "0440: only a member may read"),
+        ];
+        for ((uid, gid), name, allowed, lookups, why) in cases {
+            let before = LOOKUPS.load(Relaxed);
+            let c = Caller::with_resolver(uid, gid, None, counted);
+            assert_eq!(p.check_file(&c, name, READ).await.allowed, allowed, "{why}");
+            assert_eq!(p.check_file(&c, name, READ).await.allowed, allowed, "{why}");
+            assert_eq!(
+                LOOKUPS.load(Relaxed) - before,
+                lookups,
+                "{why}: once at most"
+            );
+        }
     }
 
     #[test]

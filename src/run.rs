@@ -10,7 +10,7 @@ use crate::cli::{Cli, Command, GetArgs, MountArgs, ServeArgs};
 use crate::daemon::{self, Readiness};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fuse::core::Core;
+use crate::fuse::fs::SecretsFs;
 use crate::fuse::mount;
 use crate::fuse::namespace::Namespace;
 use crate::http::Api;
@@ -125,7 +125,7 @@ async fn mount(
         settings.cache,
     ));
     let policy = policy::shared(build_policy(&settings)?);
-    let core = Arc::new(Core::new(
+    let core = Arc::new(SecretsFs::new(
         engine.clone(),
         policy.clone(),
         namespace,

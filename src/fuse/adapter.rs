@@ -1,8 +1,9 @@
-//! The fuser `Filesystem`: each request becomes a call on [`Core`], each result a reply.
+//! The fuser `Filesystem`: each request becomes a call on [`SecretsFs`], each result a reply.
 //!
 //! Requests never block a FUSE worker on the network. A worker polls the operation once, on
 //! its own thread: a cache hit completes right there and is answered inline; anything that
-//! must wait (a fetch) is handed to the tokio runtime, which replies when it completes.
+//! must wait (a fetch, a lookup of the caller's groups) is handed to the tokio runtime, which
+//! replies when it completes.
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -17,16 +18,17 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
-use super::core::{Attr, Core, Kind, Who};
+use super::fs::{Attr, Kind, SecretsFs};
+use crate::caller::Caller;
 
 pub struct FuseFs {
-    core: Arc<Core>,
+    fs: Arc<SecretsFs>,
     runtime: tokio::runtime::Handle,
 }
 
 impl FuseFs {
-    pub fn new(core: Arc<Core>, runtime: tokio::runtime::Handle) -> Self {
-        FuseFs { core, runtime }
+    pub fn new(fs: Arc<SecretsFs>, runtime: tokio::runtime::Handle) -> Self {
+        FuseFs { fs, runtime }
     }
 
     /// Runs `op` to completion inline if it needs no waiting, else on the runtime; `reply`
@@ -48,17 +50,15 @@ impl FuseFs {
         }
     }
 
-    fn core(&self) -> Arc<Core> {
-        self.core.clone()
+    fn fs(&self) -> Arc<SecretsFs> {
+        self.fs.clone()
     }
 }
 
-fn who(req: &Request) -> Who {
-    Who {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-    }
+/// The caller as the kernel gives it; its groups, which the request does not carry, are looked
+/// up only if the policy needs them, and not on this worker.
+fn caller(req: &Request) -> Caller {
+    Caller::new(req.uid(), req.gid(), Some(req.pid()))
 }
 
 fn fuse_errno(e: nix::errno::Errno) -> Errno {
@@ -112,9 +112,9 @@ impl Filesystem for FuseFs {
         let Some(name) = name.to_str().map(str::to_owned) else {
             return reply.error(Errno::ENOENT);
         };
-        let (core, who) = (self.core(), who(req));
+        let (fs, caller) = (self.fs(), caller(req));
         self.dispatch(
-            async move { core.lookup(who, parent.0, &name).await },
+            async move { fs.lookup(&caller, parent.0, &name).await },
             move |r| match r {
                 Ok(attr) => reply.entry(&attr.ttl, &file_attr(&attr), Generation(0)),
                 Err(e) => reply.error(fuse_errno(e)),
@@ -123,28 +123,28 @@ impl Filesystem for FuseFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.core.forget(ino.0, nlookup);
+        self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let core = self.core();
-        self.dispatch(async move { core.getattr(ino.0).await }, move |r| match r {
+        let fs = self.fs();
+        self.dispatch(async move { fs.getattr(ino.0).await }, move |r| match r {
             Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
             Err(e) => reply.error(fuse_errno(e)),
         });
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if !self.core.kernel_cache() && flags.acc_mode() != fuser::OpenAccMode::O_RDONLY {
+        if !self.fs.kernel_cache() && flags.acc_mode() != fuser::OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        if self.core.kernel_cache() {
+        if self.fs.kernel_cache() {
             // No open round trip at all: the kernel stops asking and keeps the page cache.
             return reply.error(Errno::ENOSYS);
         }
-        let (core, who) = (self.core(), who(req));
+        let (fs, caller) = (self.fs(), caller(req));
         self.dispatch(
-            async move { core.open(who, ino.0).await },
+            async move { fs.open(&caller, ino.0).await },
             move |r| match r {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
                 Err(e) => reply.error(fuse_errno(e)),
@@ -167,9 +167,9 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let core = self.core();
+        let fs = self.fs();
         self.dispatch(
-            async move { core.read(ino.0, fh.0, offset, size).await },
+            async move { fs.read(ino.0, fh.0, offset, size).await },
             move |r| match r {
                 Ok((resolved, range)) => reply.data(&resolved.bytes()[range]),
                 Err(e) => reply.error(fuse_errno(e)),
@@ -187,7 +187,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.core.release(fh.0);
+        self.fs.release(fh.0);
         reply.ok();
     }
 
@@ -199,9 +199,9 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (core, who) = (self.core(), who(req));
+        let (fs, caller) = (self.fs(), caller(req));
         self.dispatch(
-            async move { core.readdir(who, ino.0).await },
+            async move { fs.readdir(&caller, ino.0).await },
             move |r| match r {
                 Ok(entries) => {
                     for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
@@ -255,7 +255,7 @@ impl Filesystem for FuseFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        reply.statfs(0, 0, 0, self.core.inode_count() as u64, 0, 4096, 255, 4096);
+        reply.statfs(0, 0, 0, self.fs.inode_count() as u64, 0, 4096, 255, 4096);
     }
 
     // Every mutation: read-only file system. The mount is `ro` too, so most never get here.

@@ -1,15 +1,13 @@
 //! The FUSE front end (design.md section 4): secrets as read-only files.
 //!
 //! - [`namespace`]: what a path means, and the directories a listing implies;
-//! - [`core`]: the operations' semantics, FUSE-free and async;
+//! - [`fs`]: the operations' semantics ([`fs::SecretsFs`]), FUSE-free and async;
 //! - [`inodes`]: numbers for the paths the kernel holds;
-//! - [`caller`]: who is calling;
-//! - [`adapter`]: the fuser `Filesystem`, a thin translation onto [`core`];
+//! - [`adapter`]: the fuser `Filesystem`, a thin translation onto [`fs`];
 //! - [`mount`]: mounting and unmounting.
 
 pub mod adapter;
-pub mod caller;
-pub mod core;
+pub mod fs;
 pub mod inodes;
 pub mod mount;
 pub mod namespace;

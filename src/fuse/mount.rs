@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
 
 use super::adapter::FuseFs;
-use super::core::Core;
+use super::fs::SecretsFs;
 use crate::error::{Error, Result};
 
 /// The name the mount shows in /proc/mounts and `df`.
@@ -89,7 +89,7 @@ fn unescape_mount_path(field: &str) -> String {
 
 /// Mounts and starts serving; returns once the kernel handshake is done.
 pub fn mount(
-    core: Arc<Core>,
+    fs: Arc<SecretsFs>,
     runtime: tokio::runtime::Handle,
     mountpoint: &Path,
     threads: usize,
@@ -108,7 +108,7 @@ pub fn mount(
     config.acl = SessionACL::All;
     config.n_threads = Some(threads);
     config.clone_fd = true;
-    let session = fuser::Session::new(FuseFs::new(core, runtime), mountpoint, &config)
+    let session = fuser::Session::new(FuseFs::new(fs, runtime), mountpoint, &config)
         .map_err(|e| mount_error(mountpoint, &e))?;
     session
         .spawn()
@@ -116,11 +116,9 @@ pub fn mount(
 }
 
 fn mount_error(mountpoint: &Path, e: &io::Error) -> Error {
-    let hint = match e.raw_os_error() {
-        Some(code) if code == Errno::EPERM as i32 || code == Errno::EACCES as i32 => {
-            " (mounting needs root, or CAP_SYS_ADMIN)"
-        }
-        Some(code) if code == Errno::ENOENT as i32 && !Path::new("/dev/fuse").exists() => {
+    let hint = match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EPERM | Errno::EACCES) => " (mounting needs root, or CAP_SYS_ADMIN)",
+        Some(Errno::ENOENT) if !Path::new("/dev/fuse").exists() => {
             " (/dev/fuse is missing: is the fuse module loaded, or the device passed to the container?)"
         }
         _ => "",

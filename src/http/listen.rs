@@ -14,6 +14,7 @@ use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use nix::errno::Errno;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -21,9 +22,8 @@ use tokio::task::JoinHandle;
 
 use super::agent::{self, PING, Peer};
 use super::{Api, HttpSettings};
+use crate::caller::Caller;
 use crate::error::{Error, Result};
-use crate::fuse::caller;
-use crate::policy::Caller;
 
 /// The running listeners; dropping it stops them and removes the socket file.
 pub struct Listening {
@@ -146,7 +146,7 @@ async fn accept_unix(listener: UnixListener, api: Arc<Api>, settings: HttpSettin
     let limit = Arc::new(Semaphore::new(settings.max_conn));
     loop {
         let (stream, _) = accept_retrying(|| listener.accept()).await;
-        let Some((caller, pid)) = peer_caller(&stream) else {
+        let Some(caller) = peer_caller(&stream) else {
             tracing::warn!("cannot read the peer's credentials; dropping the connection");
             continue;
         };
@@ -154,22 +154,24 @@ async fn accept_unix(listener: UnixListener, api: Arc<Api>, settings: HttpSettin
         tokio::spawn(serve(
             stream,
             api.clone(),
-            Peer::Unix(caller, pid),
+            Peer::Unix(caller),
             permit,
             settings.clone(),
         ));
     }
 }
 
-/// The peer's uid and gid from SO_PEERCRED, its supplementary groups from SO_PEERGROUPS
-/// (or, where the kernel lacks it, from /proc or the group database).
-fn peer_caller(stream: &UnixStream) -> Option<(Caller, Option<u32>)> {
+/// The peer's uid and gid from SO_PEERCRED, its supplementary groups from SO_PEERGROUPS (or,
+/// where the kernel lacks it, looked up from /proc or the group database if a decision needs
+/// them).
+fn peer_caller(stream: &UnixStream) -> Option<Caller> {
     let cred = stream.peer_cred().ok()?;
     let (uid, gid) = (cred.uid(), cred.gid());
     let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
-    let groups =
-        peer_groups(stream).unwrap_or_else(|| caller::caller(uid, gid, pid.unwrap_or(0)).groups);
-    Some((Caller { uid, gid, groups }, pid))
+    Some(match peer_groups(stream) {
+        Some(groups) => Caller::with_groups(uid, gid, pid, groups),
+        None => Caller::new(uid, gid, pid),
+    })
 }
 
 fn peer_groups(stream: &UnixStream) -> Option<Vec<u32>> {
@@ -191,9 +193,7 @@ fn peer_groups(stream: &UnixStream) -> Option<Vec<u32>> {
             return Some(groups);
         }
         // Too small: the kernel said how much it needs.
-        if std::io::Error::last_os_error().raw_os_error() == Some(nix::libc::ERANGE)
-            && (len as usize) > groups.len() * size_of::<u32>()
-        {
+        if Errno::last() == Errno::ERANGE && (len as usize) > groups.len() * size_of::<u32>() {
             groups.resize(len as usize / size_of::<u32>(), 0);
             continue;
         }

@@ -1,5 +1,6 @@
 //! An in-memory source with call counters, injectable latency and failures: the upstream of
-//! the cache's unit tests (under tokio's paused clock) and of the benchmarks.
+//! the cache's unit tests (under tokio's paused clock) and of the benchmarks. Only in test
+//! builds and with the `memory-source` feature.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod file;
+#[cfg(any(test, feature = "memory-source"))]
 pub mod memory;
 
 use std::collections::BTreeMap;

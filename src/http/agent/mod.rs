@@ -15,8 +15,9 @@ use serde::Serialize;
 
 use super::Api;
 use crate::audit::{Access, Front};
+use crate::caller::Caller;
 use crate::error::{Error, ErrorKind};
-use crate::policy::{self, Caller};
+use crate::policy;
 use crate::selector::{self, VersionRef};
 use crate::source::{Payload, SecretValue};
 
@@ -25,8 +26,8 @@ use crate::source::{Payload, SecretValue};
 pub enum Peer {
     /// TCP: only the token says anything about the caller.
     Tcp,
-    /// The Unix socket: the kernel's word on the caller (and its pid), which the policy judges.
-    Unix(Caller, Option<u32>),
+    /// The Unix socket: the kernel's word on the caller, which the policy judges.
+    Unix(Caller),
 }
 
 pub type Body = Full<Bytes>;
@@ -169,7 +170,7 @@ pub fn audit(
 ) {
     let (front, uid, pid) = match peer {
         Peer::Tcp => (Front::HttpTcp, None, None),
-        Peer::Unix(caller, pid) => (Front::HttpSocket, Some(caller.uid), *pid),
+        Peer::Unix(caller) => (Front::HttpSocket, Some(caller.uid), caller.pid),
     };
     Access {
         front,
@@ -208,8 +209,8 @@ async fn get_secret_unaudited(
     peer: &Peer,
 ) -> Result<(String, String, bool), Refusal> {
     validate(&query)?;
-    if let Peer::Unix(caller, _) = peer {
-        authorize(api, caller, &query.secret_id)?;
+    if let Peer::Unix(caller) = peer {
+        authorize(api, caller, &query.secret_id).await?;
     }
     let version = VersionRef {
         stage: query.version_stage.clone(),
@@ -231,9 +232,9 @@ async fn get_secret_unaudited(
     {
         return Err(refusal_for(err));
     }
-    if let Peer::Unix(caller, _) = peer {
+    if let Peer::Unix(caller) = peer {
         // The id may have been an ARN: judge the name it resolved to as well.
-        authorize(api, caller, &served.value.name)?;
+        authorize(api, caller, &served.value.name).await?;
     }
     Ok((
         success_body(&served.value),
@@ -265,9 +266,12 @@ fn validate(query: &Query) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn authorize(api: &Api, caller: &Caller, secret_id: &str) -> Result<(), Refusal> {
+async fn authorize(api: &Api, caller: &Caller, secret_id: &str) -> Result<(), Refusal> {
     let name = name_of(secret_id);
-    let decision = api.policy.load().check_file(caller, name, policy::READ);
+    // An owned snapshot rather than a load() guard: the check may wait for a group lookup,
+    // and guards are not meant to be held that long.
+    let policy = api.policy.load_full();
+    let decision = policy.check_file(caller, name, policy::READ).await;
     if decision.allowed {
         return Ok(());
     }

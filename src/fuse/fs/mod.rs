@@ -11,13 +11,13 @@ use nix::errno::Errno;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::caller;
 use super::inodes::{Inodes, NodeKind, ROOT};
 use super::namespace::{EntryKind, Layout, Namespace, Tree, join, valid_component};
 use crate::audit::{Access, Front};
+use crate::caller::Caller;
 use crate::engine::{Engine, Resolved};
-use crate::error::{Error, ErrorKind};
-use crate::policy::{self, Attrs, Caller, SharedPolicy};
+use crate::error::ErrorKind;
+use crate::policy::{self, SharedPolicy};
 use crate::selector::Selector;
 use crate::source::SecretListing;
 
@@ -28,14 +28,6 @@ pub const UNKNOWN_INO: u64 = 0xffff_ffff;
 const LISTING_HINT: Duration = Duration::from_secs(10);
 /// Directory attributes are re-asked this often when no listing says better.
 const DIR_TTL: Duration = Duration::from_secs(1);
-
-/// Who sent a request, as the kernel says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Who {
-    pub uid: u32,
-    pub gid: u32,
-    pub pid: u32,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -68,17 +60,13 @@ pub type FsResult<T> = Result<T, Errno>;
 
 type BuiltTree = (Arc<Vec<SecretListing>>, Arc<Tree>);
 
-fn errno(err: &Error) -> Errno {
-    Errno::from_raw(err.errno())
-}
-
 /// One audit record of the mount: the policy's answer, the version served if any, and why
 /// nothing was (denied, or a failure to fetch after access was allowed).
-fn audit(who: Who, selector: &str, served: Option<&Resolved>, reason: Option<&str>) {
+fn audit(caller: &Caller, selector: &str, served: Option<&Resolved>, reason: Option<&str>) {
     Access {
         front: Front::Mount,
-        uid: Some(who.uid),
-        pid: Some(who.pid),
+        uid: Some(caller.uid),
+        pid: caller.pid,
         selector,
         allowed: served.is_some() || reason != Some(DENIED),
         version: served.map(|r| r.secret.version_id.as_str()),
@@ -90,7 +78,9 @@ fn audit(who: Who, selector: &str, served: Option<&Resolved>, reason: Option<&st
 
 const DENIED: &str = "denied by policy";
 
-pub struct Core {
+/// The mounted file system: the kernel's inodes and open handles over the shared engine, each
+/// request judged by the policy.
+pub struct SecretsFs {
     engine: Arc<Engine>,
     policy: SharedPolicy,
     namespace: Namespace,
@@ -107,14 +97,14 @@ pub struct Core {
     next_handle: AtomicU64,
 }
 
-impl Core {
+impl SecretsFs {
     pub fn new(
         engine: Arc<Engine>,
         policy: SharedPolicy,
         namespace: Namespace,
         kernel_cache: bool,
     ) -> Self {
-        Core {
+        SecretsFs {
             engine,
             policy,
             namespace,
@@ -143,26 +133,19 @@ impl Core {
 
     /// Checks the policy for reading `selector`, before anything goes upstream; a denial is
     /// audited here, an allowed access once its value is known.
-    fn may_read(&self, who: Who, selector: &Selector) -> FsResult<()> {
-        let attrs = self.policy.load().file_attrs(&selector.secret_id);
-        if self.permits(who, &attrs) {
+    async fn may_read(&self, caller: &Caller, selector: &Selector) -> FsResult<()> {
+        if self.may_read_secret(caller, &selector.secret_id).await {
             return Ok(());
         }
-        audit(who, &selector.to_string(), None, Some(DENIED));
+        audit(caller, &selector.to_string(), None, Some(DENIED));
         Err(Errno::EACCES)
     }
 
-    fn permits(&self, who: Who, attrs: &Attrs) -> bool {
-        let caller = if policy::needs_groups(who.uid, who.gid, attrs) {
-            caller::caller(who.uid, who.gid, who.pid)
-        } else {
-            Caller {
-                uid: who.uid,
-                gid: who.gid,
-                groups: Vec::new(),
-            }
-        };
-        policy::permits(&caller, attrs, policy::READ)
+    /// Whether the policy lets `caller` read the secret `name`. Pending only while the
+    /// caller's groups are looked up, which happens on the runtime, off a FUSE worker.
+    async fn may_read_secret(&self, caller: &Caller, name: &str) -> bool {
+        let attrs = self.policy.load().file_attrs(name);
+        policy::permits(caller, &attrs, policy::READ).await
     }
 
     /// The directory tree of the current listing; `None` when there is none to be had (e.g.
@@ -207,7 +190,7 @@ impl Core {
         Some((tree, listing.fresh_until))
     }
 
-    pub async fn lookup(&self, who: Who, parent: u64, name: &str) -> FsResult<Attr> {
+    pub async fn lookup(&self, caller: &Caller, parent: u64, name: &str) -> FsResult<Attr> {
         let node = self.inodes.get(parent).ok_or(Errno::ENOENT)?;
         if !valid_component(name) {
             return Err(Errno::ENOENT);
@@ -217,12 +200,12 @@ impl Core {
             NodeKind::File(_) => Err(Errno::ENOTDIR),
             NodeKind::SecretDir(secret) => {
                 let selector = Selector::of_stage(&secret, name).map_err(|_| Errno::ENOENT)?;
-                self.lookup_file(who, &path, selector, None).await
+                self.lookup_file(caller, &path, selector, None).await
             }
             NodeKind::Dir => {
                 if let Some(parsed) = self.namespace.selector_in(&node.path, name) {
                     let selector = parsed.map_err(|_| Errno::ENOENT)?;
-                    return self.lookup_file(who, &path, selector, None).await;
+                    return self.lookup_file(caller, &path, selector, None).await;
                 }
                 let secret = self.namespace.secret_name(&path);
                 let tree = self.tree().await;
@@ -236,10 +219,10 @@ impl Core {
                     _ => match self.namespace.layout() {
                         Layout::Flat => {
                             let hint = tree.map(|(t, _)| (t, node.path.to_string()));
-                            self.lookup_file(who, &path, Selector::whole(secret), hint)
+                            self.lookup_file(caller, &path, Selector::whole(secret), hint)
                                 .await
                         }
-                        Layout::Stages => self.lookup_secret_dir(who, &path, secret).await,
+                        Layout::Stages => self.lookup_secret_dir(caller, &path, secret).await,
                     },
                 }
             }
@@ -248,20 +231,21 @@ impl Core {
 
     async fn lookup_file(
         &self,
-        who: Who,
+        caller: &Caller,
         path: &str,
         selector: Selector,
         listing: Option<(Arc<Tree>, String)>,
     ) -> FsResult<Attr> {
-        self.may_read(who, &selector)?;
+        self.may_read(caller, &selector).await?;
         let resolved = match listing.filter(|(_, dir)| self.listed_recently(dir)) {
             Some((tree, dir)) => {
-                let siblings: Vec<String> = tree
-                    .secrets_in(&dir)
-                    .iter()
-                    .map(|p| self.namespace.secret_name(p))
-                    .filter(|name| self.permits(who, &self.policy.load().file_attrs(name)))
-                    .collect();
+                let mut siblings = Vec::new();
+                for path in tree.secrets_in(&dir) {
+                    let name = self.namespace.secret_name(&path);
+                    if self.may_read_secret(caller, &name).await {
+                        siblings.push(name);
+                    }
+                }
                 let (_, resolved) = tokio::join!(
                     self.engine.prefetch_current(&siblings),
                     self.engine.get(&selector)
@@ -270,16 +254,22 @@ impl Core {
             }
             None => self.engine.get(&selector).await,
         }
-        .map_err(|e| errno(&e))?;
+        .map_err(|e| e.errno())?;
         let ino = self
             .inodes
             .intern(path, NodeKind::File(Arc::new(selector.clone())));
         Ok(self.file_attr(ino, &selector.secret_id, &resolved))
     }
 
-    async fn lookup_secret_dir(&self, who: Who, path: &str, secret: String) -> FsResult<Attr> {
-        self.may_read(who, &Selector::whole(secret.as_str()))?;
-        self.engine.describe(&secret).await.map_err(|e| errno(&e))?;
+    async fn lookup_secret_dir(
+        &self,
+        caller: &Caller,
+        path: &str,
+        secret: String,
+    ) -> FsResult<Attr> {
+        self.may_read(caller, &Selector::whole(secret.as_str()))
+            .await?;
+        self.engine.describe(&secret).await.map_err(|e| e.errno())?;
         let ino = self
             .inodes
             .intern(path, NodeKind::SecretDir(Arc::from(secret.as_str())));
@@ -299,7 +289,7 @@ impl Core {
             NodeKind::Dir => Ok(self.dir_attr(ino, &node.path, None)),
             NodeKind::SecretDir(secret) => Ok(self.secret_dir_attr(ino, &secret)),
             NodeKind::File(selector) => {
-                let resolved = self.engine.get(&selector).await.map_err(|e| errno(&e))?;
+                let resolved = self.engine.get(&selector).await.map_err(|e| e.errno())?;
                 Ok(self.file_attr(ino, &selector.secret_id, &resolved))
             }
         }
@@ -352,7 +342,7 @@ impl Core {
     }
 
     /// The entries of a directory, `.` and `..` first, hiding secrets the caller may not read.
-    pub async fn readdir(&self, who: Who, ino: u64) -> FsResult<Vec<DirEntry>> {
+    pub async fn readdir(&self, caller: &Caller, ino: u64) -> FsResult<Vec<DirEntry>> {
         let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
         let mut entries = vec![
             DirEntry {
@@ -369,7 +359,7 @@ impl Core {
         match node.kind {
             NodeKind::File(_) => return Err(Errno::ENOTDIR),
             NodeKind::SecretDir(secret) => {
-                let described = self.engine.describe(&secret).await.map_err(|e| errno(&e))?;
+                let described = self.engine.describe(&secret).await.map_err(|e| e.errno())?;
                 for stage in described.value.stages().into_keys() {
                     if valid_component(stage) {
                         let path = join(&node.path, stage);
@@ -390,7 +380,7 @@ impl Core {
                         EntryKind::Dir => Kind::Dir,
                         EntryKind::Secret => {
                             let secret = self.namespace.secret_name(&path);
-                            if !self.permits(who, &self.policy.load().file_attrs(&secret)) {
+                            if !self.may_read_secret(caller, &secret).await {
                                 continue;
                             }
                             match self.namespace.layout() {
@@ -416,17 +406,17 @@ impl Core {
 
     /// Opens a snapshot of the file (only under `--no-kernel-cache`): the handle reads one
     /// version to its close, whatever rotations happen meanwhile. Checked and audited per open.
-    pub async fn open(&self, who: Who, ino: u64) -> FsResult<u64> {
+    pub async fn open(&self, caller: &Caller, ino: u64) -> FsResult<u64> {
         let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
         let NodeKind::File(selector) = node.kind else {
             return Err(Errno::EISDIR);
         };
-        self.may_read(who, &selector)?;
+        self.may_read(caller, &selector).await?;
         let resolved = self.engine.get(&selector).await.map_err(|e| {
-            audit(who, &selector.to_string(), None, Some(e.message()));
-            errno(&e)
+            audit(caller, &selector.to_string(), None, Some(e.message()));
+            e.errno()
         })?;
-        audit(who, &selector.to_string(), Some(&resolved), None);
+        audit(caller, &selector.to_string(), Some(&resolved), None);
         let fh = self.next_handle.fetch_add(1, Relaxed);
         self.handles.lock().insert(fh, Arc::new(resolved));
         Ok(fh)
@@ -452,7 +442,7 @@ impl Core {
                 let NodeKind::File(selector) = node.kind else {
                     return Err(Errno::EISDIR);
                 };
-                Arc::new(self.engine.get(&selector).await.map_err(|e| errno(&e))?)
+                Arc::new(self.engine.get(&selector).await.map_err(|e| e.errno())?)
             }
         };
         let len = resolved.bytes().len();

@@ -1,0 +1,260 @@
+//! The file system's semantics without a mount: the in-memory source, a policy, and calls as
+//! the adapter makes them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Waker};
+use std::thread::{self, ThreadId};
+
+use super::*;
+use crate::cache::{CacheConfig, Op};
+use crate::fuse::namespace::Layout;
+use crate::policy::{
+    DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Mode, Policy, RuleSpec, SystemDirectory,
+};
+use crate::source::memory::MemorySource;
+
+fn root_user() -> Caller {
+    Caller::new(0, 0, Some(0))
+}
+
+fn nobody() -> Caller {
+    Caller::new(65534, 65534, Some(0))
+}
+
+fn fs_with(layout: Layout, prefix: &str, rules: &[RuleSpec]) -> (Arc<MemorySource>, SecretsFs) {
+    let source = Arc::new(MemorySource::new());
+    source.put("prod/db", r#"{"user":"app","password":"pw"}"#);
+    source.put("prod/db", r#"{"user":"app","password":"pw2"}"#);
+    source.put("prod/cache/redis", "r");
+    source.put("public", "p");
+    let engine = Arc::new(Engine::new(source.clone(), CacheConfig::default()));
+    let defaults = Defaults {
+        uid: 0,
+        gid: 0,
+        file_mode: DEFAULT_FILE_MODE,
+        dir_mode: Mode(0o555),
+    };
+    let policy = crate::policy::shared(Policy::new(rules, defaults, &SystemDirectory).unwrap());
+    let namespace = Namespace::new(layout, prefix).unwrap();
+    (source, SecretsFs::new(engine, policy, namespace, true))
+}
+
+fn default_fs() -> (Arc<MemorySource>, SecretsFs) {
+    let public = RuleSpec {
+        path: "public".into(),
+        owner: None,
+        group: None,
+        mode: Some(Mode(0o444)),
+        dir_mode: None,
+    };
+    fs_with(Layout::Flat, "", &[public])
+}
+
+async fn read_all(fs: &SecretsFs, ino: u64) -> Vec<u8> {
+    let (resolved, range) = fs.read(ino, 0, 0, 1 << 20).await.unwrap();
+    resolved.bytes()[range].to_vec()
+}
+
+fn names(entries: &[DirEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn lookups_find_files_selectors_and_directories() {
+    let (_, fs) = default_fs();
+    let prod = fs.lookup(&root_user(), ROOT, "prod").await.unwrap();
+    assert_eq!(prod.kind, Kind::Dir);
+    assert_eq!(prod.mode, 0o555);
+    let db = fs.lookup(&root_user(), prod.ino, "db").await.unwrap();
+    assert_eq!((db.kind, db.size, db.mode), (Kind::File, 31, 0o440));
+    let key = fs
+        .lookup(&root_user(), prod.ino, "db:password")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&fs, key.ino).await, b"pw2");
+    let previous = fs
+        .lookup(&root_user(), prod.ino, "db:password:AWSPREVIOUS")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&fs, previous.ino).await, b"pw");
+    for missing in ["nope", "db:nokey", "db:a:b:c:d", "..", ""] {
+        assert_eq!(
+            fs.lookup(&root_user(), prod.ino, missing).await,
+            Err(Errno::ENOENT),
+            "{missing}"
+        );
+    }
+    assert_eq!(
+        fs.lookup(&root_user(), db.ino, "x").await,
+        Err(Errno::ENOTDIR)
+    );
+    assert_eq!(fs.getattr(db.ino).await.unwrap().size, 31);
+}
+
+#[tokio::test]
+async fn denied_callers_get_eacces_before_any_call_and_listings_hide_what_they_cannot_read() {
+    let (source, fs) = default_fs();
+    let prod = fs.lookup(&root_user(), ROOT, "prod").await.unwrap();
+    let calls_before = source.calls(Op::GetSecretValue);
+    assert_eq!(
+        fs.lookup(&nobody(), prod.ino, "db").await,
+        Err(Errno::EACCES)
+    );
+    assert_eq!(
+        fs.lookup(&nobody(), prod.ino, "db:password").await,
+        Err(Errno::EACCES)
+    );
+    assert_eq!(
+        source.calls(Op::GetSecretValue),
+        calls_before,
+        "no upstream call when denied"
+    );
+    assert!(fs.lookup(&nobody(), ROOT, "public").await.is_ok());
+
+    let root_for_nobody = fs.readdir(&nobody(), ROOT).await.unwrap();
+    assert_eq!(names(&root_for_nobody), [".", "..", "prod", "public"]);
+    let prod_for_nobody = fs.readdir(&nobody(), prod.ino).await.unwrap();
+    assert_eq!(
+        names(&prod_for_nobody),
+        [".", "..", "cache"],
+        "db is hidden"
+    );
+    let prod_for_root = fs.readdir(&root_user(), prod.ino).await.unwrap();
+    assert_eq!(names(&prod_for_root), [".", "..", "cache", "db"]);
+}
+
+#[tokio::test]
+async fn a_lookup_after_a_listing_fetches_the_directory_in_one_batch() {
+    let (source, fs) = default_fs();
+    let prod = fs.lookup(&root_user(), ROOT, "prod").await.unwrap();
+    let cache = fs.lookup(&root_user(), prod.ino, "cache").await.unwrap();
+    let first = source.calls(Op::GetSecretValue);
+    fs.readdir(&root_user(), ROOT).await.unwrap();
+    fs.lookup(&root_user(), ROOT, "public").await.unwrap();
+    assert_eq!(source.calls(Op::BatchGetSecretValue), 1);
+    assert_eq!(
+        source.calls(Op::GetSecretValue),
+        first,
+        "served from the batch"
+    );
+    // Without a listing first, a lookup is one GetSecretValue.
+    fs.lookup(&root_user(), cache.ino, "redis").await.unwrap();
+    assert_eq!(source.calls(Op::GetSecretValue), first + 1);
+}
+
+#[tokio::test]
+async fn the_stages_layout_shows_secrets_as_directories_of_stages() {
+    let (_, fs) = fs_with(Layout::Stages, "", &[]);
+    let prod = fs.lookup(&root_user(), ROOT, "prod").await.unwrap();
+    let db = fs.lookup(&root_user(), prod.ino, "db").await.unwrap();
+    assert_eq!(db.kind, Kind::Dir);
+    let stages = fs.readdir(&root_user(), db.ino).await.unwrap();
+    assert_eq!(names(&stages), [".", "..", "AWSCURRENT", "AWSPREVIOUS"]);
+    let previous = fs
+        .lookup(&root_user(), db.ino, "AWSPREVIOUS")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_all(&fs, previous.ino).await,
+        br#"{"user":"app","password":"pw"}"#
+    );
+    assert_eq!(
+        fs.lookup(&root_user(), db.ino, "AWSPENDING").await,
+        Err(Errno::ENOENT)
+    );
+}
+
+#[tokio::test]
+async fn a_prefix_is_the_root() {
+    let (_, fs) = fs_with(Layout::Flat, "prod/", &[]);
+    let root = fs.readdir(&root_user(), ROOT).await.unwrap();
+    assert_eq!(names(&root), [".", "..", "cache", "db"]);
+    let db = fs.lookup(&root_user(), ROOT, "db:user").await.unwrap();
+    assert_eq!(read_all(&fs, db.ino).await, b"app");
+    assert_eq!(
+        fs.lookup(&root_user(), ROOT, "public").await,
+        Err(Errno::ENOENT)
+    );
+}
+
+#[tokio::test]
+async fn open_handles_are_snapshots() {
+    let source = Arc::new(MemorySource::new());
+    source.put("db", "old value");
+    let engine = Arc::new(Engine::new(
+        source.clone(),
+        CacheConfig {
+            ttl: std::time::Duration::from_millis(1),
+            ..CacheConfig::default()
+        },
+    ));
+    let defaults = Defaults {
+        uid: 0,
+        gid: 0,
+        file_mode: DEFAULT_FILE_MODE,
+        dir_mode: DEFAULT_DIR_MODE,
+    };
+    let policy = crate::policy::shared(Policy::defaults_only(defaults));
+    let fs = SecretsFs::new(
+        engine,
+        policy,
+        Namespace::new(Layout::Flat, "").unwrap(),
+        false,
+    );
+    let db = fs.lookup(&root_user(), ROOT, "db").await.unwrap();
+    let fh = fs.open(&root_user(), db.ino).await.unwrap();
+    source.put("db", "new");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (snapshot, range) = fs.read(db.ino, fh, 4, 100).await.unwrap();
+    assert_eq!(&snapshot.bytes()[range], b"value");
+    assert_eq!(read_all(&fs, db.ino).await, b"new");
+    fs.release(fh);
+    assert_eq!(fs.open(&nobody(), db.ino).await, Err(Errno::EACCES));
+}
+
+static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+static LOOKED_UP_ON: Mutex<Option<ThreadId>> = Mutex::new(None);
+
+fn counted(_: u32, _: u32, _: Option<u32>) -> Vec<u32> {
+    LOOKUPS.fetch_add(1, Relaxed);
+    *LOOKED_UP_ON.lock() = Some(thread::current().id());
+    Vec::new()
+}
+
+#[tokio::test]
+async fn groups_are_looked_up_only_when_a_rule_needs_them_and_never_in_the_first_poll() {
+    let (_, fs) = default_fs();
+    let someone = || Caller::with_resolver(1000, 1000, Some(0), counted);
+    // Warm the listing and the values, so that only a group lookup can leave a poll pending.
+    let prod = fs.lookup(&root_user(), ROOT, "prod").await.unwrap();
+    fs.lookup(&root_user(), prod.ino, "db").await.unwrap();
+
+    // `public` is 0444: whatever the groups, the other bits decide alike.
+    assert!(fs.lookup(&someone(), ROOT, "public").await.is_ok());
+    assert_eq!(
+        names(&fs.readdir(&someone(), ROOT).await.unwrap()),
+        [".", "..", "prod", "public"]
+    );
+    assert_eq!(LOOKUPS.load(Relaxed), 0, "no rule needed the groups");
+
+    // prod/db is root:root 0440: only the groups can tell whether the group bits apply. The
+    // first poll, as a FUSE worker makes it, hands the lookup to the runtime.
+    let caller = someone();
+    let mut op = Box::pin(fs.lookup(&caller, prod.ino, "db"));
+    let first = op.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(first.is_pending());
+    assert_eq!(op.await, Err(Errno::EACCES));
+    assert_eq!(LOOKUPS.load(Relaxed), 1);
+    assert_ne!(
+        *LOOKED_UP_ON.lock(),
+        Some(thread::current().id()),
+        "not inline"
+    );
+
+    // A listing judges every entry with one lookup.
+    let listing = fs.readdir(&someone(), prod.ino).await.unwrap();
+    assert_eq!(names(&listing), [".", "..", "cache"]);
+    assert_eq!(LOOKUPS.load(Relaxed), 2);
+}
