@@ -162,9 +162,10 @@ pub fn exit_code(err: &Error) -> u8 {
     }
 }
 
-/// Warnings, except the SDK credential chain's: it warns about every provider it tries, and
-/// the error that follows already says what failed, on one line.
-pub const DEFAULT_LOG_FILTER: &str = "warn,aws_config=error";
+/// Warnings, except the SDK credential chain's (it warns about every provider it tries, and
+/// the error that follows already says what failed, on one line) and fuser's (it warns about
+/// each request of an operation it was not given, which programs send routinely).
+pub const DEFAULT_LOG_FILTER: &str = "warn,aws_config=error,fuser=error";
 
 /// The tracing filter: `--log-level` over `RUST_LOG` over [`DEFAULT_LOG_FILTER`].
 pub fn log_filter(level: Option<&str>) -> Result<tracing_subscriber::EnvFilter> {

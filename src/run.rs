@@ -125,7 +125,7 @@ async fn mount(
         settings.cache,
     ));
     let policy = policy::shared(build_policy(&settings)?);
-    let core = Arc::new(SecretsFs::new(
+    let fs = Arc::new(SecretsFs::new(
         engine.clone(),
         policy.clone(),
         namespace,
@@ -135,7 +135,7 @@ async fn mount(
         .map_or(2, |n| n.get())
         .clamp(2, 8);
     let session = mount::mount(
-        core,
+        fs.clone(),
         tokio::runtime::Handle::current(),
         &mountpoint,
         threads,
@@ -158,7 +158,19 @@ async fn mount(
     tracing::info!(mountpoint = %mountpoint.display(), pid = std::process::id(), "mounted");
     readiness.ready();
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
-    let reload = tokio::spawn(reload_on_sighup(hangup, cli.clone(), settings, policy));
+    let notifier = session.notifier();
+    let policy_changed: PolicyChanged = Box::new(move || {
+        let (notifier, fs) = (notifier.clone(), fs.clone());
+        // Writes to /dev/fuse: off the runtime's threads.
+        tokio::task::spawn_blocking(move || mount::forget_attributes(&notifier, &fs));
+    });
+    let reload = tokio::spawn(reload_on_sighup(
+        hangup,
+        cli.clone(),
+        settings,
+        policy,
+        Some(policy_changed),
+    ));
     mount::serve_until_stopped(session, &mountpoint, &mut stop).await?;
     reload.abort();
     drop(http);
@@ -187,7 +199,13 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
         );
     }
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
-    let reload = tokio::spawn(reload_on_sighup(hangup, cli.clone(), settings, policy));
+    let reload = tokio::spawn(reload_on_sighup(
+        hangup,
+        cli.clone(),
+        settings,
+        policy,
+        None,
+    ));
     let signal = stop.next().await;
     daemon::notify_systemd(sd_notify::NotifyState::Stopping);
     reload.abort();
@@ -202,6 +220,10 @@ fn watch_hangup() -> Result<tokio::signal::unix::Signal> {
         .map_err(|e| Error::new(ErrorKind::Internal, format!("signals: {e}")))
 }
 
+/// What a front end does when the policy changes (the mount: make the kernel forget what it
+/// caches of owners, groups and modes).
+type PolicyChanged = Box<dyn Fn() + Send + Sync>;
+
 /// On SIGHUP: re-read the config file and swap in the new policy; a bad file is logged and
 /// the old settings kept. Other keys take effect at the next start, and say so.
 async fn reload_on_sighup(
@@ -209,12 +231,16 @@ async fn reload_on_sighup(
     cli: Cli,
     mut current: Settings,
     policy: SharedPolicy,
+    policy_changed: Option<PolicyChanged>,
 ) {
     while hangup.recv().await.is_some() {
         let reloaded = settings_for(&cli).and_then(|s| build_policy(&s).map(|p| (s, p)));
         match reloaded {
             Ok((settings, new_policy)) => {
                 policy.store(Arc::new(new_policy));
+                if let Some(policy_changed) = &policy_changed {
+                    policy_changed();
+                }
                 let changed = settings.changed_at_restart(&current);
                 tracing::info!(
                     rules = settings.rules.len(),

@@ -61,6 +61,24 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// A whole value of one version, fresh for a minute (unit tests of the front ends).
+    #[cfg(test)]
+    pub fn of_bytes(version_id: &str, bytes: &[u8]) -> Resolved {
+        Resolved {
+            secret: Arc::new(SecretValue {
+                arn: String::new(),
+                name: "test".into(),
+                version_id: version_id.into(),
+                stages: vec!["AWSCURRENT".into()],
+                created: None,
+                payload: crate::source::Payload::Binary(Zeroizing::new(bytes.to_vec())),
+            }),
+            extracted: None,
+            stale: false,
+            fresh_until: Instant::now() + std::time::Duration::from_secs(60),
+        }
+    }
+
     pub fn bytes(&self) -> &[u8] {
         match &self.extracted {
             Some(bytes) => bytes,

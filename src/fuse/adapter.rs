@@ -13,9 +13,10 @@ use std::task::{Context, Poll, Waker};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 
 use super::fs::{Attr, Kind, SecretsFs};
@@ -94,10 +95,14 @@ fn file_type(kind: Kind) -> FileType {
 
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let wanted = InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_AUTO_INVAL_DATA
-            | InitFlags::FUSE_NO_OPEN_SUPPORT
-            | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
+        // No FUSE_AUTO_INVAL_DATA: an inode is one version, its size and mtime never change.
+        // No FUSE_NO_OPENDIR_SUPPORT: it would make the kernel cache every listing for every
+        // user and never refresh it; opendir is answered, so each readdir reaches us.
+        let mut wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_NO_OPEN_SUPPORT;
+        if !self.fs.kernel_cache() {
+            // Shared mmap of FOPEN_DIRECT_IO files (Linux 6.6+); elsewhere it fails, ENODEV.
+            wanted |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
+        }
         if let Err(missing) = config.add_capabilities(wanted) {
             tracing::warn!(
                 ?missing,
@@ -152,8 +157,25 @@ impl Filesystem for FuseFs {
         );
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.error(Errno::ENOSYS);
+    /// Answered without FOPEN_CACHE_DIR or FOPEN_KEEP_CACHE: listings are per caller and
+    /// current, so the kernel must not keep one for everybody.
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fuse_errno(e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
     }
 
     fn read(
@@ -195,19 +217,19 @@ impl Filesystem for FuseFs {
         &self,
         req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let (fs, caller) = (self.fs(), caller(req));
         self.dispatch(
-            async move { fs.readdir(&caller, ino.0).await },
+            async move { fs.readdir_at(&caller, ino.0, fh.0, offset).await },
             move |r| match r {
                 Ok(entries) => {
-                    for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
+                    for (i, entry) in entries.iter().enumerate() {
                         if reply.add(
                             INodeNo(entry.ino),
-                            (i + 1) as u64,
+                            offset + i as u64 + 1,
                             file_type(entry.kind),
                             &entry.name,
                         ) {
@@ -252,6 +274,49 @@ impl Filesystem for FuseFs {
         } else {
             reply.data(&[]);
         }
+    }
+
+    /// isatty() and friends: not a terminal. Answered here because fuser's default logs a
+    /// warning for each, and programs send them routinely (Python's open() does).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
+    /// ENOSYS: the kernel stops asking and treats files as always ready, as they are.
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    /// ENOSYS: the kernel seeks by itself (SEEK_DATA and SEEK_HOLE see one extent).
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: ReplyLseek,
+    ) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

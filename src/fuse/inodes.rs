@@ -1,18 +1,33 @@
-//! The inode table: a number for every path the kernel holds, stable while it holds it.
+//! The inode table (docs/ARCHITECTURE.md#read-paths): a number for every directory path and
+//! for every version of every file the kernel holds.
+//!
+//! A version's bytes never change, so neither does a file's inode: each version of a file is
+//! an inode of its own, with a fixed size, mtime and ctime, and its number is never reused for
+//! other bytes. A lookup answers the inode of the version current at that moment; an open file
+//! keeps its inode, so it reads one version, whole, to its close, and the page cache of an
+//! inode can never hold bytes of two versions.
 //!
 //! The kernel counts its references (one per lookup it was answered) and returns them with
-//! FORGET; a path whose count drops to zero leaves the table, so looking up arbitrary
-//! selector names does not grow it without bound. The root is never forgotten.
+//! FORGET; an inode whose count drops to zero leaves the table. The current version of a path
+//! keeps its number for a while even then (`dormant`): when the kernel revalidates an entry and
+//! gets a new node id, it forgets that id and looks the name up again at once, and the same
+//! (path, version) must answer the same number. The root is never forgotten.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
+use crate::engine::Resolved;
 use crate::selector::Selector;
 
 pub const ROOT: u64 = 1;
+
+/// How many forgotten current versions keep their number (no bytes) for a lookup to come.
+const DORMANT_MAX: usize = 4096;
 
 /// What an inode is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,62 +40,118 @@ pub enum NodeKind {
     SecretDir(Arc<str>),
 }
 
+/// Which bytes a version is: its version id alone is not enough, because the file source
+/// lets a user edit a value in place and keep its VersionId and date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub version_id: Arc<str>,
+    len: u64,
+    digest: u64,
+}
+
+impl Identity {
+    pub fn of(resolved: &Resolved) -> Identity {
+        let bytes = resolved.bytes();
+        // SipHash with fixed keys: stable within the process, which is all a number needs.
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write(bytes);
+        Identity {
+            version_id: Arc::from(resolved.secret.version_id.as_str()),
+            len: bytes.len() as u64,
+            digest: hasher.finish(),
+        }
+    }
+}
+
+/// One version of one file, fixed for the life of its inode.
+#[derive(Debug)]
+pub struct Version {
+    pub identity: Identity,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    /// When this mount first saw the version: moves forward on every change, rollbacks too.
+    pub ctime: SystemTime,
+    /// The bytes, while the budget allows; else fetched again by version id.
+    bytes: Mutex<Option<Arc<Resolved>>>,
+    last_read: AtomicU64,
+}
+
+impl Version {
+    /// The bytes if held.
+    pub fn bytes(&self) -> Option<Arc<Resolved>> {
+        self.bytes.lock().clone()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Node {
     pub path: Arc<str>,
     pub kind: NodeKind,
+    /// Set for files: the version this inode is.
+    pub version: Option<Arc<Version>>,
 }
 
 #[derive(Debug)]
 struct Entry {
     node: Node,
     lookups: u64,
-    /// The version this file last showed, and when this mount first saw it: the ctime, which
-    /// must move forward on every change, rollbacks included.
-    seen: Option<(String, SystemTime)>,
+}
+
+/// The inode a path's current version has, even while the kernel holds none.
+#[derive(Debug, Clone)]
+struct Current {
+    ino: u64,
+    version: Arc<Version>,
 }
 
 #[derive(Debug)]
 struct Table {
     by_ino: HashMap<u64, Entry>,
-    by_path: HashMap<Arc<str>, u64>,
+    dirs: HashMap<Arc<str>, u64>,
+    files: HashMap<Arc<str>, Current>,
+    /// Paths whose current version the kernel forgot, oldest first.
+    dormant: VecDeque<(Arc<str>, u64)>,
     next: u64,
+    /// Bytes of versions held by inodes, and the most they may hold.
+    held_bytes: usize,
+    byte_budget: usize,
 }
 
 #[derive(Debug)]
 pub struct Inodes {
     table: RwLock<Table>,
-}
-
-impl Default for Inodes {
-    fn default() -> Self {
-        Self::new()
-    }
+    reads: AtomicU64,
 }
 
 impl Inodes {
-    pub fn new() -> Self {
+    /// An empty table; versions hold at most `byte_budget` bytes of values between them.
+    pub fn new(byte_budget: usize) -> Self {
         let root = Node {
             path: Arc::from(""),
             kind: NodeKind::Dir,
+            version: None,
         };
         let mut by_ino = HashMap::new();
-        let mut by_path = HashMap::new();
-        by_path.insert(root.path.clone(), ROOT);
+        let mut dirs = HashMap::new();
+        dirs.insert(root.path.clone(), ROOT);
         by_ino.insert(
             ROOT,
             Entry {
                 node: root,
                 lookups: 1,
-                seen: None,
             },
         );
         Inodes {
             table: RwLock::new(Table {
                 by_ino,
-                by_path,
+                dirs,
+                files: HashMap::new(),
+                dormant: VecDeque::new(),
                 next: ROOT + 1,
+                held_bytes: 0,
+                byte_budget,
             }),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -88,38 +159,117 @@ impl Inodes {
         self.table.read().by_ino.get(&ino).map(|e| e.node.clone())
     }
 
-    /// The inode of `path`, counting one more kernel reference to it. A path that changed
-    /// kind (a file became a directory) gets a new number.
-    pub fn intern(&self, path: &str, kind: NodeKind) -> u64 {
+    /// The inode of the directory (or stage directory) at `path`, counting one more kernel
+    /// reference to it. A path that changed kind gets a new number.
+    pub fn intern_dir(&self, path: &str, kind: NodeKind) -> u64 {
         let mut table = self.table.write();
-        if let Some(&ino) = table.by_path.get(path) {
+        table.files.remove(path);
+        if let Some(&ino) = table.dirs.get(path) {
             let entry = table.by_ino.get_mut(&ino).expect("tables agree");
             if entry.node.kind == kind {
                 entry.lookups += 1;
                 return ino;
             }
             // Replaced: the old number stays valid for the references the kernel still holds.
-            table.by_path.remove(path);
+            table.dirs.remove(path);
         }
-        let ino = table.next;
-        table.next += 1;
+        let ino = table.take_number();
         let path: Arc<str> = Arc::from(path);
-        table.by_path.insert(path.clone(), ino);
+        table.dirs.insert(path.clone(), ino);
         table.by_ino.insert(
             ino,
             Entry {
-                node: Node { path, kind },
+                node: Node {
+                    path,
+                    kind,
+                    version: None,
+                },
                 lookups: 1,
-                seen: None,
             },
         );
         ino
     }
 
-    /// The inode of `path` if the kernel holds one, without counting a reference (for
-    /// readdir, whose entries the kernel does not count).
+    /// The inode of the version `resolved` of the file at `path`, counting one more kernel
+    /// reference: the path's current inode when it is this version, else a new one, which
+    /// becomes the current.
+    pub fn intern_file(&self, path: &str, selector: &Selector, resolved: &Arc<Resolved>) -> Node {
+        let identity = Identity::of(resolved);
+        let mut table = self.table.write();
+        table.dirs.remove(path);
+        let current = table
+            .files
+            .get(path)
+            .filter(|c| c.version.identity == identity)
+            .cloned();
+        let (ino, version) = match current {
+            Some(current) => (current.ino, current.version),
+            None => {
+                let version = Arc::new(Version {
+                    identity,
+                    size: resolved.bytes().len() as u64,
+                    mtime: resolved.secret.created,
+                    ctime: SystemTime::now(),
+                    bytes: Mutex::new(None),
+                    last_read: AtomicU64::new(0),
+                });
+                let ino = table.take_number();
+                let path: Arc<str> = Arc::from(path);
+                let replaced = table.files.insert(
+                    path,
+                    Current {
+                        ino,
+                        version: version.clone(),
+                    },
+                );
+                if let Some(old) = replaced
+                    && !table.by_ino.contains_key(&old.ino)
+                {
+                    table.release_bytes(&old.version);
+                }
+                (ino, version)
+            }
+        };
+        table.hold_bytes(&version, resolved, self.reads.fetch_add(1, Relaxed));
+        let entry = table.by_ino.entry(ino).or_insert_with(|| Entry {
+            node: Node {
+                path: Arc::from(path),
+                kind: NodeKind::File(Arc::new(selector.clone())),
+                version: Some(version),
+            },
+            lookups: 0,
+        });
+        entry.lookups += 1;
+        let node = entry.node.clone();
+        table.within_budget(ino);
+        node
+    }
+
+    /// Gives `version` its bytes again (fetched anew by version id after the budget dropped
+    /// them), and counts a read for the budget's order.
+    pub fn restore_bytes(&self, ino: u64, version: &Arc<Version>, resolved: &Arc<Resolved>) {
+        let mut table = self.table.write();
+        table.hold_bytes(version, resolved, self.reads.fetch_add(1, Relaxed));
+        table.within_budget(ino);
+    }
+
+    /// Counts a read of `version`, for the budget to drop the least recently read first.
+    pub fn touch(&self, version: &Version) {
+        version
+            .last_read
+            .store(self.reads.fetch_add(1, Relaxed), Relaxed);
+    }
+
+    /// The inode the kernel would be told of for `path` in a listing, without counting a
+    /// reference (readdir's entries are not counted).
     pub fn peek(&self, path: &str) -> Option<u64> {
-        self.table.read().by_path.get(path).copied()
+        let table = self.table.read();
+        let ino = table
+            .dirs
+            .get(path)
+            .copied()
+            .or_else(|| table.files.get(path).map(|c| c.ino))?;
+        table.by_ino.contains_key(&ino).then_some(ino)
     }
 
     /// The kernel dropped `n` references.
@@ -132,30 +282,49 @@ impl Inodes {
             return;
         };
         entry.lookups = entry.lookups.saturating_sub(n);
-        if entry.lookups == 0 {
-            let path = entry.node.path.clone();
-            table.by_ino.remove(&ino);
-            if table.by_path.get(&path) == Some(&ino) {
-                table.by_path.remove(&path);
+        if entry.lookups > 0 {
+            return;
+        }
+        let node = table.by_ino.remove(&ino).expect("just seen").node;
+        if table.dirs.get(&node.path) == Some(&ino) {
+            table.dirs.remove(&node.path);
+        }
+        let Some(version) = node.version else {
+            return;
+        };
+        match table.files.get(&node.path) {
+            Some(current) if current.ino == ino => {
+                // Kept without its bytes: a lookup that comes back restores them.
+                table.release_bytes(&version);
+                table.dormant.push_back((node.path, ino));
+                while table.dormant.len() > DORMANT_MAX {
+                    let (path, ino) = table.dormant.pop_front().expect("not empty");
+                    let still_dormant = table.files.get(&path).is_some_and(|c| c.ino == ino)
+                        && !table.by_ino.contains_key(&ino);
+                    if still_dormant {
+                        table.files.remove(&path);
+                    }
+                }
             }
+            _ => table.release_bytes(&version),
         }
     }
 
-    /// When this mount first saw `version_id` at `ino`; records it if new.
-    pub fn first_seen(&self, ino: u64, version_id: &str) -> SystemTime {
-        if let Some(Some((seen, at))) = self.table.read().by_ino.get(&ino).map(|e| &e.seen)
-            && seen == version_id
-        {
-            return *at;
-        }
-        let now = SystemTime::now();
-        if let Some(entry) = self.table.write().by_ino.get_mut(&ino) {
-            match &entry.seen {
-                Some((seen, at)) if seen == version_id => return *at,
-                _ => entry.seen = Some((version_id.to_owned(), now)),
-            }
-        }
-        now
+    /// Every inode the kernel holds below the root, with its parent's inode and its name,
+    /// for telling the kernel to drop what it caches of them.
+    pub fn held_entries(&self) -> Vec<(u64, String, u64)> {
+        let table = self.table.read();
+        table
+            .by_ino
+            .iter()
+            .filter(|(ino, _)| **ino != ROOT)
+            .filter_map(|(ino, entry)| {
+                let path = &entry.node.path;
+                let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+                let parent_ino = table.dirs.get(parent)?;
+                Some((*parent_ino, name.to_owned(), *ino))
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -165,66 +334,55 @@ impl Inodes {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes of values the inodes hold between them.
+    pub fn held_bytes(&self) -> usize {
+        self.table.read().held_bytes
+    }
+}
+
+impl Table {
+    fn take_number(&mut self) -> u64 {
+        let ino = self.next;
+        self.next += 1;
+        ino
+    }
+
+    fn hold_bytes(&mut self, version: &Version, resolved: &Arc<Resolved>, stamp: u64) {
+        version.last_read.store(stamp, Relaxed);
+        // Replaced even when held: the newer copy carries the newer freshness.
+        let mut bytes = version.bytes.lock();
+        if let Some(old) = bytes.replace(resolved.clone()) {
+            self.held_bytes -= old.bytes().len();
+        }
+        self.held_bytes += resolved.bytes().len();
+    }
+
+    fn release_bytes(&mut self, version: &Version) {
+        if let Some(dropped) = version.bytes.lock().take() {
+            self.held_bytes -= dropped.bytes().len();
+        }
+    }
+
+    /// Drops the bytes of the least recently read versions (never `keep`'s) until the held
+    /// bytes fit the budget; an O(n) scan, only when over it.
+    fn within_budget(&mut self, keep: u64) {
+        while self.held_bytes > self.byte_budget {
+            let oldest = self
+                .by_ino
+                .iter()
+                .filter(|(ino, _)| **ino != keep)
+                .filter_map(|(_, e)| e.node.version.as_ref())
+                .filter(|v| v.bytes.lock().is_some())
+                .min_by_key(|v| v.last_read.load(Relaxed))
+                .cloned();
+            match oldest {
+                Some(version) => self.release_bytes(&version),
+                None => break,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(s: &str) -> NodeKind {
-        NodeKind::File(Arc::new(Selector::parse(s).unwrap()))
-    }
-
-    #[test]
-    fn numbers_are_stable_while_held_and_released_on_forget() {
-        let inodes = Inodes::new();
-        let a = inodes.intern("prod/db", file("prod/db"));
-        assert_eq!(inodes.intern("prod/db", file("prod/db")), a);
-        assert_eq!(inodes.peek("prod/db"), Some(a));
-        inodes.forget(a, 1);
-        assert!(inodes.get(a).is_some(), "one reference left");
-        inodes.forget(a, 1);
-        assert!(inodes.get(a).is_none());
-        assert_eq!(inodes.peek("prod/db"), None);
-        assert_eq!(inodes.len(), 1, "only the root is left");
-        inodes.forget(ROOT, 10);
-        assert!(inodes.get(ROOT).is_some());
-    }
-
-    #[test]
-    fn many_selector_lookups_do_not_grow_the_table_once_forgotten() {
-        let inodes = Inodes::new();
-        for i in 0..1000 {
-            let path = format!("db:key{i}");
-            let ino = inodes.intern(&path, file(&path));
-            inodes.forget(ino, 1);
-        }
-        assert_eq!(inodes.len(), 1);
-    }
-
-    #[test]
-    fn a_path_that_changes_kind_gets_a_new_number() {
-        let inodes = Inodes::new();
-        let f = inodes.intern("a", file("a"));
-        let d = inodes.intern("a", NodeKind::Dir);
-        assert_ne!(f, d);
-        assert!(
-            inodes.get(f).is_some(),
-            "the old number stays for its holder"
-        );
-        inodes.forget(f, 1);
-        assert_eq!(inodes.peek("a"), Some(d));
-    }
-
-    #[test]
-    fn ctime_moves_on_every_version_change() {
-        let inodes = Inodes::new();
-        let ino = inodes.intern("db", file("db"));
-        let first = inodes.first_seen(ino, "v1");
-        assert_eq!(inodes.first_seen(ino, "v1"), first);
-        let second = inodes.first_seen(ino, "v2");
-        assert!(second >= first);
-        let back = inodes.first_seen(ino, "v1");
-        assert!(back >= second, "a rollback is a change too");
-    }
-}
+mod tests;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{BackgroundSession, Config, MountOption, SessionACL};
+use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier, SessionACL};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
 
@@ -113,6 +113,32 @@ pub fn mount(
     session
         .spawn()
         .map_err(|e| Error::config(format!("cannot start the FUSE session: {e}")))
+}
+
+/// Tells the kernel to drop the attributes and entries it caches of every inode it holds, so
+/// that the next access is judged with the policy's new owner, group and mode at once rather
+/// than after each attribute's TTL. Pages are kept: a version's bytes did not change.
+pub fn forget_attributes(notifier: &Notifier, fs: &SecretsFs) {
+    // Attributes only (a negative offset); an inode the kernel already forgot is ENOENT.
+    let _ = notifier.inval_inode(INodeNo(super::inodes::ROOT), -1, 0);
+    let mut failed = 0;
+    for (parent, name, ino) in fs.held_entries() {
+        let attrs = notifier.inval_inode(INodeNo(ino), -1, 0);
+        let entry = notifier.inval_entry(INodeNo(parent), std::ffi::OsStr::new(&name));
+        let gone = |r: &io::Result<()>| {
+            r.as_ref()
+                .is_err_and(|e| e.raw_os_error() != Some(Errno::ENOENT as i32))
+        };
+        if gone(&attrs) || gone(&entry) {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        tracing::warn!(
+            failed,
+            "the kernel refused to drop some cached attributes; they expire with their TTL"
+        );
+    }
 }
 
 fn mount_error(mountpoint: &Path, e: &io::Error) -> Error {

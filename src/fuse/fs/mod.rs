@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::inodes::{Inodes, NodeKind, ROOT};
+use super::inodes::{Identity, Inodes, Node, NodeKind, ROOT};
 use super::namespace::{EntryKind, Layout, Namespace, Tree, join, valid_component};
 use crate::audit::{Access, Front};
 use crate::caller::Caller;
@@ -94,6 +94,9 @@ pub struct SecretsFs {
     listing_refused_at: Mutex<Option<Instant>>,
     listed: Mutex<HashMap<String, Instant>>,
     handles: Mutex<HashMap<u64, Arc<Resolved>>>,
+    /// Each open directory's listing, taken at its first readdir, so that a listing read in
+    /// several calls neither skips nor repeats a name when the listing changes between them.
+    dir_handles: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
 }
 
@@ -104,17 +107,20 @@ impl SecretsFs {
         namespace: Namespace,
         kernel_cache: bool,
     ) -> Self {
+        // Old versions the kernel still holds are bounded like the cache's values.
+        let inodes = Inodes::new(engine.config().max_bytes);
         SecretsFs {
             engine,
             policy,
             namespace,
             kernel_cache,
-            inodes: Inodes::new(),
+            inodes,
             mounted_at: SystemTime::now(),
             tree: Mutex::new(None),
             listing_refused_at: Mutex::new(None),
             listed: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
+            dir_handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
         }
     }
@@ -211,7 +217,7 @@ impl SecretsFs {
                 let tree = self.tree().await;
                 match tree.as_ref().and_then(|(t, _)| t.entry(&path)) {
                     Some(EntryKind::Dir) => {
-                        let ino = self.inodes.intern(&path, NodeKind::Dir);
+                        let ino = self.inodes.intern_dir(&path, NodeKind::Dir);
                         Ok(self.dir_attr(ino, &path, tree.map(|(_, until)| until)))
                     }
                     // Known as a secret, or unknown to the listing (too new for it, or listing
@@ -255,10 +261,10 @@ impl SecretsFs {
             None => self.engine.get(&selector).await,
         }
         .map_err(|e| e.errno())?;
-        let ino = self
-            .inodes
-            .intern(path, NodeKind::File(Arc::new(selector.clone())));
-        Ok(self.file_attr(ino, &selector.secret_id, &resolved))
+        let resolved = Arc::new(resolved);
+        let node = self.inodes.intern_file(path, &selector, &resolved);
+        let ino = self.inodes.peek(path).ok_or(Errno::ENOENT)?;
+        Ok(self.file_attr(ino, &selector.secret_id, &node, resolved.fresh_until))
     }
 
     async fn lookup_secret_dir(
@@ -272,7 +278,7 @@ impl SecretsFs {
         self.engine.describe(&secret).await.map_err(|e| e.errno())?;
         let ino = self
             .inodes
-            .intern(path, NodeKind::SecretDir(Arc::from(secret.as_str())));
+            .intern_dir(path, NodeKind::SecretDir(Arc::from(secret.as_str())));
         Ok(self.secret_dir_attr(ino, &secret))
     }
 
@@ -288,28 +294,31 @@ impl SecretsFs {
         match node.kind {
             NodeKind::Dir => Ok(self.dir_attr(ino, &node.path, None)),
             NodeKind::SecretDir(secret) => Ok(self.secret_dir_attr(ino, &secret)),
-            NodeKind::File(selector) => {
-                let resolved = self.engine.get(&selector).await.map_err(|e| e.errno())?;
-                Ok(self.file_attr(ino, &selector.secret_id, &resolved))
+            NodeKind::File(ref selector) => {
+                // An inode is one version: its attributes are fixed, nothing to fetch.
+                let fresh_until = node
+                    .version
+                    .as_ref()
+                    .and_then(|v| v.bytes())
+                    .map_or_else(Instant::now, |r| r.fresh_until);
+                Ok(self.file_attr(ino, &selector.secret_id, &node, fresh_until))
             }
         }
     }
 
-    fn file_attr(&self, ino: u64, secret: &str, resolved: &Resolved) -> Attr {
+    fn file_attr(&self, ino: u64, secret: &str, node: &Node, fresh_until: Instant) -> Attr {
         let attrs = self.policy.load().file_attrs(secret);
-        let mtime = resolved.secret.created.unwrap_or(self.mounted_at);
+        let version = node.version.as_ref().expect("a file node has a version");
         Attr {
             ino,
             kind: Kind::File,
-            size: resolved.bytes().len() as u64,
-            mtime,
-            ctime: self.inodes.first_seen(ino, &resolved.secret.version_id),
+            size: version.size,
+            mtime: version.mtime.unwrap_or(self.mounted_at),
+            ctime: version.ctime,
             uid: attrs.uid,
             gid: attrs.gid,
             mode: attrs.mode.0,
-            ttl: resolved
-                .fresh_until
-                .saturating_duration_since(Instant::now()),
+            ttl: fresh_until.saturating_duration_since(Instant::now()),
         }
     }
 
@@ -396,6 +405,41 @@ impl SecretsFs {
         Ok(entries)
     }
 
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        match self.inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
+            NodeKind::File(_) => Err(Errno::ENOTDIR),
+            _ => Ok(self.next_handle.fetch_add(1, Relaxed)),
+        }
+    }
+
+    /// The entries of an open directory from `offset` on: listed (and filtered for this
+    /// caller) afresh at offset 0, from the handle's listing after.
+    pub async fn readdir_at(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+    ) -> FsResult<Vec<DirEntry>> {
+        let taken = (offset > 0)
+            .then(|| self.dir_handles.lock().get(&fh).cloned())
+            .flatten();
+        let entries = match taken {
+            Some(entries) => entries,
+            None => {
+                let entries = Arc::new(self.readdir(caller, ino).await?);
+                self.dir_handles.lock().insert(fh, entries.clone());
+                entries
+            }
+        };
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ok(entries.iter().skip(skip).cloned().collect())
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dir_handles.lock().remove(&fh);
+    }
+
     fn entry(&self, path: &str, name: &str, kind: Kind) -> DirEntry {
         DirEntry {
             ino: self.inodes.peek(path).unwrap_or(UNKNOWN_INO),
@@ -404,21 +448,24 @@ impl SecretsFs {
         }
     }
 
-    /// Opens a snapshot of the file (only under `--no-kernel-cache`): the handle reads one
-    /// version to its close, whatever rotations happen meanwhile. Checked and audited per open.
+    /// Opens the file (only under `--no-kernel-cache`): checked and audited per open, and
+    /// pinned to its inode's version, which the handle reads whole to its close.
     pub async fn open(&self, caller: &Caller, ino: u64) -> FsResult<u64> {
         let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-        let NodeKind::File(selector) = node.kind else {
+        let NodeKind::File(selector) = &node.kind else {
             return Err(Errno::EISDIR);
         };
-        self.may_read(caller, &selector).await?;
-        let resolved = self.engine.get(&selector).await.map_err(|e| {
-            audit(caller, &selector.to_string(), None, Some(e.message()));
-            e.errno()
-        })?;
+        self.may_read(caller, selector).await?;
+        let resolved = match self.version_bytes(ino, &node).await {
+            Ok(resolved) => resolved,
+            Err((errno, why)) => {
+                audit(caller, &selector.to_string(), None, Some(&why));
+                return Err(errno);
+            }
+        };
         audit(caller, &selector.to_string(), Some(&resolved), None);
         let fh = self.next_handle.fetch_add(1, Relaxed);
-        self.handles.lock().insert(fh, Arc::new(resolved));
+        self.handles.lock().insert(fh, resolved);
         Ok(fh)
     }
 
@@ -426,7 +473,7 @@ impl SecretsFs {
         self.handles.lock().remove(&fh);
     }
 
-    /// The bytes at `offset`, from the open handle's snapshot or the current value.
+    /// The bytes at `offset`, from the open handle or the inode's own version.
     pub async fn read(
         &self,
         ino: u64,
@@ -439,16 +486,54 @@ impl SecretsFs {
             Some(snapshot) => snapshot,
             None => {
                 let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-                let NodeKind::File(selector) = node.kind else {
-                    return Err(Errno::EISDIR);
-                };
-                Arc::new(self.engine.get(&selector).await.map_err(|e| e.errno())?)
+                self.version_bytes(ino, &node).await.map_err(|(e, _)| e)?
             }
         };
         let len = resolved.bytes().len();
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
         let end = start.saturating_add(size as usize).min(len);
         Ok((resolved, start..end))
+    }
+
+    /// The bytes of the version `node` is: held, or fetched again by its version id when the
+    /// byte budget dropped them. A version whose bytes changed in place upstream (the file
+    /// source keeps a VersionId across an edit) is ESTALE: a new open finds the new inode.
+    async fn version_bytes(&self, ino: u64, node: &Node) -> Result<Arc<Resolved>, (Errno, String)> {
+        let (NodeKind::File(selector), Some(version)) = (&node.kind, &node.version) else {
+            return Err((Errno::EISDIR, "not a file".into()));
+        };
+        if let Some(bytes) = version.bytes() {
+            self.inodes.touch(version);
+            return Ok(bytes);
+        }
+        let pinned = Selector {
+            version_stage: None,
+            version_id: Some(version.identity.version_id.to_string()),
+            ..(**selector).clone()
+        };
+        let resolved = self.engine.get(&pinned).await.map_err(|e| {
+            tracing::warn!(path = %node.path, version_id = %version.identity.version_id, error = %e,
+                "an open file's version could not be fetched again");
+            (e.errno(), e.message().to_owned())
+        })?;
+        let resolved = Arc::new(resolved);
+        if Identity::of(&resolved) != version.identity {
+            tracing::warn!(path = %node.path, version_id = %version.identity.version_id,
+                "this version's bytes changed in place upstream; open the file again to read them");
+            return Err((Errno::ESTALE, "the version changed in place".into()));
+        }
+        self.inodes.restore_bytes(ino, version, &resolved);
+        Ok(resolved)
+    }
+
+    /// Every entry the kernel may cache (parent inode, name, inode), for invalidation.
+    pub fn held_entries(&self) -> Vec<(u64, String, u64)> {
+        self.inodes.held_entries()
+    }
+
+    /// Bytes of values that inodes hold (old versions the kernel still holds included).
+    pub fn held_bytes(&self) -> usize {
+        self.inodes.held_bytes()
     }
 
     pub fn forget(&self, ino: u64, n: u64) {

@@ -209,7 +209,14 @@ async fn open_handles_are_snapshots() {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let (snapshot, range) = fs.read(db.ino, fh, 4, 100).await.unwrap();
     assert_eq!(&snapshot.bytes()[range], b"value");
-    assert_eq!(read_all(&fs, db.ino).await, b"new");
+    assert_eq!(
+        read_all(&fs, db.ino).await,
+        b"old value",
+        "the inode is its version"
+    );
+    let rotated = fs.lookup(&root_user(), ROOT, "db").await.unwrap();
+    assert_ne!(rotated.ino, db.ino);
+    assert_eq!(read_all(&fs, rotated.ino).await, b"new");
     fs.release(fh);
     assert_eq!(fs.open(&nobody(), db.ino).await, Err(Errno::EACCES));
 }
@@ -257,4 +264,75 @@ async fn groups_are_looked_up_only_when_a_rule_needs_them_and_never_in_the_first
     let listing = fs.readdir(&someone(), prod.ino).await.unwrap();
     assert_eq!(names(&listing), [".", "..", "cache"]);
     assert_eq!(LOOKUPS.load(Relaxed), 2);
+}
+
+/// A file system over `source` whose values are fresh for a millisecond, and whose inodes hold
+/// at most `inode_bytes` of values.
+fn rotating_fs(source: &Arc<MemorySource>, inode_bytes: usize) -> SecretsFs {
+    let engine = Arc::new(Engine::new(
+        source.clone(),
+        CacheConfig {
+            ttl: std::time::Duration::from_millis(1),
+            max_bytes: inode_bytes,
+            ..CacheConfig::default()
+        },
+    ));
+    let defaults = Defaults {
+        uid: 0,
+        gid: 0,
+        file_mode: DEFAULT_FILE_MODE,
+        dir_mode: DEFAULT_DIR_MODE,
+    };
+    let policy = crate::policy::shared(Policy::defaults_only(defaults));
+    SecretsFs::new(
+        engine,
+        policy,
+        Namespace::new(Layout::Flat, "").unwrap(),
+        true,
+    )
+}
+
+#[tokio::test]
+async fn a_same_length_rotation_is_a_new_inode_and_the_old_one_keeps_its_bytes() {
+    let source = Arc::new(MemorySource::new());
+    source.put("db", r#"{"password":"aaaa"}"#);
+    let fs = rotating_fs(&source, 1 << 20);
+    let old = fs.lookup(&root_user(), ROOT, "db:password").await.unwrap();
+    source.put("db", r#"{"password":"bbbb"}"#);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let new = fs.lookup(&root_user(), ROOT, "db:password").await.unwrap();
+    assert_ne!(new.ino, old.ino);
+    assert_eq!((old.size, new.size), (4, 4));
+    assert!(new.ctime >= old.ctime);
+    assert_eq!(read_all(&fs, old.ino).await, b"aaaa");
+    assert_eq!(read_all(&fs, new.ino).await, b"bbbb");
+    let old_again = fs.getattr(old.ino).await.unwrap();
+    assert_eq!((old_again.size, old_again.mtime), (old.size, old.mtime));
+    // The kernel revalidating its entry forgets the new inode, then looks the name up again.
+    fs.forget(new.ino, 1);
+    let again = fs.lookup(&root_user(), ROOT, "db:password").await.unwrap();
+    assert_eq!(again.ino, new.ino, "the current version keeps its number");
+    fs.forget(old.ino, 1);
+    assert_eq!(fs.getattr(old.ino).await, Err(Errno::ENOENT));
+}
+
+#[tokio::test]
+async fn a_version_dropped_by_the_byte_budget_is_fetched_again_by_its_id() {
+    let source = Arc::new(MemorySource::new());
+    source.put("a", "aaaaaaaa");
+    source.put("b", "bbbbbbbb");
+    let fs = rotating_fs(&source, 10);
+    let a = fs.lookup(&root_user(), ROOT, "a").await.unwrap();
+    let b = fs.lookup(&root_user(), ROOT, "b").await.unwrap();
+    assert!(fs.held_bytes() <= 10, "{}", fs.held_bytes());
+    source.put("a", "rotated!");
+    let calls = source.calls(Op::GetSecretValue);
+    assert_eq!(
+        read_all(&fs, a.ino).await,
+        b"aaaaaaaa",
+        "its own version, not the current"
+    );
+    assert_eq!(read_all(&fs, b.ino).await, b"bbbbbbbb");
+    assert!(source.calls(Op::GetSecretValue) > calls, "fetched again");
+    assert!(fs.held_bytes() <= 10);
 }

@@ -1,0 +1,160 @@
+use super::*;
+
+fn selector(s: &str) -> Selector {
+    Selector::parse(s).unwrap()
+}
+
+fn version(id: &str, bytes: &[u8]) -> Arc<Resolved> {
+    Arc::new(Resolved::of_bytes(id, bytes))
+}
+
+fn file(inodes: &Inodes, path: &str, id: &str, bytes: &[u8]) -> u64 {
+    let node = inodes.intern_file(path, &selector(path), &version(id, bytes));
+    let ino = inodes.peek(path).expect("just looked up");
+    assert_eq!(node.version.unwrap().size, bytes.len() as u64);
+    ino
+}
+
+const BUDGET: usize = 1 << 20;
+
+#[test]
+fn numbers_are_stable_while_held_and_released_on_forget() {
+    let inodes = Inodes::new(BUDGET);
+    let a = inodes.intern_dir("prod", NodeKind::Dir);
+    assert_eq!(inodes.intern_dir("prod", NodeKind::Dir), a);
+    assert_eq!(inodes.peek("prod"), Some(a));
+    inodes.forget(a, 1);
+    assert!(inodes.get(a).is_some(), "one reference left");
+    inodes.forget(a, 1);
+    assert!(inodes.get(a).is_none());
+    assert_eq!(inodes.peek("prod"), None);
+    assert_eq!(inodes.len(), 1, "only the root is left");
+    inodes.forget(ROOT, 10);
+    assert!(inodes.get(ROOT).is_some());
+}
+
+#[test]
+fn many_selector_lookups_do_not_grow_the_table_once_forgotten() {
+    let inodes = Inodes::new(BUDGET);
+    for i in 0..(DORMANT_MAX + 1000) {
+        let path = format!("db:key{i}");
+        let ino = file(&inodes, &path, "v1", b"x");
+        inodes.forget(ino, 1);
+    }
+    assert_eq!(inodes.len(), 1);
+    assert_eq!(inodes.held_bytes(), 0, "forgotten versions hold no bytes");
+    assert!(inodes.table.read().files.len() <= DORMANT_MAX);
+}
+
+#[test]
+fn a_path_that_changes_kind_gets_a_new_number() {
+    let inodes = Inodes::new(BUDGET);
+    let f = file(&inodes, "a", "v1", b"x");
+    let d = inodes.intern_dir("a", NodeKind::Dir);
+    assert_ne!(f, d);
+    assert!(
+        inodes.get(f).is_some(),
+        "the old number stays for its holder"
+    );
+    inodes.forget(f, 1);
+    assert_eq!(inodes.peek("a"), Some(d));
+}
+
+#[test]
+fn each_version_is_an_inode_of_its_own_with_its_own_bytes() {
+    let inodes = Inodes::new(BUDGET);
+    let old = file(&inodes, "db", "v1", b"first!");
+    assert_eq!(file(&inodes, "db", "v1", b"first!"), old, "same version");
+    let new = file(&inodes, "db", "v2", b"second");
+    assert_ne!(new, old, "a rotation to the same length is a new inode");
+    let old_node = inodes.get(old).unwrap();
+    let old_version = old_node.version.unwrap();
+    assert_eq!(old_version.bytes().unwrap().bytes(), b"first!");
+    assert_eq!(
+        inodes
+            .get(new)
+            .unwrap()
+            .version
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .bytes(),
+        b"second"
+    );
+    assert!(
+        inodes.get(new).unwrap().version.unwrap().ctime >= old_version.ctime,
+        "ctime moves forward"
+    );
+    let back = file(&inodes, "db", "v1", b"first!");
+    assert_ne!(
+        back, old,
+        "a rollback is a new inode too: numbers are never reused"
+    );
+    assert_eq!(inodes.peek("db"), Some(back));
+}
+
+#[test]
+fn an_edit_in_place_that_keeps_the_version_id_is_a_new_inode() {
+    let inodes = Inodes::new(BUDGET);
+    let a = file(&inodes, "db", "v1", b"secret-a");
+    let b = file(&inodes, "db", "v1", b"secret-b");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn the_current_version_keeps_its_number_through_a_transient_forget() {
+    let inodes = Inodes::new(BUDGET);
+    let old = file(&inodes, "db", "v1", b"one");
+    let new = file(&inodes, "db", "v2", b"two");
+    // The kernel revalidating its entry for `old` got `new`: it forgets `new` and asks again.
+    inodes.forget(new, 1);
+    assert!(inodes.get(new).is_none());
+    assert_eq!(file(&inodes, "db", "v2", b"two"), new);
+    assert_eq!(
+        inodes
+            .get(new)
+            .unwrap()
+            .version
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .bytes(),
+        b"two",
+        "its bytes are back"
+    );
+    inodes.forget(old, 1);
+    assert!(
+        inodes.get(old).is_none(),
+        "a version no longer current goes"
+    );
+}
+
+#[test]
+fn the_bytes_held_stay_within_the_budget_least_recently_read_first() {
+    let inodes = Inodes::new(10);
+    let a = file(&inodes, "a", "v1", b"aaaa");
+    let b = file(&inodes, "b", "v1", b"bbbb");
+    let a_version = inodes.get(a).unwrap().version.unwrap();
+    inodes.touch(&a_version);
+    let c = file(&inodes, "c", "v1", b"cccc");
+    assert!(inodes.held_bytes() <= 10);
+    let held = |ino| inodes.get(ino).unwrap().version.unwrap().bytes().is_some();
+    assert!(held(a) && !held(b) && held(c), "b was read least recently");
+    let b_version = inodes.get(b).unwrap().version.unwrap();
+    inodes.restore_bytes(b, &b_version, &version("v1", b"bbbb"));
+    assert!(held(b));
+    assert!(inodes.held_bytes() <= 10);
+}
+
+#[test]
+fn held_entries_name_their_parent() {
+    let inodes = Inodes::new(BUDGET);
+    let prod = inodes.intern_dir("prod", NodeKind::Dir);
+    let db = file(&inodes, "prod/db", "v1", b"x");
+    let mut held = inodes.held_entries();
+    held.sort();
+    assert_eq!(
+        held,
+        vec![(ROOT, "prod".into(), prod), (prod, "db".into(), db)]
+    );
+}
