@@ -222,6 +222,7 @@ impl Settings {
                 ttl_jitter: f64::from(g.ttl_jitter) / 100.0,
                 max_stale: Duration::from_secs(g.max_stale),
                 negative_ttl: Duration::from_secs(g.negative_ttl),
+                list_ttl: Duration::from_secs(g.list_ttl),
                 max_entries: g.cache_size,
                 max_bytes: g.cache_bytes,
                 ..CacheConfig::default()

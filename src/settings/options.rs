@@ -104,6 +104,13 @@ pub struct GlobalOptions {
           help_heading = "Cache")]
     pub negative_ttl: u64,
 
+    /// How long a listing (ListSecrets, what `ls` shows) is served before it is asked again,
+    /// 0-86400 seconds.
+    #[arg(long, global = true, value_name = "SECONDS", env = "SECRETSFS_LIST_TTL",
+          default_value_t = cache::DEFAULT_LIST_TTL.as_secs(), value_parser = in_range::<u64>(0, 86400),
+          help_heading = "Cache")]
+    pub list_ttl: u64,
+
     /// Owner of files and directories no policy rule covers [default: the running user].
     #[arg(
         long,
