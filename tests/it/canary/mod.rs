@@ -31,9 +31,6 @@ use serde_json::Value;
 // ---------------------------------------------------------------------------------------------
 // Shared by the runs.
 
-/// How long a stopped daemon or `serve` gets to exit.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The TTL every suite runs with, and a wait that outlasts it.
 const TTL: &str = "1";
 const PAST_TTL: Duration = Duration::from_millis(1300);
