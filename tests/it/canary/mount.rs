@@ -8,6 +8,7 @@ use crate::support::cli;
 use crate::support::fake_sm::Fault;
 use crate::support::http::public_tempdir;
 use crate::support::mount::{Http, MountFailed, Mounted};
+use crate::support::nobody::{as_nobody, cat_as_nobody};
 
 use super::http::{Front, http_canaries, http_errors};
 use super::search::{Logs, needles, redacted};
@@ -15,7 +16,7 @@ use super::seed::{
     Kind, NAMES, PLAIN, POLICY, ROTATED_IN, SSRF_TOKEN, Source, error_selectors, inject_everywhere,
     main_canaries, reads, text_of,
 };
-use super::{PAST_TTL, TTL, as_nobody, audit_sanity, differs, eventually};
+use super::{PAST_TTL, TTL, audit_sanity, differs, eventually};
 
 /// Every entry under `dir`, stat'ed as `ls -lR` would.
 fn walk(dir: &Path, seen: &mut usize) {
@@ -145,13 +146,13 @@ async fn mount_suite(kind: Kind, kernel_cache: bool) {
         "canary/escaped-plain::AWSCURRENT",
         "canary/versions:password:AWSCURRENT",
     ] {
-        let out = as_nobody(&[], "cat", &[mount.path(selector).as_os_str()]);
+        let out = cat_as_nobody(&mount.path(selector), &[]);
         if out.status.success() {
             failures.push(format!("uid 65534 read {selector}, want EACCES"));
         }
     }
     as_nobody(&[], "ls", &["-lR".as_ref(), mount.mnt.as_os_str()]);
-    let out = as_nobody(&[4242], "cat", &[mount.path("canary/plain").as_os_str()]);
+    let out = cat_as_nobody(&mount.path("canary/plain"), &[4242]);
     if out.status.success() {
         failures.extend(differs(
             "canary/plain as uid 65534 in group 4242",

@@ -6,11 +6,12 @@ use futures::future::join_all;
 
 use crate::support::cli;
 use crate::support::fake_sm::Fault;
-use crate::support::http::{Response, ServeFailed, Served, TOKEN_HEADER, public_tempdir};
+use crate::support::http::{
+    Response, ServeFailed, Served, TOKEN_HEADER, get_as_nobody, public_tempdir,
+};
 
 use super::http::{
-    Front, check_value, get_as_nobody, http_canaries, http_errors, path_route, query_route,
-    value_of,
+    Front, check_value, http_canaries, http_errors, path_route, query_route, value_of,
 };
 use super::search::{Logs, Needle, needles, redacted};
 use super::seed::{

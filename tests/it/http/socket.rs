@@ -1,62 +1,9 @@
 //! The Unix socket (`--http-socket`): callers decided by their uid, groups and the policy.
 
-use std::path::Path;
-use std::process::Command;
-
 use super::{error_body, serve};
 use crate::support::cli::{aws_args, strs};
 use crate::support::fake_sm::{FakeSecretsManager, Op};
-use crate::support::http::{Conn, public_tempdir};
-
-/// `GET TARGET` over the Unix socket as uid 65534 (in `groups`, or none), through python3:
-/// returns the status and the body.
-fn get_as_nobody(socket: &Path, target: &str, groups: &[u32]) -> (u16, Vec<u8>) {
-    const CLIENT: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(30)
-s.connect(sys.argv[1])
-s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-head, _, body = data.partition(b"\r\n\r\n")
-sys.stdout.buffer.write(head.split(b" ")[1] + b"\n" + body)
-"#;
-    let python = if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid", "65534", "--regid", "65534"]);
-    if groups.is_empty() {
-        cmd.arg("--clear-groups");
-    } else {
-        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
-        cmd.args(["--groups", &list.join(",")]);
-    }
-    let out = cmd
-        .args([python, "-c", CLIENT])
-        .arg(socket)
-        .arg(target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the client as uid 65534 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let newline = out.stdout.iter().position(|&b| b == b'\n').unwrap();
-    let status = std::str::from_utf8(&out.stdout[..newline])
-        .unwrap()
-        .parse()
-        .unwrap();
-    (status, out.stdout[newline + 1..].to_vec())
-}
+use crate::support::http::{Conn, get_as_nobody, public_tempdir};
 
 fn get_secret_value_requests_for(fake: &FakeSecretsManager, name: &str) -> usize {
     fake.requests()

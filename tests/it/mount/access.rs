@@ -8,6 +8,7 @@ use std::process::Command;
 use crate::support::cli::{aws_args, demo_source, strs};
 use crate::support::fake_sm::{FakeSecretsManager, Op};
 use crate::support::mount::Mounted;
+use crate::support::nobody::{as_nobody, cat_as_nobody};
 
 use super::{errno_of, libc_errno, set};
 
@@ -62,33 +63,9 @@ fn setxattr(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Runs `cat PATH` as uid 65534 with the given supplementary groups.
-fn cat_as_nobody(path: &Path, groups: &[u32]) -> std::process::Output {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid", "65534", "--regid", "65534"]);
-    if groups.is_empty() {
-        cmd.arg("--clear-groups");
-    } else {
-        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
-        cmd.args(["--groups", &list.join(",")]);
-    }
-    cmd.arg("cat").arg(path).output().unwrap()
-}
-
+/// `ls -1 PATH` as uid 65534 in no group: the names.
 fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "ls",
-            "-1",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
+    let out = as_nobody(&[], "ls", &["-1".as_ref(), path.as_os_str()]);
     assert!(
         out.status.success(),
         "{}",

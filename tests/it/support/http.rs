@@ -17,6 +17,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, ChildStdout};
 
 use super::cli::{DEADLINE, LOG_LEVEL, SECRETSFS, command};
+use super::nobody::as_nobody;
 
 /// The SSRF token every `serve` gets in `AWS_TOKEN` unless a test says otherwise.
 pub const TOKEN: &str = "secretsfs-test-token-8c1e";
@@ -372,4 +373,50 @@ pub async fn get(addr: SocketAddr, target: &str) -> Response {
         .await
         .get(target, &[(TOKEN_HEADER, TOKEN)])
         .await
+}
+
+/// `GET TARGET` over the Unix socket at `socket` as uid 65534 in `groups` (none when empty),
+/// through a python3 client: the status and the body.
+pub fn get_as_nobody(socket: &Path, target: &str, groups: &[u32]) -> (u16, Vec<u8>) {
+    const CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(30)
+s.connect(sys.argv[1])
+s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+head, _, body = data.partition(b"\r\n\r\n")
+sys.stdout.buffer.write(head.split(b" ")[1] + b"\n" + body)
+"#;
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let out = as_nobody(
+        groups,
+        python,
+        &[
+            "-c".as_ref(),
+            CLIENT.as_ref(),
+            socket.as_os_str(),
+            target.as_ref(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "the client as uid 65534 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let newline = out.stdout.iter().position(|&b| b == b'\n').unwrap();
+    let status = std::str::from_utf8(&out.stdout[..newline])
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, out.stdout[newline + 1..].to_vec())
 }
