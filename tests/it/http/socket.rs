@@ -1,9 +1,10 @@
 //! The Unix socket (`--http-socket`): callers decided by their uid, groups and the policy.
 
 use super::{error_body, serve};
-use crate::support::cli::{aws_args, strs};
+use crate::support::cli::strs;
 use crate::support::fake_sm::{FakeSecretsManager, Op};
 use crate::support::http::{Conn, get_as_nobody, public_tempdir};
+use crate::support::policy::{PolicyFixture, TEAM_GID};
 
 fn get_secret_value_requests_for(fake: &FakeSecretsManager, name: &str) -> usize {
     fake.requests()
@@ -14,21 +15,11 @@ fn get_secret_value_requests_for(fake: &FakeSecretsManager, name: &str) -> usize
 
 #[tokio::test]
 async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
-    let fake = FakeSecretsManager::start();
-    for name in ["private", "public", "team/app"] {
-        fake.put_string(name, &format!("value of {name}"));
-    }
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        "[[policy]]\npath = \"team/**\"\ngroup = 4242\nmode = \"0440\"\n\n\
-         [[policy]]\npath = \"public\"\nmode = \"0444\"\n",
-    )
-    .unwrap();
+    let fixture = PolicyFixture::start();
+    let fake = &fixture.fake;
     let dir = public_tempdir();
     let socket = dir.path().join("api.sock");
-    let mut global = aws_args(&fake.endpoint_url());
-    global.extend(["--config".into(), config.path().to_str().unwrap().into()]);
+    let global = fixture.global_args();
     let served = serve(&strs(&global), &["--http-socket", socket.to_str().unwrap()]).await;
 
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -55,7 +46,7 @@ async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
         "/v1/private as uid 65534: {status}"
     );
     assert_eq!(
-        get_secret_value_requests_for(&fake, "private"),
+        get_secret_value_requests_for(fake, "private"),
         0,
         "a denied caller causes no upstream call"
     );
@@ -75,7 +66,7 @@ async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
         status == 403 && body == denied.as_bytes(),
         "team/app outside the group: {status}"
     );
-    let (status, body) = get_as_nobody(&socket, "/v1/team/app", &[4242]);
+    let (status, body) = get_as_nobody(&socket, "/v1/team/app", &[TEAM_GID]);
     assert!(
         value_of(status, &body) == "value of team/app",
         "team/app in group 4242"
@@ -91,7 +82,7 @@ async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
         r.json()["SecretString"] == "value of private",
         "private as root"
     );
-    assert_eq!(get_secret_value_requests_for(&fake, "private"), 1);
+    assert_eq!(get_secret_value_requests_for(fake, "private"), 1);
 
     let log = served.stop().await;
     assert!(

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::cli::{aws_args, demo_source, strs};
-use crate::support::fake_sm::{FakeSecretsManager, Op};
+use crate::support::cli::{demo_source, strs};
+use crate::support::fake_sm::Op;
 use crate::support::mount::Mounted;
 use crate::support::nobody::{as_nobody, cat_as_nobody};
+use crate::support::policy::{PolicyFixture, TEAM_GID};
 
 use super::{errno_of, libc_errno, set};
 
@@ -80,19 +81,9 @@ fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn other_users_are_decided_by_mode_and_policy_before_any_call() {
-    let fake = FakeSecretsManager::start();
-    for name in ["private", "public", "team/app"] {
-        fake.put_string(name, &format!("value of {name}"));
-    }
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        "[[policy]]\npath = \"team/**\"\ngroup = 4242\nmode = \"0440\"\n\n\
-         [[policy]]\npath = \"public\"\nmode = \"0444\"\n",
-    )
-    .unwrap();
-    let mut global = aws_args(&fake.endpoint_url());
-    global.extend(["--config".into(), config.path().to_str().unwrap().into()]);
+    let fixture = PolicyFixture::start();
+    let fake = &fixture.fake;
+    let mut global = fixture.global_args();
     global.extend(["--dir-mode".into(), "0555".into()]);
     let m = Mounted::start(&strs(&global), &[]).await;
 
@@ -117,7 +108,7 @@ async fn other_users_are_decided_by_mode_and_policy_before_any_call() {
         set(&["public", "team"]),
         "private is hidden"
     );
-    let in_group = cat_as_nobody(&m.path("team/app"), &[4242]);
+    let in_group = cat_as_nobody(&m.path("team/app"), &[TEAM_GID]);
     assert!(
         in_group.status.success(),
         "{}",

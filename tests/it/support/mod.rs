@@ -6,3 +6,4 @@ pub mod http;
 pub mod moto;
 pub mod mount;
 pub mod nobody;
+pub mod policy;
