@@ -254,6 +254,20 @@ impl Drop for Mounted {
     }
 }
 
+/// Detaches whatever is mounted at a path, mounts stacked there included, when dropped: for a
+/// mount a test makes itself (a bind mount, a foreground daemon).
+pub struct DetachOnDrop(pub PathBuf);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        while is_mounted(&self.0) {
+            if nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 /// The first `KEY=VALUE` value that parses as a `T`, among the `lines` containing `marker`.
 fn logged_field<'a, T: FromStr>(
     lines: impl Iterator<Item = &'a str>,
