@@ -1,7 +1,7 @@
 //! The HTTP API: the requests the mount's and `serve`'s runs make, values and errors.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -9,11 +9,11 @@ use serde_json::Value;
 
 use crate::support::http::{Conn, Response, TOKEN_HEADER};
 
+use super::differs;
 use super::seed::{
     BINARY, CURRENT, Canary, ESCAPED, JSON_KEY, PLAIN, PREVIOUS, V_PREVIOUS, V_UNKNOWN, json_with,
     text_of,
 };
-use super::{as_nobody, differs};
 
 /// Where requests go: TCP (with the token) or the Unix socket (as root, no token).
 pub(super) enum Front {
@@ -230,50 +230,4 @@ pub(super) async fn http_errors(
             r.body,
         ));
     }
-}
-
-/// `GET TARGET` over the Unix socket as uid 65534 in `groups`, through python3: the status
-/// and the body.
-pub(super) fn get_as_nobody(socket: &Path, target: &str, groups: &[u32]) -> (u16, Vec<u8>) {
-    const CLIENT: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(30)
-s.connect(sys.argv[1])
-s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-head, _, body = data.partition(b"\r\n\r\n")
-sys.stdout.buffer.write(head.split(b" ")[1] + b"\n" + body)
-"#;
-    let python = if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    let out = as_nobody(
-        groups,
-        python,
-        &[
-            "-c".as_ref(),
-            CLIENT.as_ref(),
-            socket.as_os_str(),
-            target.as_ref(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "the client as uid 65534 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let newline = out.stdout.iter().position(|&b| b == b'\n').unwrap();
-    let status = std::str::from_utf8(&out.stdout[..newline])
-        .unwrap()
-        .parse()
-        .unwrap();
-    (status, out.stdout[newline + 1..].to_vec())
 }

@@ -6,7 +6,7 @@ use super::get::{check_get, get_twice};
 use super::http::{Front, check_value, query_route};
 use super::search::{Logs, needles};
 use super::seed::{Canary, Source, V_JSON, random_alnum, random_digits, write_atomically};
-use super::serve::Serve;
+use super::serve::{start_serve, stop_serve};
 
 #[tokio::test]
 async fn canaries_in_a_malformed_secrets_file_stay_out_of_the_logs() {
@@ -106,9 +106,7 @@ async fn canaries_in_a_malformed_secrets_file_stay_out_of_the_logs() {
     let path = dir.path().join("secrets.json");
     let good = version(r#""SecretString":"fine""#);
     write_atomically(&path, good.as_bytes());
-    let stderr = dir.path().join("serve-stderr.log");
     let serve_audit = dir.path().join("serve-audit.jsonl");
-    logs.file("stderr of serve", &stderr);
     logs.file("--audit-log of serve", &serve_audit);
     let token = random_alnum(32);
     let args: Vec<String> = [
@@ -125,7 +123,8 @@ async fn canaries_in_a_malformed_secrets_file_stay_out_of_the_logs() {
     .map(str::to_owned)
     .to_vec();
     let env = [("RUST_LOG", "trace"), ("AWS_TOKEN", token.as_str())];
-    let mut served = Serve::start(&args, &env, &stderr, &needles).await;
+    let mut served = start_serve(&args, &env, &needles).await;
+    logs.file("stderr of serve", &served.stderr_path());
     let auth = [(TOKEN_HEADER, token.as_str())];
     let tcp = Front::Tcp(served.addr);
     for (i, text) in files.iter().enumerate() {
@@ -140,12 +139,9 @@ async fn canaries_in_a_malformed_secrets_file_stay_out_of_the_logs() {
             &mut failures,
         );
     }
-    let code = served.stop().await;
-    if code != Some(0) {
-        failures.push(format!("serve exited {code:?} on SIGTERM, want 0"));
-    }
-    let warned = std::fs::read_to_string(&stderr)
-        .unwrap_or_default()
+    stop_serve(&mut served, &mut failures).await;
+    let warned = served
+        .stderr()
         .lines()
         .filter(|l| l.contains("invalid"))
         .count();

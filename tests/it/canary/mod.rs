@@ -23,16 +23,12 @@ mod seed;
 mod serve;
 
 use std::path::Path;
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
 // Shared by the runs.
-
-/// How long a stopped daemon or `serve` gets to exit.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TTL every suite runs with, and a wait that outlasts it.
 const TTL: &str = "1";
@@ -60,23 +56,6 @@ fn differs(what: &str, got: &[u8], want: &[u8]) -> Option<String> {
             want.len()
         )
     })
-}
-
-/// `setpriv` as uid/gid 65534, in `groups` (or none), running `program args`.
-fn as_nobody(groups: &[u32], program: &str, args: &[&std::ffi::OsStr]) -> Output {
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid", "65534", "--regid", "65534"]);
-    if groups.is_empty() {
-        cmd.arg("--clear-groups");
-    } else {
-        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
-        cmd.args(["--groups", &list.join(",")]);
-    }
-    cmd.arg(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("setpriv")
 }
 
 /// The audit log holds records, each a JSON line at the audit target. Returns the records

@@ -1,121 +1,22 @@
 //! The mount.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use std::path::Path;
+use std::time::Duration;
 
 use crate::support::cli;
 use crate::support::fake_sm::Fault;
 use crate::support::http::public_tempdir;
-use crate::support::mount::is_mounted;
+use crate::support::mount::{Http, MountFailed, Mounted};
+use crate::support::nobody::{as_nobody, cat_as_nobody};
 
 use super::http::{Front, http_canaries, http_errors};
-use super::search::{Logs, Needle, needles, redacted};
+use super::search::{Logs, needles, redacted};
 use super::seed::{
     Kind, NAMES, PLAIN, POLICY, ROTATED_IN, SSRF_TOKEN, Source, error_selectors, inject_everywhere,
     main_canaries, reads, text_of,
 };
-use super::{PAST_TTL, STOP_TIMEOUT, TTL, as_nobody, audit_sanity, differs, eventually};
-
-/// A background mount under a guard that stops its daemon by pid (SIGTERM, then SIGKILL) and
-/// detaches the mountpoint, even when the test fails.
-struct Mount {
-    mnt: PathBuf,
-    pid: Option<i32>,
-}
-
-impl Mount {
-    /// `secretsfs GLOBAL mount MNT MOUNT_ARGS`; returns once it exited 0, with its output.
-    async fn start(
-        global: &[String],
-        mnt: &Path,
-        log: &Path,
-        mount_args: &[&str],
-        env: &[(&str, &str)],
-        needles: &[Needle],
-    ) -> (Mount, Output) {
-        let mut args = global.to_vec();
-        args.extend([
-            "mount".into(),
-            mnt.display().to_string(),
-            "--log-file".into(),
-            log.display().to_string(),
-        ]);
-        args.extend(mount_args.iter().map(|a| (*a).to_owned()));
-        let out = cli::run_with_env(&cli::strs(&args), env).await;
-        let text = std::fs::read(log).unwrap_or_default();
-        let mount = Mount {
-            mnt: mnt.to_owned(),
-            pid: logged(&text, " mounted mountpoint=", " pid="),
-        };
-        assert!(
-            out.status.success() && mount.pid.is_some(),
-            "mount: exit {:?}, stderr {}\nlog:\n{}",
-            out.status.code(),
-            redacted(&out.stderr, needles),
-            redacted(&text, needles)
-        );
-        (mount, out)
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.mnt.join(relative)
-    }
-
-    /// SIGTERM; true once the daemon is gone and the mount with it.
-    fn stop(&mut self) -> bool {
-        let Some(pid) = self.pid.take() else {
-            return !is_mounted(&self.mnt);
-        };
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while (alive(pid) || is_mounted(&self.mnt)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let stopped = !alive(pid) && !is_mounted(&self.mnt);
-        if alive(pid) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        stopped
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        self.stop();
-        if is_mounted(&self.mnt) {
-            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-}
-
-/// A process that exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-/// The value of `key` (up to whitespace) on the last log line containing `marker`.
-fn logged<T: std::str::FromStr>(log: &[u8], marker: &str, key: &str) -> Option<T> {
-    String::from_utf8_lossy(log)
-        .lines()
-        .rev()
-        .filter(|l| l.contains(marker))
-        .find_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.parse().ok())
-}
+use super::{PAST_TTL, TTL, audit_sanity, differs, eventually};
 
 /// Every entry under `dir`, stat'ed as `ls -lR` would.
 fn walk(dir: &Path, seen: &mut usize) {
@@ -142,10 +43,6 @@ async fn mount_suite(kind: Kind, kernel_cache: bool) {
     let token = text_of(&canaries, SSRF_TOKEN).to_owned();
     let source = Source::new(kind, &canaries);
     let dir = public_tempdir();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let log = dir.path().join("secretsfs.log");
     let audit = dir.path().join("audit.jsonl");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, POLICY).unwrap();
@@ -175,10 +72,20 @@ async fn mount_suite(kind: Kind, kernel_cache: bool) {
         mount_args.push("--no-kernel-cache");
     }
     let env = [("RUST_LOG", "trace"), ("AWS_TOKEN", token.as_str())];
+    let (mut mount, out) =
+        Mounted::try_start_with(&cli::strs(&global), &mount_args, &env, Http::AsConfigured)
+            .await
+            .unwrap_or_else(|MountFailed { out, log }| {
+                panic!(
+                    "mount: exit {:?}, stderr {}\nlog:\n{}",
+                    out.status.code(),
+                    redacted(&out.stderr, &needles),
+                    redacted(log.as_bytes(), &needles)
+                )
+            });
     let mut logs = Logs::default();
-    logs.file("--log-file of the mount", &log);
+    logs.file("--log-file of the mount", mount.log_path());
     logs.file("--audit-log of the mount", &audit);
-    let (mut mount, out) = Mount::start(&global, &mnt, &log, &mount_args, &env, &needles).await;
     logs.capture("stderr of `mount`", &out.stderr);
     logs.capture("stdout of `mount`", &out.stdout);
     let mut failures = Vec::new();
@@ -239,13 +146,13 @@ async fn mount_suite(kind: Kind, kernel_cache: bool) {
         "canary/escaped-plain::AWSCURRENT",
         "canary/versions:password:AWSCURRENT",
     ] {
-        let out = as_nobody(&[], "cat", &[mount.path(selector).as_os_str()]);
+        let out = cat_as_nobody(&mount.path(selector), &[]);
         if out.status.success() {
             failures.push(format!("uid 65534 read {selector}, want EACCES"));
         }
     }
     as_nobody(&[], "ls", &["-lR".as_ref(), mount.mnt.as_os_str()]);
-    let out = as_nobody(&[4242], "cat", &[mount.path("canary/plain").as_os_str()]);
+    let out = cat_as_nobody(&mount.path("canary/plain"), &[4242]);
     if out.status.success() {
         failures.extend(differs(
             "canary/plain as uid 65534 in group 4242",
@@ -260,12 +167,7 @@ async fn mount_suite(kind: Kind, kernel_cache: bool) {
     }
 
     // The mount's own HTTP API.
-    let addr: Option<SocketAddr> = logged(
-        &std::fs::read(&log).unwrap_or_default(),
-        "HTTP API listening",
-        "address=",
-    );
-    match addr {
+    match mount.http_addr() {
         Some(addr) => {
             let mut bodies = Vec::new();
             http_canaries(&Front::Tcp(addr), &token, &canaries, &mut failures).await;

@@ -1,97 +1,49 @@
 //! `secretsfs serve`.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout};
 
-use crate::support::cli::{self, DEADLINE, SECRETSFS};
+use crate::support::cli;
 use crate::support::fake_sm::Fault;
-use crate::support::http::{Response, TOKEN_HEADER, public_tempdir};
+use crate::support::http::{
+    Response, ServeFailed, Served, TOKEN_HEADER, get_as_nobody, public_tempdir,
+};
 
 use super::http::{
-    Front, check_value, get_as_nobody, http_canaries, http_errors, path_route, query_route,
-    value_of,
+    Front, check_value, http_canaries, http_errors, path_route, query_route, value_of,
 };
 use super::search::{Logs, Needle, needles, redacted};
 use super::seed::{
     FAULTS, Kind, PLAIN, POLICY, ROTATED_IN, SSRF_TOKEN, Source, inject_everywhere, main_canaries,
     text_of,
 };
-use super::{PAST_TTL, STOP_TIMEOUT, TTL, audit_sanity};
+use super::{PAST_TTL, TTL, audit_sanity};
 
-/// `secretsfs ... serve` under a guard that kills exactly this child.
-pub(super) struct Serve {
-    child: Child,
-    pub(super) addr: SocketAddr,
-    _stdout: BufReader<ChildStdout>,
+/// `secretsfs ARGS` (with `serve` in them) under the shared guard; a failure to start is
+/// reported with the canaries redacted.
+pub(super) async fn start_serve(
+    args: &[String],
+    env: &[(&str, &str)],
+    needles: &[Needle],
+) -> Served {
+    Served::try_start_with_env(&cli::strs(args), env)
+        .await
+        .unwrap_or_else(|ServeFailed { why, stderr }| {
+            panic!(
+                "serve did not say where it listens ({}); stderr:\n{}",
+                redacted(why.as_bytes(), needles),
+                redacted(stderr.as_bytes(), needles)
+            )
+        })
 }
 
-impl Serve {
-    pub(super) async fn start(
-        args: &[String],
-        env: &[(&str, &str)],
-        stderr: &Path,
-        needles: &[Needle],
-    ) -> Serve {
-        let file = std::fs::File::create(stderr).unwrap();
-        let mut child = cli::command(&cli::strs(args), env)
-            .stdout(Stdio::piped())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {SECRETSFS}: {e}"));
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        let read = tokio::time::timeout(DEADLINE, stdout.read_line(&mut line)).await;
-        let addr = line
-            .trim_end()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok());
-        match (read, addr) {
-            (Ok(Ok(n)), Some(addr)) if n > 0 => Serve {
-                child,
-                addr,
-                _stdout: stdout,
-            },
-            _ => {
-                let _ = child.start_kill();
-                let _ = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await;
-                panic!(
-                    "serve did not say where it listens; stderr:\n{}",
-                    redacted(&std::fs::read(stderr).unwrap_or_default(), needles)
-                );
-            }
-        }
-    }
-
-    /// SIGTERM by pid; the exit code.
-    pub(super) async fn stop(&mut self) -> Option<i32> {
-        let pid = self.child.id()?;
-        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).ok()?;
-        let status = tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .ok()?
-            .ok()?;
-        status.code()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.start_kill();
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
+/// SIGTERM: a failure unless `serve` exits 0.
+pub(super) async fn stop_serve(served: &mut Served, failures: &mut Vec<String>) {
+    match served.try_stop().await.map(|status| status.code()) {
+        Ok(Some(0)) => {}
+        Ok(code) => failures.push(format!("serve exited {code:?} on SIGTERM, want 0")),
+        Err(why) => failures.push(why),
     }
 }
 
@@ -103,7 +55,6 @@ async fn serve_suite(kind: Kind, log_to_file: bool) {
     let dir = public_tempdir();
     let socket = dir.path().join("api.sock");
     let log = dir.path().join("serve.log");
-    let stderr = dir.path().join("stderr.log");
     let audit = dir.path().join("audit.jsonl");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, POLICY).unwrap();
@@ -141,7 +92,6 @@ async fn serve_suite(kind: Kind, log_to_file: bool) {
         ]
         .map(str::to_owned),
     );
-    logs.file("stderr of serve", &stderr);
     logs.file("--audit-log of serve", &audit);
     // From a file (`file://PATH`, trimmed) in one variant, from the variable in the other.
     let token_file = dir.path().join("token");
@@ -151,7 +101,8 @@ async fn serve_suite(kind: Kind, log_to_file: bool) {
         Kind::Fake => token.clone(),
     };
     let env = [("RUST_LOG", "trace"), ("AWS_TOKEN", token_env.as_str())];
-    let mut served = Serve::start(&args, &env, &stderr, &needles).await;
+    let mut served = start_serve(&args, &env, &needles).await;
+    logs.file("stderr of serve", &served.stderr_path());
     let auth = [(TOKEN_HEADER, token.as_str())];
     let tcp = Front::Tcp(served.addr);
     let unix = Front::Unix(socket.clone());
@@ -279,10 +230,7 @@ async fn serve_suite(kind: Kind, log_to_file: bool) {
         logs.capture(label, &body);
     }
 
-    let code = served.stop().await;
-    if code != Some(0) {
-        failures.push(format!("serve exited {code:?} on SIGTERM, want 0"));
-    }
+    stop_serve(&mut served, &mut failures).await;
     let tally = audit_sanity(&audit, &mut failures);
     if !tally.keys().any(|k| k.starts_with("http-socket/denied/")) {
         failures.push("no denial on the Unix socket in the audit log".to_owned());

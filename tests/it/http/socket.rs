@@ -1,62 +1,10 @@
 //! The Unix socket (`--http-socket`): callers decided by their uid, groups and the policy.
 
-use std::path::Path;
-use std::process::Command;
-
 use super::{error_body, serve};
-use crate::support::cli::{aws_args, strs};
+use crate::support::cli::strs;
 use crate::support::fake_sm::{FakeSecretsManager, Op};
-use crate::support::http::{Conn, public_tempdir};
-
-/// `GET TARGET` over the Unix socket as uid 65534 (in `groups`, or none), through python3:
-/// returns the status and the body.
-fn get_as_nobody(socket: &Path, target: &str, groups: &[u32]) -> (u16, Vec<u8>) {
-    const CLIENT: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(30)
-s.connect(sys.argv[1])
-s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-head, _, body = data.partition(b"\r\n\r\n")
-sys.stdout.buffer.write(head.split(b" ")[1] + b"\n" + body)
-"#;
-    let python = if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid", "65534", "--regid", "65534"]);
-    if groups.is_empty() {
-        cmd.arg("--clear-groups");
-    } else {
-        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
-        cmd.args(["--groups", &list.join(",")]);
-    }
-    let out = cmd
-        .args([python, "-c", CLIENT])
-        .arg(socket)
-        .arg(target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the client as uid 65534 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let newline = out.stdout.iter().position(|&b| b == b'\n').unwrap();
-    let status = std::str::from_utf8(&out.stdout[..newline])
-        .unwrap()
-        .parse()
-        .unwrap();
-    (status, out.stdout[newline + 1..].to_vec())
-}
+use crate::support::http::{Conn, get_as_nobody, public_tempdir};
+use crate::support::policy::{PolicyFixture, TEAM_GID};
 
 fn get_secret_value_requests_for(fake: &FakeSecretsManager, name: &str) -> usize {
     fake.requests()
@@ -67,21 +15,11 @@ fn get_secret_value_requests_for(fake: &FakeSecretsManager, name: &str) -> usize
 
 #[tokio::test]
 async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
-    let fake = FakeSecretsManager::start();
-    for name in ["private", "public", "team/app"] {
-        fake.put_string(name, &format!("value of {name}"));
-    }
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        "[[policy]]\npath = \"team/**\"\ngroup = 4242\nmode = \"0440\"\n\n\
-         [[policy]]\npath = \"public\"\nmode = \"0444\"\n",
-    )
-    .unwrap();
+    let fixture = PolicyFixture::start();
+    let fake = &fixture.fake;
     let dir = public_tempdir();
     let socket = dir.path().join("api.sock");
-    let mut global = aws_args(&fake.endpoint_url());
-    global.extend(["--config".into(), config.path().to_str().unwrap().into()]);
+    let global = fixture.global_args();
     let served = serve(&strs(&global), &["--http-socket", socket.to_str().unwrap()]).await;
 
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -108,7 +46,7 @@ async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
         "/v1/private as uid 65534: {status}"
     );
     assert_eq!(
-        get_secret_value_requests_for(&fake, "private"),
+        get_secret_value_requests_for(fake, "private"),
         0,
         "a denied caller causes no upstream call"
     );
@@ -128,7 +66,7 @@ async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
         status == 403 && body == denied.as_bytes(),
         "team/app outside the group: {status}"
     );
-    let (status, body) = get_as_nobody(&socket, "/v1/team/app", &[4242]);
+    let (status, body) = get_as_nobody(&socket, "/v1/team/app", &[TEAM_GID]);
     assert!(
         value_of(status, &body) == "value of team/app",
         "team/app in group 4242"
@@ -144,7 +82,7 @@ async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
         r.json()["SecretString"] == "value of private",
         "private as root"
     );
-    assert_eq!(get_secret_value_requests_for(&fake, "private"), 1);
+    assert_eq!(get_secret_value_requests_for(fake, "private"), 1);
 
     let log = served.stop().await;
     assert!(

@@ -5,9 +5,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::cli::{aws_args, demo_source, strs};
-use crate::support::fake_sm::{FakeSecretsManager, Op};
+use crate::support::cli::{demo_source, strs};
+use crate::support::fake_sm::Op;
 use crate::support::mount::Mounted;
+use crate::support::nobody::{as_nobody, cat_as_nobody};
+use crate::support::policy::{PolicyFixture, TEAM_GID};
 
 use super::{errno_of, libc_errno, set};
 
@@ -62,33 +64,9 @@ fn setxattr(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Runs `cat PATH` as uid 65534 with the given supplementary groups.
-fn cat_as_nobody(path: &Path, groups: &[u32]) -> std::process::Output {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid", "65534", "--regid", "65534"]);
-    if groups.is_empty() {
-        cmd.arg("--clear-groups");
-    } else {
-        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
-        cmd.args(["--groups", &list.join(",")]);
-    }
-    cmd.arg("cat").arg(path).output().unwrap()
-}
-
+/// `ls -1 PATH` as uid 65534 in no group: the names.
 fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "ls",
-            "-1",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
+    let out = as_nobody(&[], "ls", &["-1".as_ref(), path.as_os_str()]);
     assert!(
         out.status.success(),
         "{}",
@@ -103,19 +81,9 @@ fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn other_users_are_decided_by_mode_and_policy_before_any_call() {
-    let fake = FakeSecretsManager::start();
-    for name in ["private", "public", "team/app"] {
-        fake.put_string(name, &format!("value of {name}"));
-    }
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        "[[policy]]\npath = \"team/**\"\ngroup = 4242\nmode = \"0440\"\n\n\
-         [[policy]]\npath = \"public\"\nmode = \"0444\"\n",
-    )
-    .unwrap();
-    let mut global = aws_args(&fake.endpoint_url());
-    global.extend(["--config".into(), config.path().to_str().unwrap().into()]);
+    let fixture = PolicyFixture::start();
+    let fake = &fixture.fake;
+    let mut global = fixture.global_args();
     global.extend(["--dir-mode".into(), "0555".into()]);
     let m = Mounted::start(&strs(&global), &[]).await;
 
@@ -140,7 +108,7 @@ async fn other_users_are_decided_by_mode_and_policy_before_any_call() {
         set(&["public", "team"]),
         "private is hidden"
     );
-    let in_group = cat_as_nobody(&m.path("team/app"), &[4242]);
+    let in_group = cat_as_nobody(&m.path("team/app"), &[TEAM_GID]);
     assert!(
         in_group.status.success(),
         "{}",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support::cli::{demo_source, strs};
-use crate::support::mount::Mounted;
+use crate::support::mount::{DetachOnDrop, Http, Mounted, mountpoint};
 
 #[tokio::test]
 async fn sigterm_unmounts_and_a_dead_mount_is_recovered() {
@@ -25,12 +25,7 @@ async fn sigterm_unmounts_and_a_dead_mount_is_recovered() {
 
 #[tokio::test]
 async fn foreground_mode_serves_until_sigterm() {
-    let dir = tempfile::Builder::new()
-        .prefix("secretsfs-test-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let (_dir, mnt) = mountpoint();
     let mut child = tokio::process::Command::new(crate::support::cli::SECRETSFS)
         .args(["--source", &demo_source(), "mount", "-f"])
         .arg(&mnt)
@@ -55,16 +50,6 @@ async fn foreground_mode_serves_until_sigterm() {
     assert!(!crate::support::mount::is_mounted(&mnt));
 }
 
-struct DetachOnDrop(std::path::PathBuf);
-
-impl Drop for DetachOnDrop {
-    fn drop(&mut self) {
-        if crate::support::mount::is_mounted(&self.0) {
-            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-}
-
 #[tokio::test]
 async fn bad_mountpoints_fail_with_one_line_and_exit_78() {
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -85,66 +70,27 @@ async fn bad_mountpoints_fail_with_one_line_and_exit_78() {
     }
 }
 
-/// Unmounts a test's own bind mount even when the test fails.
-struct BindGuard(std::path::PathBuf);
-
-impl Drop for BindGuard {
-    fn drop(&mut self) {
-        while crate::support::mount::is_mounted(&self.0) {
-            if nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_err() {
-                break;
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_unmount_from_outside_leaves_what_lies_beneath() {
-    let dir = tempfile::Builder::new()
-        .prefix("secretsfs-test-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let log = dir.path().join("log");
+    let mut m = Mounted::unmounted(&[], Http::OffUnlessAsked);
     // The mountpoint is itself a mount, as a container's hostPath or a bind mount would be.
     nix::mount::mount(
-        Some(&mnt),
-        &mnt,
+        Some(&m.mnt),
+        &m.mnt,
         None::<&str>,
         nix::mount::MsFlags::MS_BIND,
         None::<&str>,
     )
     .unwrap();
-    let _bind = BindGuard(mnt.clone());
-    let mnt_s = mnt.to_str().unwrap();
-    let log_s = log.to_str().unwrap();
-    let out = crate::support::cli::run(&[
-        "--source",
-        &demo_source(),
-        "--log-level",
-        "info",
-        "--log-file",
-        log_s,
-        "mount",
-        "--no-http",
-        mnt_s,
-    ])
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{:?}",
-        crate::support::cli::stderr_lines(&out)
-    );
-    let _detach = DetachOnDrop(mnt.clone());
-    assert!(std::fs::read(mnt.join("api-key")).is_ok());
-    nix::mount::umount(&mnt).unwrap();
+    // Dropped before `m`: the bind mount goes, and secretsfs's if it is still there; then `m`
+    // stops the daemon by its pid.
+    let _bind = DetachOnDrop(m.mnt.clone());
+    m.mount(&["--source", &demo_source(), "--log-level", "info"], &[])
+        .await;
+    assert!(std::fs::read(m.path("api-key")).is_ok());
+    nix::mount::umount(&m.mnt).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("unmounted from outside")
-    {
+    while !m.log().contains("unmounted from outside") {
         assert!(
             std::time::Instant::now() < deadline,
             "the daemon did not notice the unmount"
@@ -152,12 +98,9 @@ async fn an_unmount_from_outside_leaves_what_lies_beneath() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
+    assert!(m.is_mounted(), "the bind mount beneath is still there");
     assert!(
-        crate::support::mount::is_mounted(&mnt),
-        "the bind mount beneath is still there"
-    );
-    assert!(
-        std::fs::read(mnt.join("api-key")).is_err(),
+        std::fs::read(m.path("api-key")).is_err(),
         "secretsfs is gone"
     );
 }

@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -17,6 +17,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, ChildStdout};
 
 use super::cli::{DEADLINE, LOG_LEVEL, SECRETSFS, command};
+use super::nobody::as_nobody;
 
 /// The SSRF token every `serve` gets in `AWS_TOKEN` unless a test says otherwise.
 pub const TOKEN: &str = "secretsfs-test-token-8c1e";
@@ -55,10 +56,28 @@ impl Served {
 
     /// Like [`Served::start`], with `env` instead of the default token.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
+        Served::try_start_with_env(args, env)
+            .await
+            .unwrap_or_else(|ServeFailed { why, stderr }| {
+                panic!("secretsfs {args:?} did not say where it listens ({why}); stderr:\n{stderr}")
+            })
+    }
+
+    /// Like [`Served::start_with_env`], but a `serve` that does not say where it listens is
+    /// handed back (once its process is gone) instead of panicking, for a test that words the
+    /// failure itself (the canaries redact it). `--log-level` is [`LOG_LEVEL`] unless `args`
+    /// have their own.
+    pub async fn try_start_with_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Served, ServeFailed> {
         let dir = tempfile::tempdir().expect("temp dir");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut full: Vec<&str> = vec!["--log-level", LOG_LEVEL];
+        let mut full: Vec<&str> = Vec::new();
+        if !args.contains(&"--log-level") {
+            full.extend(["--log-level", LOG_LEVEL]);
+        }
         full.extend(args);
         let mut child = command(&full, env)
             .stdout(Stdio::piped())
@@ -68,37 +87,41 @@ impl Served {
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
         let read = tokio::time::timeout(DEADLINE, stdout.read_line(&mut line)).await;
-        let ready = matches!(read, Ok(Ok(n)) if n > 0);
-        if !ready {
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await;
-            panic!(
-                "secretsfs {args:?} did not say where it listens ({read:?}); stderr:\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
+        let ready = match read {
+            Ok(Ok(n)) if n > 0 => parse_ready_line(&line),
+            _ => Err(format!("{read:?}")),
+        };
+        match ready {
+            Ok(addr) => Ok(Served {
+                child,
+                addr,
+                dir,
+                _stdout: stdout,
+            }),
+            Err(why) => {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await;
+                Err(ServeFailed {
+                    why,
+                    stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                })
+            }
         }
-        let addr = parse_ready_line(&line);
-        Served {
-            child,
-            addr,
-            dir,
-            _stdout: stdout,
-        }
+    }
+
+    /// Where the process's stderr goes.
+    pub fn stderr_path(&self) -> PathBuf {
+        self.dir.path().join("stderr.log")
     }
 
     /// What the process logged so far (stderr).
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
     }
 
     /// SIGTERM, then waits for the process: it must exit 0. Returns its stderr.
     pub async fn stop(mut self) -> String {
-        let pid = self.child.id().expect("serve is still running");
-        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
-        let status = tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("serve did not exit within {STOP_TIMEOUT:?} of SIGTERM"))
-            .unwrap();
+        let status = self.try_stop().await.unwrap_or_else(|why| panic!("{why}"));
         let stderr = self.stderr();
         assert_eq!(
             status.code(),
@@ -106,6 +129,18 @@ impl Served {
             "serve's exit on SIGTERM; stderr:\n{stderr}"
         );
         stderr
+    }
+
+    /// SIGTERM (by its own pid), then waits for the process: how it exited, or why it could
+    /// not be stopped so.
+    pub async fn try_stop(&mut self) -> Result<ExitStatus, String> {
+        let pid = self.child.id().ok_or("serve was no longer running")?;
+        kill(Pid::from_raw(pid as i32), Signal::SIGTERM)
+            .map_err(|e| format!("SIGTERM to serve: {e}"))?;
+        tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+            .await
+            .map_err(|_| format!("serve did not exit within {STOP_TIMEOUT:?} of SIGTERM"))?
+            .map_err(|e| format!("waiting for serve: {e}"))
     }
 }
 
@@ -122,8 +157,15 @@ impl Drop for Served {
     }
 }
 
+/// A `serve` that did not say where it listens: why, and what it wrote to stderr. Its process
+/// is gone.
+pub struct ServeFailed {
+    pub why: String,
+    pub stderr: String,
+}
+
 /// `secretsfs/<version> listening on http://127.0.0.1:PORT`.
-fn parse_ready_line(line: &str) -> SocketAddr {
+fn parse_ready_line(line: &str) -> Result<SocketAddr, String> {
     let expected_start = concat!(
         "secretsfs/",
         env!("CARGO_PKG_VERSION"),
@@ -132,9 +174,9 @@ fn parse_ready_line(line: &str) -> SocketAddr {
     let rest = line
         .trim_end_matches('\n')
         .strip_prefix(expected_start)
-        .unwrap_or_else(|| panic!("unexpected first line on stdout: {line:?}"));
+        .ok_or_else(|| format!("unexpected first line on stdout: {line:?}"))?;
     rest.parse()
-        .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"))
+        .map_err(|e| format!("no address in {line:?}: {e}"))
 }
 
 /// One HTTP response, as received.
@@ -331,4 +373,50 @@ pub async fn get(addr: SocketAddr, target: &str) -> Response {
         .await
         .get(target, &[(TOKEN_HEADER, TOKEN)])
         .await
+}
+
+/// `GET TARGET` over the Unix socket at `socket` as uid 65534 in `groups` (none when empty),
+/// through a python3 client: the status and the body.
+pub fn get_as_nobody(socket: &Path, target: &str, groups: &[u32]) -> (u16, Vec<u8>) {
+    const CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(30)
+s.connect(sys.argv[1])
+s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+head, _, body = data.partition(b"\r\n\r\n")
+sys.stdout.buffer.write(head.split(b" ")[1] + b"\n" + body)
+"#;
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let out = as_nobody(
+        groups,
+        python,
+        &[
+            "-c".as_ref(),
+            CLIENT.as_ref(),
+            socket.as_os_str(),
+            target.as_ref(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "the client as uid 65534 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let newline = out.stdout.iter().position(|&b| b == b'\n').unwrap();
+    let status = std::str::from_utf8(&out.stdout[..newline])
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, out.stdout[newline + 1..].to_vec())
 }

@@ -5,3 +5,5 @@ pub mod fake_sm;
 pub mod http;
 pub mod moto;
 pub mod mount;
+pub mod nobody;
+pub mod policy;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,24 @@ pub struct Mounted {
     http: Http,
 }
 
+/// A mount command that did not mount: what it printed and what the daemon logged. The guard
+/// it came from has already cleaned up.
+pub struct MountFailed {
+    pub out: Output,
+    pub log: String,
+}
+
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A fresh 0755 directory with a 0755 `mnt` in it, to mount on; the mountpoint goes with the
+/// directory.
+pub fn mountpoint() -> (tempfile::TempDir, PathBuf) {
+    let dir = public_tempdir();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, mnt)
+}
 
 impl Mounted {
     /// `secretsfs GLOBAL... mount MNT --log-file LOG MOUNT_ARGS...` in the background; returns
@@ -61,12 +79,37 @@ impl Mounted {
         env: &[(&str, &str)],
         http: Http,
     ) -> Mounted {
-        let dir = public_tempdir();
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut mounted = Mounted::unmounted(env, http);
+        mounted.mount(global, mount_args).await;
+        mounted
+    }
+
+    /// Like [`Mounted::start_with`], but a mount that fails is handed back (once cleaned up)
+    /// instead of panicking, for a test that words the failure itself (the canaries redact
+    /// it); a mount that succeeds comes with the mount command's output.
+    pub async fn try_start_with(
+        global: &[&str],
+        mount_args: &[&str],
+        env: &[(&str, &str)],
+        http: Http,
+    ) -> Result<(Mounted, Output), MountFailed> {
+        let mut mounted = Mounted::unmounted(env, http);
+        match mounted.try_mount(global, mount_args).await {
+            Ok(out) => Ok((mounted, out)),
+            Err(out) => {
+                let log = mounted.log();
+                drop(mounted);
+                Err(MountFailed { out, log })
+            }
+        }
+    }
+
+    /// The guard with its mountpoint and log, before anything is mounted: for a test that
+    /// prepares the mountpoint first, then calls [`Mounted::mount`].
+    pub fn unmounted(env: &[(&str, &str)], http: Http) -> Mounted {
+        let (dir, mnt) = mountpoint();
         let log = dir.path().join("secretsfs.log");
-        let mut mounted = Mounted {
+        Mounted {
             _dir: dir,
             mnt,
             log,
@@ -76,26 +119,35 @@ impl Mounted {
                 .map(|&(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             http,
-        };
-        mounted.mount(global, mount_args).await;
-        mounted
+        }
     }
 
     /// Mounts (again) at the same mountpoint.
     pub async fn mount(&mut self, global: &[&str], mount_args: &[&str]) {
+        if let Err(out) = self.try_mount(global, mount_args).await {
+            panic!(
+                "mount failed (exit {:?}): {:?}\nlog:\n{}",
+                out.status.code(),
+                cli::stderr_lines(&out),
+                self.log()
+            );
+        }
+    }
+
+    /// `secretsfs GLOBAL... [--log-level ..] mount MNT --log-file LOG MOUNT_ARGS...
+    /// [--no-http]`: `Ok` with its output once it exited 0 and the daemon logged its pid,
+    /// `Err` with its output otherwise. `--log-level` is [`cli::LOG_LEVEL`] unless `global`
+    /// has its own.
+    async fn try_mount(&mut self, global: &[&str], mount_args: &[&str]) -> Result<Output, Output> {
         let (mnt, log) = (
             self.mnt.to_str().unwrap().to_owned(),
             self.log.to_str().unwrap().to_owned(),
         );
         let mut args: Vec<&str> = global.to_vec();
-        args.extend([
-            "--log-level",
-            cli::LOG_LEVEL,
-            "mount",
-            &mnt,
-            "--log-file",
-            &log,
-        ]);
+        if !global.contains(&"--log-level") {
+            args.extend(["--log-level", cli::LOG_LEVEL]);
+        }
+        args.extend(["mount", &mnt, "--log-file", &log]);
         args.extend(mount_args);
         // Parallel tests must never collide on the default port.
         if self.http == Http::OffUnlessAsked && !mount_args.iter().any(|a| a.starts_with("--http-"))
@@ -108,17 +160,20 @@ impl Mounted {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let out = cli::run_with_env(&args, &env).await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "mount failed: {:?}\nlog:\n{}",
-            cli::stderr_lines(&out),
-            self.log()
-        );
-        self.pid = Some(
-            self.daemon_pid()
-                .expect("the daemon logs its pid once mounted"),
-        );
+        if out.status.code() != Some(0) {
+            return Err(out);
+        }
+        // Only after an exit 0: the log may still name an earlier daemon, long gone.
+        self.pid = self.daemon_pid();
+        match self.pid {
+            Some(_) => Ok(out),
+            None => Err(out),
+        }
+    }
+
+    /// Where the daemon's `--log-file` is.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -148,15 +203,22 @@ impl Mounted {
         is_mounted(&self.mnt)
     }
 
-    /// SIGTERM, then waits until the daemon is gone and the mount with it.
-    pub fn stop(&mut self) {
-        if let Some(pid) = self.pid.take() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while (alive(pid) || self.is_mounted()) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+    /// SIGTERM, then waits until the daemon is gone and the mount with it: whether both
+    /// happened in time. A daemon that outlives the wait is killed (SIGKILL), by its pid.
+    pub fn stop(&mut self) -> bool {
+        let Some(pid) = self.pid.take() else {
+            return !self.is_mounted();
+        };
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while (alive(pid) || self.is_mounted()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let stopped = !alive(pid) && !self.is_mounted();
+        if alive(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        stopped
     }
 
     /// SIGKILL: leaves a dead mount behind, as a crash would.
@@ -184,16 +246,24 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        // Taken before `stop` takes it: a daemon that outlived SIGTERM is killed below.
-        let pid = self.pid;
+        // `stop` kills a daemon that outlives SIGTERM; a mount left behind is detached.
         self.stop();
         if self.is_mounted() {
             let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
         }
-        if let Some(pid) = pid
-            && alive(pid)
-        {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Detaches whatever is mounted at a path, mounts stacked there included, when dropped: for a
+/// mount a test makes itself (a bind mount, a foreground daemon).
+pub struct DetachOnDrop(pub PathBuf);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        while is_mounted(&self.0) {
+            if nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_err() {
+                break;
+            }
         }
     }
 }
