@@ -146,32 +146,15 @@ async fn sighup_replaces_the_policy_and_keeps_the_old_one_on_a_bad_file() {
     assert!(cat_as_nobody(&file));
 
     std::fs::write(&path, "[[policy]]\npath = \"api-key\"\nmode = \"0400\"\n").unwrap();
-    hangup(&m);
-    wait_for_log(&m, "policy replaced", 1).await;
+    m.hangup();
+    m.wait_for_log("policy replaced", 1).await;
     assert!(!cat_as_nobody(&file), "the new policy denies");
 
     std::fs::write(&path, "ttl = \"not a number\"\n").unwrap();
-    hangup(&m);
-    wait_for_log(&m, "keeping the old one", 1).await;
+    m.hangup();
+    m.wait_for_log("keeping the old one", 1).await;
     assert!(!cat_as_nobody(&file), "the old (new) policy still holds");
     assert!(m.is_mounted(), "a bad reload does not unmount");
-}
-
-fn hangup(m: &Mounted) {
-    let pid = nix::unistd::Pid::from_raw(m.pid());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-}
-
-async fn wait_for_log(m: &Mounted, needle: &str, count: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while m.log().matches(needle).count() < count {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {needle:?} in the log:\n{}",
-            m.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// systemd's side of Type=notify: a datagram socket the service writes its state to.

@@ -1,10 +1,12 @@
 //! The mount, for real: every test mounts under a guard that unmounts even when it fails.
 
 mod access;
+mod caches;
 mod fetching;
 mod lifecycle;
 mod reading;
 mod rotation;
+mod versions;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -176,6 +176,25 @@ impl Mounted {
         &self.log
     }
 
+    /// SIGHUP: the daemon reads its config file again.
+    pub fn hangup(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+
+    /// Waits until `needle` is in the log `count` times (10 s at most).
+    pub async fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.log().matches(needle).count() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn path(&self, relative: &str) -> PathBuf {
         self.mnt.join(relative)
     }
