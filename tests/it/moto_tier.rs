@@ -340,3 +340,28 @@ async fn the_mount_serves_exactly_what_moto_holds() {
         "rotation not visible"
     );
 }
+
+/// A rotation to a value of the same length, within the same second of CreatedDate (moto keeps
+/// whole seconds), is seen within the TTL in both read paths.
+#[tokio::test]
+async fn a_same_length_rotation_through_moto_is_seen_in_both_read_paths() {
+    let moto = Moto::start();
+    let sm = moto.client().await;
+    create_string(&sm, "same/length", r#"{"password":"aaaa-1111"}"#).await;
+    let endpoint = moto.endpoint_url();
+    let global = cli::aws_args(&endpoint);
+    let mut global: Vec<&str> = global.iter().map(String::as_str).collect();
+    global.extend(["--ttl", "1"]);
+    let kernel_cached = Mounted::start(&global, &[]).await;
+    let direct = Mounted::start(&global, &["--no-kernel-cache"]).await;
+    for m in [&kernel_cached, &direct] {
+        let read = std::fs::read(m.path("same/length:password")).unwrap();
+        assert!(read == b"aaaa-1111", "first value");
+    }
+    put_string(&sm, "same/length", r#"{"password":"bbbb-2222"}"#).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    for m in [&kernel_cached, &direct] {
+        let read = std::fs::read(m.path("same/length:password")).unwrap();
+        assert!(read == b"bbbb-2222", "same-length rotation not visible");
+    }
+}
