@@ -36,7 +36,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Transient failures are the ones a stale value may mask (design.md section 6).
+    /// Transient failures are the ones a stale value may mask (docs/ARCHITECTURE.md#cache).
     pub fn is_transient(self) -> bool {
         matches!(self, ErrorKind::Unavailable)
     }

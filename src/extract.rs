@@ -1,5 +1,6 @@
-//! Taking one top-level JSON key out of a secret value (design.md section 3): a JSON string
-//! gives its raw text, any other JSON value its compact JSON.
+//! Taking one top-level JSON key out of a secret value
+//! (docs/ARCHITECTURE.md#selector-grammar): a JSON string gives its raw text, any other JSON
+//! value its compact JSON.
 //!
 //! The value is parsed in place (`RawValue` borrows from it) and the result goes straight
 //! into a zeroing buffer, so extraction leaves no stray copy of the secret behind.

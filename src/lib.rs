@@ -1,7 +1,7 @@
 //! secretsfs: AWS Secrets Manager secrets as read-only files and over an HTTP API compatible
 //! with the AWS Secrets Manager Agent, served from one shared cache.
 //!
-//! The layers, each depending only on the ones below it (design.md section 2):
+//! The layers, each depending only on the ones below it (docs/ARCHITECTURE.md#layers):
 //!
 //! - [`cli`], [`run`]: parse flags, build everything, run a command.
 //! - front ends (the FUSE mount, the HTTP API): thin adapters over the engine.

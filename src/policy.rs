@@ -1,4 +1,4 @@
-//! Who may read what, and what each file presents (design.md section 5).
+//! Who may read what, and what each file presents (docs/ARCHITECTURE.md#access-policy).
 //!
 //! Rules map name globs to an owner, a group and a mode; the first rule whose glob matches a
 //! name decides, and the global defaults (`--uid`, `--gid`, `--file-mode`, `--dir-mode`)

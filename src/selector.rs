@@ -1,4 +1,5 @@
-//! The selector grammar of design.md section 3: `NAME[:JSON_KEY[:VERSION_STAGE[:VERSION_ID]]]`.
+//! The selector grammar, `NAME[:JSON_KEY[:VERSION_STAGE[:VERSION_ID]]]`
+//! (docs/ARCHITECTURE.md#selector-grammar).
 //!
 //! Names may not contain `:`, so the colon separates the parts, in the order ECS `valueFrom`
 //! and CloudFormation dynamic references already use. An ARN is accepted in place of the name;

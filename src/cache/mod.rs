@@ -1,4 +1,4 @@
-//! The one cache of a secretsfs process (design.md section 6), shared by every front end.
+//! The one cache of a secretsfs process (docs/ARCHITECTURE.md#cache), shared by every front end.
 //!
 //! [`flight`] holds the mechanism (TTL, single-flight, stale-if-error, negative entries, LRU
 //! bounds); [`stats`] its counters. What is cached, and how selectors map onto entries, is the

@@ -1,4 +1,4 @@
-//! The FUSE front end (design.md section 4): secrets as read-only files.
+//! The FUSE front end (docs/ARCHITECTURE.md#mount-layout): secrets as read-only files.
 //!
 //! - [`namespace`]: what a path means, and the directories a listing implies;
 //! - [`fs`]: the operations' semantics ([`fs::SecretsFs`]), FUSE-free and async;

@@ -1,6 +1,6 @@
-//! What a path in the mount means (design.md section 4), without FUSE: which secret or
-//! selector a file name stands for, which directories a listing implies, and which names
-//! cannot be presented as paths at all.
+//! What a path in the mount means (docs/ARCHITECTURE.md#mount-layout), without FUSE: which
+//! secret or selector a file name stands for, which directories a listing implies, and which
+//! names cannot be presented as paths at all.
 //!
 //! Paths here are relative to the mount root, without a leading `/` ("" is the root), and
 //! relative to `--prefix` too: with prefix `prod/`, the secret `prod/db` is the path `db`.

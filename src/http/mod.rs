@@ -1,4 +1,4 @@
-//! The HTTP front end (design.md section 7): the AWS Secrets Manager Agent's API over TCP
+//! The HTTP front end (docs/ARCHITECTURE.md#life-of-an-http-request): the AWS Secrets Manager Agent's API over TCP
 //! (token-guarded, as the agent) and over a Unix socket (the caller's uid decides, through the
 //! access policy), served from the same engine, and so the same cache, as the mount.
 //!
