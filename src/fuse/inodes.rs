@@ -193,7 +193,12 @@ impl Inodes {
     /// The inode of the version `resolved` of the file at `path`, counting one more kernel
     /// reference: the path's current inode when it is this version, else a new one, which
     /// becomes the current.
-    pub fn intern_file(&self, path: &str, selector: &Selector, resolved: &Arc<Resolved>) -> Node {
+    pub fn intern_file(
+        &self,
+        path: &str,
+        selector: &Selector,
+        resolved: &Arc<Resolved>,
+    ) -> (u64, Node) {
         let identity = Identity::of(resolved);
         let mut table = self.table.write();
         table.dirs.remove(path);
@@ -242,7 +247,7 @@ impl Inodes {
         entry.lookups += 1;
         let node = entry.node.clone();
         table.within_budget(ino);
-        node
+        (ino, node)
     }
 
     /// Gives `version` its bytes again (fetched anew by version id after the budget dropped

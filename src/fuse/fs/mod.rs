@@ -262,8 +262,7 @@ impl SecretsFs {
         }
         .map_err(|e| e.errno())?;
         let resolved = Arc::new(resolved);
-        let node = self.inodes.intern_file(path, &selector, &resolved);
-        let ino = self.inodes.peek(path).ok_or(Errno::ENOENT)?;
+        let (ino, node) = self.inodes.intern_file(path, &selector, &resolved);
         Ok(self.file_attr(ino, &selector.secret_id, &node, resolved.fresh_until))
     }
 

@@ -9,8 +9,8 @@ fn version(id: &str, bytes: &[u8]) -> Arc<Resolved> {
 }
 
 fn file(inodes: &Inodes, path: &str, id: &str, bytes: &[u8]) -> u64 {
-    let node = inodes.intern_file(path, &selector(path), &version(id, bytes));
-    let ino = inodes.peek(path).expect("just looked up");
+    let (ino, node) = inodes.intern_file(path, &selector(path), &version(id, bytes));
+    assert_eq!(inodes.peek(path), Some(ino));
     assert_eq!(node.version.unwrap().size, bytes.len() as u64);
     ino
 }
