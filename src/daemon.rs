@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 
-use nix::unistd::{ForkResult, fork, pipe, setsid};
+use nix::unistd::{ForkResult, fork, pipe2, setsid};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -45,8 +45,10 @@ impl Readiness {
 /// Forks. Returns in the child (the daemon-to-be), with its end of the pipe; the parent never
 /// returns: it exits with the child's verdict.
 pub fn daemonize() -> Result<Readiness> {
-    let (read_end, write_end) =
-        pipe().map_err(|e| Error::new(ErrorKind::Internal, format!("pipe: {e}")))?;
+    // Close-on-exec: every process the daemon starts (a credential_process helper, and what it
+    // leaves running) would otherwise hold the pipe open, and `mount` would wait for them all.
+    let (read_end, write_end) = pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("pipe: {e}")))?;
     // SAFETY: no other thread exists yet (main calls this before building the runtime or
     // starting logging threads), so the child inherits a consistent process.
     match unsafe { fork() } {

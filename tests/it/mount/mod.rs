@@ -2,6 +2,7 @@
 
 mod access;
 mod caches;
+mod credential_helper;
 mod fetching;
 mod lifecycle;
 mod reading;
