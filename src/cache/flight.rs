@@ -27,6 +27,15 @@ use tokio::time::Instant;
 use super::stats::Stats;
 use crate::error::{Error, ErrorKind, Result};
 
+/// What a reader gets for `err`, for the log: the mount's errno and the HTTP API's status.
+fn refusal(err: &Error) -> String {
+    let status = err
+        .upstream_detail()
+        .and_then(|u| u.status)
+        .map_or_else(String::new, |s| format!(", HTTP {s} from the API"));
+    format!("an error: {} from the mount{status}", err.errno())
+}
+
 /// How long answers stay good.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {
@@ -106,7 +115,19 @@ struct SlotState<V> {
     bytes: usize,
     /// Set once the slot has left the map; a fetch that lands later must not be charged.
     evicted: bool,
+    /// The failure last logged for this key, to log each class once a minute at most.
+    reported: Option<Reported>,
 }
+
+/// A failure that was logged: its class, when, and how many like it were not logged since.
+struct Reported {
+    kind: ErrorKind,
+    at: Instant,
+    suppressed: u64,
+}
+
+/// One log line per key and class of failure in this long, with the count of those left out.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 struct Slot<V> {
     last_used: AtomicU64,
@@ -278,6 +299,7 @@ where
                             flight: None,
                             bytes: 0,
                             evicted: false,
+                            reported: None,
                         }),
                     })
                 })
@@ -340,6 +362,10 @@ where
         let before = state.bytes;
         let outcome = match result {
             Ok(value) => {
+                if let Some(reported) = state.reported.take() {
+                    tracing::warn!(operation = self.what, key = ?key,
+                        failures = reported.suppressed + 1, "succeeds again after failing");
+                }
                 state.bytes = value.weight();
                 let value = Arc::new(value);
                 let fresh_until = now + timing.jittered_ttl();
@@ -365,9 +391,9 @@ where
                 match servable.map(|good| (good.value.clone(), now - good.fetched_at)) {
                     Some((value, age)) => {
                         let retry_after = now + timing.error_backoff;
-                        tracing::warn!(what = self.what, key = ?key, error = %err,
-                            age_secs = age.as_secs(),
-                            "refresh failed; serving the cached value past its TTL");
+                        let readers_get =
+                            format!("the last good value, {} s old (stale)", age.as_secs());
+                        self.report(key, &mut state, &err, &readers_get);
                         state.failing = Some((retry_after, err.clone()));
                         Ok(Served {
                             value,
@@ -376,13 +402,19 @@ where
                             refresh_error: Some(err),
                         })
                     }
-                    None => Err(err),
+                    None => {
+                        self.report(key, &mut state, &err, &refusal(&err));
+                        Err(err)
+                    }
                 }
             }
             Err(err) => {
                 // A definite answer (gone, denied, undecryptable) retires the old value at once:
                 // it must not be served again, and its buffer is zeroed as it drops.
                 self.stats.upstream_error();
+                if err.kind() != ErrorKind::NotFound {
+                    self.report(key, &mut state, &err, &refusal(&err));
+                }
                 state.good = None;
                 state.bytes = 0;
                 state.failing = None;
@@ -404,6 +436,28 @@ where
             self.evict_beyond_limits(key);
         }
         outcome
+    }
+
+    /// Logs a failed fetch at warn, with what its readers get, once per key and class of
+    /// failure in [`REPORT_EVERY`]; the line says how many like it were left out since.
+    fn report(&self, key: &K, state: &mut SlotState<V>, err: &Error, readers_get: &str) {
+        let now = Instant::now();
+        match &mut state.reported {
+            Some(r) if r.kind == err.kind() && now.duration_since(r.at) < REPORT_EVERY => {
+                r.suppressed += 1;
+            }
+            reported => {
+                let left_out = reported.as_ref().map_or(0, |r| r.suppressed);
+                let code = err.upstream_detail().map(|u| u.code.as_str());
+                tracing::warn!(operation = self.what, key = ?key, code, error = %err,
+                    readers_get, left_out, "fetch failed");
+                *reported = Some(Reported {
+                    kind: err.kind(),
+                    at: now,
+                    suppressed: 0,
+                });
+            }
+        }
     }
 
     /// Evicts least recently used slots until both bounds hold. Slots with a fetch in flight

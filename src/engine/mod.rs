@@ -313,4 +313,6 @@ fn resolve(selector: &Selector, served: Served<SecretValue>) -> Result<Resolved>
 }
 
 #[cfg(test)]
+mod failure_log_tests;
+#[cfg(test)]
 mod tests;
