@@ -3,10 +3,8 @@
 
 use std::process::Output;
 
-use crate::support::cli::{self, stderr_lines};
+use crate::support::cli::{self, DEMO_VALUES, demo_source, stderr_lines};
 use crate::support::fake_sm::{FakeSecretsManager, Fault, Op, SecretData};
-
-const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-secrets.json");
 
 const INVALID_SELECTOR: i32 = 65;
 const NOT_FOUND: i32 = 66;
@@ -26,20 +24,12 @@ fn assert_fails(out: &Output, code: i32, needle: &str) {
 }
 
 async fn demo(selector: &str) -> Output {
-    cli::run(&["--source", &format!("file:{DEMO}"), "get", selector]).await
+    cli::run(&["--source", &demo_source(), "get", selector]).await
 }
 
 #[tokio::test]
 async fn get_prints_the_exact_bytes_of_the_demo_values() {
-    let cases: [(&str, &[u8]); 6] = [
-        ("prod/db:password", b"demo-Pa55:w/rd"),
-        ("prod/db:port", b"5432"),
-        ("prod/db:password:AWSPREVIOUS", b"old-demo-pass"),
-        ("prod/db:password:blue", b"old-demo-pass"),
-        ("api-key", b"demo-api-key-0123456789"),
-        ("tls/client.key", b"\x00\x01\x02secretsfs-demo\xff\xfe"),
-    ];
-    for (selector, expected) in cases {
+    for (selector, expected) in DEMO_VALUES {
         let out = demo(selector).await;
         assert_eq!(
             out.status.code(),
@@ -67,7 +57,7 @@ async fn demo_errors_have_their_exit_codes() {
     assert_fails(&missing, CONFIG, "/nonexistent/secrets.json");
     let bad_level = cli::run(&[
         "--source",
-        &format!("file:{DEMO}"),
+        &demo_source(),
         "--log-level",
         "lo[ud",
         "get",

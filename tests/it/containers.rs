@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::support::cli::DEADLINE;
+use crate::support::cli::{DEADLINE, demo_source};
 use crate::support::http::public_tempdir;
 use crate::support::mount::{Mounted, is_mounted};
 
@@ -223,9 +223,8 @@ fn mountinfo_lines(text: &str, mnt: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_mount_made_after_the_child_namespace_started_reaches_it_and_so_does_its_unmount() {
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-secrets.json");
-    let global = ["--source", &format!("file:{demo}")].map(str::to_owned);
-    let global: Vec<&str> = global.iter().map(String::as_str).collect();
+    let source = demo_source();
+    let global = ["--source", source.as_str()];
     let mut m = Mounted::start(&global, &[]).await;
     // The mountpoint's directory becomes a shared mount while nothing is mounted in it.
     m.stop();

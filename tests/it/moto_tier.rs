@@ -140,16 +140,7 @@ async fn get_of_missing_secret_exits_66_with_one_line() {
     let out = secretsfs_get(&moto, &selector).await;
 
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(EXIT_NOT_FOUND),
-        "get {selector}, stderr: {stderr}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "get {selector} wrote {} bytes to stdout",
-        out.stdout.len()
-    );
+    assert_not_found(&out, &selector);
     assert!(
         stderr.ends_with('\n') && stderr.lines().count() == 1 && !stderr.trim().is_empty(),
         "get {selector}: stderr is not exactly one line: {stderr:?}"
@@ -170,16 +161,7 @@ async fn get_of_missing_json_key_exits_66_without_leaking_the_secret() {
     // Checked first because the assertions below show stderr.
     let leaks = stderr.contains("p@ss:w/rd");
     assert!(!leaks, "get {selector}: stderr contains the secret value");
-    assert_eq!(
-        out.status.code(),
-        Some(EXIT_NOT_FOUND),
-        "get {selector}, stderr: {stderr}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "get {selector} wrote {} bytes to stdout",
-        out.stdout.len()
-    );
+    assert_not_found(&out, &selector);
 }
 
 struct Created {
@@ -261,6 +243,21 @@ async fn secretsfs_get(moto: &Moto, selector: &str) -> Output {
     cli::get_from(&moto.endpoint_url(), selector).await
 }
 
+/// `get SELECTOR` exited 66 (not found) and wrote nothing to stdout.
+fn assert_not_found(out: &Output, selector: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_NOT_FOUND),
+        "get {selector}, stderr: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "get {selector} wrote {} bytes to stdout",
+        out.stdout.len()
+    );
+}
+
 /// The mount against moto: the same stages, rotation and custom label, read as files.
 #[tokio::test]
 async fn the_mount_serves_exactly_what_moto_holds() {
@@ -285,18 +282,9 @@ async fn the_mount_serves_exactly_what_moto_holds() {
         .unwrap_or_else(|e| panic!("creating the binary secret: {}", DisplayErrorContext(&e)));
     create_string(&sm, "elsewhere", "not under the prefix").await;
 
-    let endpoint = moto.endpoint_url();
-    let global = [
-        "--source",
-        "aws",
-        "--endpoint-url",
-        &endpoint,
-        "--region",
-        "us-east-1",
-        "--ttl",
-        "1",
-    ];
-    let m = Mounted::start(&global, &["--prefix", "mounted"]).await;
+    let mut global = cli::aws_args(&moto.endpoint_url());
+    global.extend(["--ttl".to_owned(), "1".to_owned()]);
+    let m = Mounted::start(&cli::strs(&global), &["--prefix", "mounted"]).await;
 
     let current = held(&sm, json, Version::Current).await;
     let cases = vec![

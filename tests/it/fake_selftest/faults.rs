@@ -3,11 +3,68 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use tokio::time::timeout;
 
 use super::{DEADLINE, client};
 use crate::support::fake_sm::{FakeSecretsManager, Fault, Op};
+
+/// How an SDK call failed, whatever its operation.
+#[derive(Debug)]
+struct Failure {
+    code: Option<String>,
+    status: Option<u16>,
+    message: Option<String>,
+    /// The whole error, for a failure message.
+    context: String,
+}
+
+fn failure<E>(err: SdkError<E, HttpResponse>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    Failure {
+        code: err.code().map(str::to_owned),
+        status: err.raw_response().map(|r| r.status().as_u16()),
+        message: err.message().map(str::to_owned),
+        context: DisplayErrorContext(&err).to_string(),
+    }
+}
+
+/// `op` through the SDK on the secret `id` (ListSecrets: on them all).
+async fn call(client: &Client, op: Op, id: &str) -> Result<(), Failure> {
+    match op {
+        Op::GetSecretValue => client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(failure),
+        Op::DescribeSecret => client
+            .describe_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(failure),
+        Op::ListSecrets => client
+            .list_secrets()
+            .send()
+            .await
+            .map(drop)
+            .map_err(failure),
+        Op::BatchGetSecretValue => client
+            .batch_get_secret_value()
+            .secret_id_list(id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(failure),
+    }
+}
 
 #[tokio::test]
 async fn faults_give_the_sdk_error_codes() {
@@ -15,67 +72,47 @@ async fn faults_give_the_sdk_error_codes() {
     let client = client(&fake).await;
     fake.put_string("faulty", "faulty-value");
 
+    // An operation, the fault injected into it, and the error code and HTTP status the SDK
+    // reports.
+    #[rustfmt::skip]
     let cases = [
-        (Fault::Throttling, "ThrottlingException", 400),
-        (Fault::Internal, "InternalServiceError", 500),
-        (Fault::NotFound, "ResourceNotFoundException", 400),
-        (Fault::AccessDenied, "AccessDeniedException", 400),
-        (Fault::Decryption, "DecryptionFailure", 400),
+        (Op::GetSecretValue, Fault::Throttling, "ThrottlingException", 400),
+        (Op::GetSecretValue, Fault::Internal, "InternalServiceError", 500),
+        (Op::GetSecretValue, Fault::NotFound, "ResourceNotFoundException", 400),
+        (Op::GetSecretValue, Fault::AccessDenied, "AccessDeniedException", 400),
+        (Op::GetSecretValue, Fault::Decryption, "DecryptionFailure", 400),
+        (Op::DescribeSecret, Fault::AccessDenied, "AccessDeniedException", 400),
+        (Op::ListSecrets, Fault::Throttling, "ThrottlingException", 400),
+        (Op::BatchGetSecretValue, Fault::Internal, "InternalServiceError", 500),
     ];
-    for (fault, code, status) in cases {
-        fake.inject(Op::GetSecretValue, fault, 1);
-        let err = client
-            .get_secret_value()
-            .secret_id("faulty")
-            .send()
+    for (op, fault, code, status) in cases {
+        fake.inject(op, fault, 1);
+        let err = call(&client, op, "faulty")
             .await
             .expect_err("fault injected");
         assert_eq!(
-            err.code(),
+            err.code.as_deref(),
             Some(code),
-            "{fault:?}: {}",
-            DisplayErrorContext(&err)
+            "{op:?} under {fault:?}: {}",
+            err.context
         );
-        assert_eq!(
-            err.raw_response().map(|r| r.status().as_u16()),
-            Some(status)
+        assert_eq!(err.status, Some(status), "{op:?} under {fault:?}");
+        assert!(
+            !err.message.unwrap_or_default().contains("faulty-value"),
+            "{op:?} under {fault:?}: the message holds the value"
         );
-        assert!(!err.message().unwrap_or_default().contains("faulty-value"));
-        client
-            .get_secret_value()
-            .secret_id("faulty")
-            .send()
-            .await
-            .expect("a fault injected once applies once");
+        if let Err(e) = call(&client, op, "faulty").await {
+            panic!("{op:?}: a fault injected once applies once: {}", e.context);
+        }
     }
-
-    fake.inject(Op::DescribeSecret, Fault::AccessDenied, 1);
-    let err = client
-        .describe_secret()
-        .secret_id("faulty")
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("AccessDeniedException"));
-    fake.inject(Op::ListSecrets, Fault::Throttling, 1);
-    let err = client.list_secrets().send().await.unwrap_err();
-    assert_eq!(err.code(), Some("ThrottlingException"));
-    fake.inject(Op::BatchGetSecretValue, Fault::Internal, 1);
-    let err = client
-        .batch_get_secret_value()
-        .secret_id_list("faulty")
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("InternalServiceError"));
 
     // Queued injections apply in order, each for its count.
     fake.inject(Op::GetSecretValue, Fault::Throttling, 2);
     fake.inject(Op::GetSecretValue, Fault::Decryption, 1);
     let mut codes = Vec::new();
     for _ in 0..4 {
-        let result = client.get_secret_value().secret_id("faulty").send().await;
-        codes.push(result.err().and_then(|e| e.code().map(str::to_owned)));
+        let result = call(&client, Op::GetSecretValue, "faulty").await;
+        codes.push(result.err().and_then(|e| e.code));
     }
     let expected = [
         "ThrottlingException",
@@ -89,19 +126,13 @@ async fn faults_give_the_sdk_error_codes() {
 
     fake.inject(Op::GetSecretValue, Fault::Throttling, usize::MAX);
     for _ in 0..3 {
-        let err = client
-            .get_secret_value()
-            .secret_id("faulty")
-            .send()
+        let err = call(&client, Op::GetSecretValue, "faulty")
             .await
             .unwrap_err();
-        assert_eq!(err.code(), Some("ThrottlingException"));
+        assert_eq!(err.code.as_deref(), Some("ThrottlingException"));
     }
     fake.clear_faults();
-    client
-        .get_secret_value()
-        .secret_id("faulty")
-        .send()
+    call(&client, Op::GetSecretValue, "faulty")
         .await
         .expect("faults cleared");
 }
@@ -113,10 +144,7 @@ async fn drop_connection_is_a_transport_error() {
     fake.put_string("dropped", "value");
 
     // Warm the connection pool so the drop also hits a reused connection.
-    client
-        .get_secret_value()
-        .secret_id("dropped")
-        .send()
+    call(&client, Op::GetSecretValue, "dropped")
         .await
         .expect("warm-up");
     fake.inject(Op::GetSecretValue, Fault::DropConnection, 1);
@@ -134,10 +162,7 @@ async fn drop_connection_is_a_transport_error() {
         "{}",
         DisplayErrorContext(&err)
     );
-    client
-        .get_secret_value()
-        .secret_id("dropped")
-        .send()
+    call(&client, Op::GetSecretValue, "dropped")
         .await
         .expect("the next request gets a new connection");
     assert_eq!(fake.calls(Op::GetSecretValue), 3);
@@ -148,39 +173,25 @@ async fn latency_is_applied() {
     let fake = FakeSecretsManager::start();
     let client = client(&fake).await;
     fake.put_string("slow", "value");
-    client
-        .get_secret_value()
-        .secret_id("slow")
-        .send()
+    call(&client, Op::GetSecretValue, "slow")
         .await
         .expect("warm-up");
 
     let delay = Duration::from_millis(300);
     fake.set_latency(Op::GetSecretValue, delay);
     let started = Instant::now();
-    client
-        .get_secret_value()
-        .secret_id("slow")
-        .send()
+    call(&client, Op::GetSecretValue, "slow")
         .await
         .expect("delayed");
     assert!(started.elapsed() >= delay);
 
     fake.inject(Op::GetSecretValue, Fault::Throttling, 1);
     let started = Instant::now();
-    client
-        .get_secret_value()
-        .secret_id("slow")
-        .send()
-        .await
-        .unwrap_err();
+    call(&client, Op::GetSecretValue, "slow").await.unwrap_err();
     assert!(started.elapsed() >= delay, "faults are delayed too");
 
     fake.set_latency(Op::GetSecretValue, Duration::ZERO);
-    client
-        .get_secret_value()
-        .secret_id("slow")
-        .send()
+    call(&client, Op::GetSecretValue, "slow")
         .await
         .expect("undelayed");
 }
@@ -251,10 +262,7 @@ async fn hold_blocks_only_the_held_secret() {
         .expect("BatchGetSecretValue");
     assert_eq!(out.secret_values().len(), 2);
 
-    client
-        .get_secret_value()
-        .secret_id("held")
-        .send()
+    call(&client, Op::GetSecretValue, "held")
         .await
         .expect("no hold left");
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use crate::support::cli::{aws_args, demo_source, strs};
+use crate::support::cli::{DEMO_VALUES, aws_args, demo_source, strs};
 use crate::support::fake_sm::{FakeSecretsManager, Fault, Op, SecretData};
 use crate::support::mount::Mounted;
 
@@ -17,15 +17,7 @@ const VID_OLD: &str = "a1b2c3d4-0000-4000-8000-000000000001";
 #[tokio::test]
 async fn files_selectors_binary_and_exact_sizes_from_the_demo_file() {
     let m = Mounted::start(&["--source", &demo_source()], &[]).await;
-    let cases: [(&str, &[u8]); 6] = [
-        ("prod/db:password", b"demo-Pa55:w/rd"),
-        ("prod/db:port", b"5432"),
-        ("prod/db:password:AWSPREVIOUS", b"old-demo-pass"),
-        ("prod/db:password:blue", b"old-demo-pass"),
-        ("api-key", b"demo-api-key-0123456789"),
-        ("tls/client.key", b"\x00\x01\x02secretsfs-demo\xff\xfe"),
-    ];
-    for (path, expected) in cases {
+    for (path, expected) in DEMO_VALUES {
         let bytes = std::fs::read(m.path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(bytes == expected, "value of {path} differs");
         assert_eq!(

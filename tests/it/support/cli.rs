@@ -73,6 +73,16 @@ pub fn demo_source() -> String {
     format!("file:{DEMO}")
 }
 
+/// Selectors of the demo secrets file and the exact bytes each one gives.
+pub const DEMO_VALUES: [(&str, &[u8]); 6] = [
+    ("prod/db:password", b"demo-Pa55:w/rd"),
+    ("prod/db:port", b"5432"),
+    ("prod/db:password:AWSPREVIOUS", b"old-demo-pass"),
+    ("prod/db:password:blue", b"old-demo-pass"),
+    ("api-key", b"demo-api-key-0123456789"),
+    ("tls/client.key", b"\x00\x01\x02secretsfs-demo\xff\xfe"),
+];
+
 /// `--source aws --endpoint-url URL --region us-east-1`: the AWS source against a local
 /// endpoint (the fake Secrets Manager or moto).
 pub fn aws_args(endpoint_url: &str) -> Vec<String> {
