@@ -110,19 +110,9 @@ async fn an_agent_config_is_a_drop_in_and_bad_ones_fail_in_one_line() {
     assert_eq!(out.status.code(), Some(78));
 }
 
-fn cat_as_nobody(path: &std::path::Path) -> bool {
-    std::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "cat",
-        ])
-        .arg(path)
-        .output()
-        .unwrap()
+/// Whether uid 65534 may read `path`.
+fn nobody_reads(path: &std::path::Path) -> bool {
+    crate::support::nobody::cat_as_nobody(path, &[])
         .status
         .success()
 }
@@ -143,17 +133,17 @@ async fn sighup_replaces_the_policy_and_keeps_the_old_one_on_a_bad_file() {
     let global: Vec<&str> = global.iter().map(String::as_str).collect();
     let m = Mounted::start(&global, &["--no-kernel-cache"]).await;
     let file = m.path("api-key");
-    assert!(cat_as_nobody(&file));
+    assert!(nobody_reads(&file));
 
     std::fs::write(&path, "[[policy]]\npath = \"api-key\"\nmode = \"0400\"\n").unwrap();
     m.hangup();
     m.wait_for_log("policy replaced", 1).await;
-    assert!(!cat_as_nobody(&file), "the new policy denies");
+    assert!(!nobody_reads(&file), "the new policy denies");
 
     std::fs::write(&path, "ttl = \"not a number\"\n").unwrap();
     m.hangup();
     m.wait_for_log("keeping the old one", 1).await;
-    assert!(!cat_as_nobody(&file), "the old (new) policy still holds");
+    assert!(!nobody_reads(&file), "the old (new) policy still holds");
     assert!(m.is_mounted(), "a bad reload does not unmount");
 }
 
