@@ -8,8 +8,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::advance;
 
+use super::tests::transient;
 use super::*;
-use crate::error::{Error, ErrorKind, Upstream};
 use crate::source::memory::MemorySource;
 
 /// Everything logged while the returned guard lives, at warn and above.
@@ -47,18 +47,6 @@ impl Captured {
     }
 }
 
-fn throttled() -> Error {
-    Error::upstream(
-        ErrorKind::Unavailable,
-        "GetSecretValue: ThrottlingException: Rate exceeded",
-        Upstream {
-            code: "ThrottlingException".into(),
-            status: Some(400),
-            message: None,
-        },
-    )
-}
-
 const VALUE: &str = "s3cret-value-never-logged";
 
 #[tokio::test(start_paused = true)]
@@ -73,7 +61,7 @@ async fn a_failing_secret_logs_once_a_minute_with_what_readers_got_then_its_reco
         },
     );
     source.put("db", VALUE);
-    source.fail_next(throttled(), usize::MAX);
+    source.fail_next(transient(), usize::MAX);
     for _ in 0..5 {
         assert!(engine.get(&Selector::whole("db")).await.is_err());
     }
@@ -103,7 +91,7 @@ async fn a_failing_secret_logs_once_a_minute_with_what_readers_got_then_its_reco
 
     // A stale value served through a failure says so, with its age.
     advance(crate::cache::DEFAULT_TTL + Duration::from_secs(1)).await;
-    source.fail_next(throttled(), usize::MAX);
+    source.fail_next(transient(), usize::MAX);
     assert!(engine.get(&Selector::whole("db")).await.unwrap().stale);
     let lines = log.lines();
     assert_eq!(lines.len(), 4, "{lines:#?}");

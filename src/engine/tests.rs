@@ -42,7 +42,7 @@ fn gets(source: &MemorySource) -> usize {
     source.calls(Op::GetSecretValue)
 }
 
-fn transient() -> Error {
+pub(super) fn transient() -> Error {
     Error::upstream(
         ErrorKind::Unavailable,
         "GetSecretValue: ThrottlingException: Rate exceeded",

@@ -17,7 +17,7 @@ use secretsfs::settings::readme::fstab_helper_list;
 
 use crate::support::cli::{self, DEADLINE, SECRETSFS};
 use crate::support::http::public_tempdir;
-use crate::support::mount::is_mounted;
+use crate::support::mount::{alive, is_mounted};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/mount.secretsfs");
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-secrets.json");
@@ -182,19 +182,6 @@ impl Drop for FstabMount {
     }
 }
 
-/// A process that exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
 /// Polls `done` for up to [`STOP_TIMEOUT`]; whether it came true.
 fn wait_until(mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + STOP_TIMEOUT;
@@ -211,15 +198,7 @@ fn wait_until(mut done: impl FnMut() -> bool) -> bool {
 /// tests run, none of the developer's AWS or secretsfs settings.
 async fn run(program: &str, args: &[&str]) -> Output {
     let mut cmd = tokio::process::Command::new(program);
-    for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if key_text.starts_with("AWS_")
-            || key_text.starts_with("SECRETSFS_")
-            || key_text == "RUST_LOG"
-        {
-            cmd.env_remove(&key);
-        }
-    }
+    cli::without_developer_settings(&mut cmd);
     cmd.args(args)
         .env("SECRETSFS_BIN", SECRETSFS)
         .env("AWS_EC2_METADATA_DISABLED", "true")

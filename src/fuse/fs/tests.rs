@@ -183,26 +183,7 @@ async fn a_prefix_is_the_root() {
 async fn open_handles_are_snapshots() {
     let source = Arc::new(MemorySource::new());
     source.put("db", "old value");
-    let engine = Arc::new(Engine::new(
-        source.clone(),
-        CacheConfig {
-            ttl: std::time::Duration::from_millis(1),
-            ..CacheConfig::default()
-        },
-    ));
-    let defaults = Defaults {
-        uid: 0,
-        gid: 0,
-        file_mode: DEFAULT_FILE_MODE,
-        dir_mode: DEFAULT_DIR_MODE,
-    };
-    let policy = crate::policy::shared(Policy::defaults_only(defaults));
-    let fs = SecretsFs::new(
-        engine,
-        policy,
-        Namespace::new(Layout::Flat, "").unwrap(),
-        false,
-    );
+    let fs = rotating_fs(&source, CacheConfig::default().max_bytes, false);
     let db = fs.lookup(&root_user(), ROOT, "db").await.unwrap();
     let fh = fs.open(&root_user(), db.ino).await.unwrap();
     source.put("db", "new");
@@ -267,8 +248,8 @@ async fn groups_are_looked_up_only_when_a_rule_needs_them_and_never_in_the_first
 }
 
 /// A file system over `source` whose values are fresh for a millisecond, and whose inodes hold
-/// at most `inode_bytes` of values.
-fn rotating_fs(source: &Arc<MemorySource>, inode_bytes: usize) -> SecretsFs {
+/// at most `inode_bytes` of values; `kernel_cache` as the mount's read path.
+fn rotating_fs(source: &Arc<MemorySource>, inode_bytes: usize, kernel_cache: bool) -> SecretsFs {
     let engine = Arc::new(Engine::new(
         source.clone(),
         CacheConfig {
@@ -284,19 +265,15 @@ fn rotating_fs(source: &Arc<MemorySource>, inode_bytes: usize) -> SecretsFs {
         dir_mode: DEFAULT_DIR_MODE,
     };
     let policy = crate::policy::shared(Policy::defaults_only(defaults));
-    SecretsFs::new(
-        engine,
-        policy,
-        Namespace::new(Layout::Flat, "").unwrap(),
-        true,
-    )
+    let namespace = Namespace::new(Layout::Flat, "").unwrap();
+    SecretsFs::new(engine, policy, namespace, kernel_cache)
 }
 
 #[tokio::test]
 async fn a_same_length_rotation_is_a_new_inode_and_the_old_one_keeps_its_bytes() {
     let source = Arc::new(MemorySource::new());
     source.put("db", r#"{"password":"aaaa"}"#);
-    let fs = rotating_fs(&source, 1 << 20);
+    let fs = rotating_fs(&source, 1 << 20, true);
     let old = fs.lookup(&root_user(), ROOT, "db:password").await.unwrap();
     source.put("db", r#"{"password":"bbbb"}"#);
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -321,7 +298,7 @@ async fn a_version_dropped_by_the_byte_budget_is_fetched_again_by_its_id() {
     let source = Arc::new(MemorySource::new());
     source.put("a", "aaaaaaaa");
     source.put("b", "bbbbbbbb");
-    let fs = rotating_fs(&source, 10);
+    let fs = rotating_fs(&source, 10, true);
     let a = fs.lookup(&root_user(), ROOT, "a").await.unwrap();
     let b = fs.lookup(&root_user(), ROOT, "b").await.unwrap();
     assert!(fs.held_bytes() <= 10, "{}", fs.held_bytes());

@@ -17,6 +17,12 @@ fn file(inodes: &Inodes, path: &str, id: &str, bytes: &[u8]) -> u64 {
 
 const BUDGET: usize = 1 << 20;
 
+/// The bytes the inode `ino` holds (it must hold them).
+fn held_bytes_of(inodes: &Inodes, ino: u64) -> Vec<u8> {
+    let version = inodes.get(ino).unwrap().version.unwrap();
+    version.bytes().expect("bytes held").bytes().to_vec()
+}
+
 #[test]
 fn numbers_are_stable_while_held_and_released_on_forget() {
     let inodes = Inodes::new(BUDGET);
@@ -67,20 +73,9 @@ fn each_version_is_an_inode_of_its_own_with_its_own_bytes() {
     assert_eq!(file(&inodes, "db", "v1", b"first!"), old, "same version");
     let new = file(&inodes, "db", "v2", b"second");
     assert_ne!(new, old, "a rotation to the same length is a new inode");
-    let old_node = inodes.get(old).unwrap();
-    let old_version = old_node.version.unwrap();
-    assert_eq!(old_version.bytes().unwrap().bytes(), b"first!");
-    assert_eq!(
-        inodes
-            .get(new)
-            .unwrap()
-            .version
-            .unwrap()
-            .bytes()
-            .unwrap()
-            .bytes(),
-        b"second"
-    );
+    let old_version = inodes.get(old).unwrap().version.unwrap();
+    assert_eq!(held_bytes_of(&inodes, old), b"first!");
+    assert_eq!(held_bytes_of(&inodes, new), b"second");
     assert!(
         inodes.get(new).unwrap().version.unwrap().ctime >= old_version.ctime,
         "ctime moves forward"
@@ -110,18 +105,7 @@ fn the_current_version_keeps_its_number_through_a_transient_forget() {
     inodes.forget(new, 1);
     assert!(inodes.get(new).is_none());
     assert_eq!(file(&inodes, "db", "v2", b"two"), new);
-    assert_eq!(
-        inodes
-            .get(new)
-            .unwrap()
-            .version
-            .unwrap()
-            .bytes()
-            .unwrap()
-            .bytes(),
-        b"two",
-        "its bytes are back"
-    );
+    assert_eq!(held_bytes_of(&inodes, new), b"two", "its bytes are back");
     inodes.forget(old, 1);
     assert!(
         inodes.get(old).is_none(),

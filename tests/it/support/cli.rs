@@ -13,10 +13,9 @@ pub const LOG_LEVEL: &str = "info,secretsfs=debug";
 /// enough that a hang fails the test instead of the whole run.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// `secretsfs ARGS` with dummy credentials, no AWS profile, none of the developer's AWS or
-/// secretsfs settings, and `env` on top; killed when dropped.
-pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(SECRETSFS);
+/// Leaves none of the developer's AWS or secretsfs settings (nor RUST_LOG) in `cmd`'s
+/// environment.
+pub fn without_developer_settings(cmd: &mut tokio::process::Command) {
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
         if key_text.starts_with("AWS_")
@@ -26,6 +25,13 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
             cmd.env_remove(&key);
         }
     }
+}
+
+/// `secretsfs ARGS` with dummy credentials, no AWS profile, none of the developer's AWS or
+/// secretsfs settings, and `env` on top; killed when dropped.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(SECRETSFS);
+    without_developer_settings(&mut cmd);
     // Empty rather than absent: the SDK warns on stderr about a configured file that does not
     // exist, and stderr is part of what is tested.
     let empty_file = concat!(env!("CARGO_TARGET_TMPDIR"), "/empty-aws-config");

@@ -299,7 +299,7 @@ fn logged_field<'a, T: FromStr>(
 }
 
 /// A process that exists and is not a zombie (a daemon whose parent is gone may linger as one).
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
             .rsplit(')')
