@@ -41,7 +41,7 @@ const SMOKE_CASE: Duration = Duration::from_millis(50);
 const WARMUP: Duration = Duration::from_millis(20);
 const SMOKE_WARMUP: Duration = Duration::from_millis(5);
 /// The targets for the default path, as fractions of tmpfs's rate.
-const TARGET_OPEN_READ_CLOSE: f64 = 0.5;
+const TARGET_OPEN_READ_CLOSE: f64 = 0.65;
 const TARGET_PREAD: f64 = 0.9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
