@@ -220,9 +220,7 @@ impl SecretsFs {
                         let ino = self.inodes.intern_dir(&path, NodeKind::Dir);
                         Ok(self.dir_attr(ino, &path, tree.map(|(_, until)| until)))
                     }
-                    // Known as a secret, or unknown to the listing (too new for it, or listing
-                    // is denied): ask for it by name.
-                    _ => match self.namespace.layout() {
+                    Some(EntryKind::Secret) => match self.namespace.layout() {
                         Layout::Flat => {
                             let hint = tree.map(|(t, _)| (t, node.path.to_string()));
                             self.lookup_file(caller, &path, Selector::whole(secret), hint)
@@ -230,6 +228,10 @@ impl SecretsFs {
                         }
                         Layout::Stages => self.lookup_secret_dir(caller, &path, secret).await,
                     },
+                    None => {
+                        self.lookup_unlisted(caller, &path, secret, tree.is_some())
+                            .await
+                    }
                 }
             }
         }
@@ -264,6 +266,69 @@ impl SecretsFs {
         let resolved = Arc::new(resolved);
         let (ino, node) = self.inodes.intern_file(path, &selector, &resolved);
         Ok(self.file_attr(ino, &selector.secret_id, &node, resolved.fresh_until))
+    }
+
+    /// A name the listing does not have (listing is denied, or the secret is newer than the
+    /// listing), asked for by name: a secret is a file (a directory of stages in that layout).
+    /// Otherwise (not found, or denied by Secrets Manager, as a role scoped to named secrets
+    /// answers for `prod` when it may read `prod/db`), it is a directory if a listing of the
+    /// names under it finds any; where listing is denied, a directory that lists nothing, so
+    /// that paths below it can be looked up. The policy is checked before any call: a name the
+    /// caller may not read as a secret is only looked for as a directory.
+    async fn lookup_unlisted(
+        &self,
+        caller: &Caller,
+        path: &str,
+        secret: String,
+        listing_allowed: bool,
+    ) -> FsResult<Attr> {
+        let readable = self.may_read_secret(caller, &secret).await;
+        if readable {
+            let found = match self.namespace.layout() {
+                Layout::Flat => self
+                    .engine
+                    .get(&Selector::whole(secret.as_str()))
+                    .await
+                    .map(Some),
+                Layout::Stages => self.engine.describe(&secret).await.map(|_| None),
+            };
+            match found {
+                Ok(Some(resolved)) => {
+                    let selector = Selector::whole(secret.as_str());
+                    let resolved = Arc::new(resolved);
+                    let (ino, node) = self.inodes.intern_file(path, &selector, &resolved);
+                    return Ok(self.file_attr(ino, &secret, &node, resolved.fresh_until));
+                }
+                Ok(None) => {
+                    let ino = self
+                        .inodes
+                        .intern_dir(path, NodeKind::SecretDir(Arc::from(secret.as_str())));
+                    return Ok(self.secret_dir_attr(ino, &secret));
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AccessDenied) => {}
+                Err(e) => return Err(e.errno()),
+            }
+        }
+        let is_dir = if listing_allowed {
+            let under = format!("{}/", secret.trim_end_matches('/'));
+            match self.engine.list(Some(&under)).await {
+                Ok(listing) => !listing.value.is_empty(),
+                Err(_) => false,
+            }
+        } else {
+            true
+        };
+        if !is_dir {
+            return Err(if readable {
+                Errno::ENOENT
+            } else {
+                audit(caller, &secret, None, Some(DENIED));
+                Errno::EACCES
+            });
+        }
+        let ino = self.inodes.intern_dir(path, NodeKind::Dir);
+        let until = Instant::now() + self.engine.config().list_ttl;
+        Ok(self.dir_attr(ino, path, Some(until)))
     }
 
     async fn lookup_secret_dir(

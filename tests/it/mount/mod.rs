@@ -4,6 +4,7 @@ mod access;
 mod caches;
 mod credential_helper;
 mod fetching;
+mod least_privilege;
 mod lifecycle;
 mod reading;
 mod rotation;

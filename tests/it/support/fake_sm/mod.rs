@@ -255,6 +255,12 @@ impl FakeSecretsManager {
         }
     }
 
+    /// Answers GetSecretValue and DescribeSecret with AccessDenied for every name but these,
+    /// as AWS answers a role whose policy names its secrets (whether the name exists or not).
+    pub fn allow_reading_only(&self, names: &[&str]) {
+        self.shared.lock().readable_only = Some(names.iter().map(|n| (*n).to_owned()).collect());
+    }
+
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
     }

@@ -33,6 +33,9 @@ pub(super) struct State {
     pub(super) holds: Vec<Arc<Hold>>,
     pub(super) requests: Vec<(Op, Value)>,
     pub(super) user_agents: Vec<String>,
+    /// Set: GetSecretValue and DescribeSecret answer AccessDenied for every other name, as a
+    /// role whose IAM policy names its secrets is answered (existing or not).
+    pub(super) readable_only: Option<Vec<String>>,
 }
 
 /// What to do with one request, decided atomically when it arrives.
@@ -61,11 +64,20 @@ impl State {
         Some(fault)
     }
 
+    fn denied_by_name(&self, op: Op, body: Option<&Value>) -> Option<Fault> {
+        let readable = self.readable_only.as_ref()?;
+        let by_name = matches!(op, Op::GetSecretValue | Op::DescribeSecret);
+        let id = body?.get("SecretId")?.as_str()?;
+        (by_name && !readable.iter().any(|name| name == id)).then_some(Fault::AccessDenied)
+    }
+
     pub(super) fn admit(&mut self, op: Op, body: Option<Value>) -> Plan {
         *self.calls.entry(op).or_default() += 1;
         self.requests
             .push((op, body.clone().unwrap_or(Value::Null)));
-        let fault = self.take_fault(op);
+        let fault = self
+            .take_fault(op)
+            .or_else(|| self.denied_by_name(op, body.as_ref()));
         let latency = self.latency.get(&op).copied().unwrap_or_default();
         let mut involved = Vec::new();
         let answer = match &body {
