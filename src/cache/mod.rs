@@ -33,7 +33,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_TTL_JITTER_PERCENT: u8 = 10;
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
-pub const DEFAULT_MAX_ENTRIES: usize = 1000;
+/// Sized so that a host with a few thousand secrets never evicts what `ls -l` just fetched;
+/// the byte bound below is what bounds memory (values are small).
+pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 /// 1000 secrets of the 64 KiB the API allows; a typical secret is well under 1 KiB.
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_LIST_TTL: Duration = Duration::from_secs(60);

@@ -145,6 +145,13 @@ impl Engine {
     }
 
     /// Like [`Engine::get`], but answers only from the cache: `None` means a fetch is needed.
+    /// Whether reading the AWSCURRENT value of `selector`'s secret would start a fetch (a
+    /// lookup deciding whether to prefetch ahead). Counts nothing.
+    pub fn needs_fetch_current(&self, selector: &Selector) -> bool {
+        let key = (selector.secret_id.clone(), VersionRef::current());
+        self.values.needs_fetch(&key)
+    }
+
     pub fn get_cached(&self, selector: &Selector) -> Option<Result<Resolved>> {
         let key = (selector.secret_id.clone(), selector.version_ref());
         let outcome = self.values.try_get(&key)?;

@@ -182,12 +182,22 @@ impl Tree {
         out
     }
 
-    /// Every secret path in the directory `dir`, for batch prefetching.
-    pub fn secrets_in(&self, dir: &str) -> Vec<String> {
-        self.children(dir)
-            .into_iter()
-            .filter(|(_, kind)| *kind == EntryKind::Secret)
-            .map(|(name, _)| join(dir, &name))
+    /// Up to `count` secret paths in the same directory as `path` and after it in name order
+    /// (the order of `children`, which `ls -l` looks names up in). Costs what it returns,
+    /// plus the names nested in between, never the whole directory.
+    pub fn secrets_after(&self, path: &str, count: usize) -> Vec<String> {
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let start = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        self.secrets
+            .range::<str, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
+            .take_while(|p| p.starts_with(&start))
+            .filter(|p| !p[start.len()..].contains('/'))
+            .take(count)
+            .cloned()
             .collect()
     }
 
@@ -243,7 +253,19 @@ mod tests {
         assert_eq!(tree.entry("prod/db"), Some(EntryKind::Secret));
         assert_eq!(tree.entry("prod/nope"), None);
         assert_eq!(tree.entry(""), Some(EntryKind::Dir));
-        assert_eq!(tree.secrets_in("prod"), ["prod/db"]);
+        assert_eq!(tree.secrets_after("prod/a", 5), ["prod/db"]);
+    }
+
+    #[test]
+    fn the_secrets_after_a_name_are_its_siblings_in_order_and_no_more_than_asked() {
+        let tree = Tree::build(
+            &flat(""),
+            &listing(&["d/a", "d/b", "d/b2/deep", "d/c", "d/e", "e", "top"]),
+        );
+        assert_eq!(tree.secrets_after("d/a", 2), ["d/b", "d/c"]);
+        assert_eq!(tree.secrets_after("d/c", 10), ["d/e"]);
+        assert_eq!(tree.secrets_after("d/e", 10), Vec::<String>::new());
+        assert_eq!(tree.secrets_after("a", 10), ["e", "top"]);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub const UNKNOWN_INO: u64 = 0xffff_ffff;
 /// A lookup in a directory listed this recently is taken for `ls -l` or `find`: the values of
 /// the whole directory are fetched in batches instead of one call per file.
 const LISTING_HINT: Duration = Duration::from_secs(10);
+/// The most values fetched in batches ahead of an `ls -l` (5 BatchGetSecretValue calls).
+const PREFETCH_WINDOW: usize = 100;
 /// Directory attributes are re-asked this often when no listing says better.
 const DIR_TTL: Duration = Duration::from_secs(1);
 
@@ -245,27 +247,42 @@ impl SecretsFs {
         listing: Option<(Arc<Tree>, String)>,
     ) -> FsResult<Attr> {
         self.may_read(caller, &selector).await?;
-        let resolved = match listing.filter(|(_, dir)| self.listed_recently(dir)) {
-            Some((tree, dir)) => {
-                let mut siblings = Vec::new();
-                for path in tree.secrets_in(&dir) {
-                    let name = self.namespace.secret_name(&path);
-                    if self.may_read_secret(caller, &name).await {
-                        siblings.push(name);
-                    }
-                }
+        let listed = listing.filter(|(_, dir)| self.listed_recently(dir));
+        let resolved = match listed {
+            Some((tree, _)) if self.engine.needs_fetch_current(&selector) => {
+                let window = self.prefetch_window(caller, &tree, path).await;
                 let (_, resolved) = tokio::join!(
-                    self.engine.prefetch_current(&siblings),
+                    self.engine.prefetch_current(&window),
                     self.engine.get(&selector)
                 );
                 resolved
             }
-            None => self.engine.get(&selector).await,
+            _ => self.engine.get(&selector).await,
         }
         .map_err(|e| e.errno())?;
         let resolved = Arc::new(resolved);
         let (ino, node) = self.inodes.intern_file(path, &selector, &resolved);
         Ok(self.file_attr(ino, &selector.secret_id, &node, resolved.fresh_until))
+    }
+
+    /// The secrets to fetch in batches along with the one at `path`, when a listing (`ls -l`)
+    /// is being looked up name by name: it and the names after it in the directory, as many
+    /// as the cache can hold beside them, that the caller may read. A window, not the whole
+    /// directory: its work does not grow with the directory, and its values are not evicted
+    /// by their own siblings before they are read. Asked only when `path`'s value is not
+    /// cached, so a directory costs about one window per [`PREFETCH_WINDOW`] names.
+    async fn prefetch_window(&self, caller: &Caller, tree: &Tree, path: &str) -> Vec<String> {
+        let size = PREFETCH_WINDOW
+            .min(self.engine.config().max_entries / 2)
+            .max(1);
+        let mut window = Vec::with_capacity(size);
+        for sibling in std::iter::once(path.to_owned()).chain(tree.secrets_after(path, size - 1)) {
+            let name = self.namespace.secret_name(&sibling);
+            if self.may_read_secret(caller, &name).await {
+                window.push(name);
+            }
+        }
+        window
     }
 
     /// A name the listing does not have (listing is denied, or the secret is newer than the

@@ -140,3 +140,51 @@ async fn the_inode_table_shrinks_when_the_kernel_forgets() {
         held(&m)
     );
 }
+
+/// A directory larger than the cache: `ls -l` costs about one BatchGetSecretValue per 20
+/// secrets, whatever the cache's size, and none of GetSecretValue.
+#[tokio::test]
+async fn ls_l_of_a_directory_larger_than_the_cache_costs_one_batch_per_20_secrets() {
+    let fake = FakeSecretsManager::start();
+    for i in 0..1200 {
+        fake.put_string(&format!("big/s{i:04}"), "v");
+    }
+    let mut global = aws_args(&fake.endpoint_url());
+    global.extend(["--cache-size".into(), "1000".into()]);
+    let m = Mounted::start(&strs(&global), &[]).await;
+    let out = Command::new("ls")
+        .arg("-l")
+        .arg(m.path("big"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(listing.lines().filter(|l| l.starts_with('-')).count(), 1200);
+    let batches = fake.calls(Op::BatchGetSecretValue);
+    assert!((60..=66).contains(&batches), "{batches} batch calls");
+    assert_eq!(fake.calls(Op::GetSecretValue), 0);
+}
+
+/// `ls -lR` of every secret, then reading each: the values `ls` fetched are still cached.
+#[tokio::test]
+async fn reading_every_secret_after_ls_lr_costs_no_more_calls() {
+    let fake = FakeSecretsManager::start();
+    for i in 0..2000 {
+        fake.put_string(&format!("tree/d{}/s{i:04}", i % 4), "v");
+    }
+    let m = Mounted::start(&strs(&aws_args(&fake.endpoint_url())), &[]).await;
+    let out = Command::new("ls")
+        .arg("-lR")
+        .arg(m.path("tree"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let after_ls = fake.calls(Op::BatchGetSecretValue) + fake.calls(Op::GetSecretValue);
+    assert!(after_ls <= 110, "{after_ls} calls for ls -lR");
+    for i in 0..2000 {
+        let path = m.path(&format!("tree/d{}/s{i:04}", i % 4));
+        assert!(std::fs::read(&path).unwrap() == b"v");
+    }
+    let total = fake.calls(Op::BatchGetSecretValue) + fake.calls(Op::GetSecretValue);
+    assert_eq!(total, after_ls, "reading after ls -lR made calls");
+}
