@@ -167,14 +167,23 @@ pub fn exit_code(err: &Error) -> u8 {
 /// each request of an operation it was not given, which programs send routinely).
 pub const DEFAULT_LOG_FILTER: &str = "warn,aws_config=error,fuser=error";
 
-/// The tracing filter: `--log-level` over `RUST_LOG` over [`DEFAULT_LOG_FILTER`].
-pub fn log_filter(level: Option<&str>) -> Result<tracing_subscriber::EnvFilter> {
+/// For a command that runs once (`get`): a failed fetch is its one-line error already, so the
+/// cache's report of it (for daemons, whose readers cannot tell the operator) is left out.
+pub const ONE_SHOT_LOG_FILTER: &str = "warn,aws_config=error,fuser=error,secretsfs::cache=error";
+
+/// The tracing filter: `--log-level` over `RUST_LOG` over the default, [`DEFAULT_LOG_FILTER`]
+/// or, for a command that runs once, [`ONE_SHOT_LOG_FILTER`].
+pub fn log_filter(level: Option<&str>, one_shot: bool) -> Result<tracing_subscriber::EnvFilter> {
     use tracing_subscriber::EnvFilter;
+    let default = if one_shot {
+        ONE_SHOT_LOG_FILTER
+    } else {
+        DEFAULT_LOG_FILTER
+    };
     match level {
         Some(l) => EnvFilter::try_new(l)
             .map_err(|e| Error::config(format!("invalid --log-level {l:?}: {e}"))),
-        None => Ok(EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))),
+        None => Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))),
     }
 }
 

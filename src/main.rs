@@ -60,8 +60,10 @@ fn main() -> ExitCode {
             Err(err) => return fail(&err, &mut readiness),
         };
     }
+    let one_shot = matches!(cli.command, Command::Get(_));
     if let Err(err) = init_logging(
         settings.log_level.as_deref(),
+        one_shot,
         log_to,
         settings.audit_log.as_deref(),
     ) {
@@ -102,8 +104,13 @@ fn open_append(path: &Path, what: &str) -> secretsfs::Result<std::fs::File> {
         .map_err(|e| secretsfs::Error::config(format!("{what} {}: {e}", path.display())))
 }
 
-fn init_logging(level: Option<&str>, to: LogTo, audit_log: Option<&Path>) -> secretsfs::Result<()> {
-    let filter = cli::log_filter(level)?;
+fn init_logging(
+    level: Option<&str>,
+    one_shot: bool,
+    to: LogTo,
+    audit_log: Option<&Path>,
+) -> secretsfs::Result<()> {
+    let filter = cli::log_filter(level, one_shot)?;
     let logs = match to {
         LogTo::Stderr => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

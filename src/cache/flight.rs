@@ -14,8 +14,8 @@
 
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -24,6 +24,7 @@ use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::budget::{Budget, Member};
 use super::stats::Stats;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -34,6 +35,45 @@ fn refusal(err: &Error) -> String {
         .and_then(|u| u.status)
         .map_or_else(String::new, |s| format!(", HTTP {s} from the API"));
     format!("an error: {} from the mount{status}", err.errno())
+}
+
+impl<K, V> Member for Inner<K, V>
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    V: Weigh + Send + Sync + 'static,
+{
+    fn oldest(&self, keep: u64) -> Option<u64> {
+        self.oldest_slot(keep).map(|(_, stamp)| stamp)
+    }
+
+    fn release(&self, stamp: u64) -> bool {
+        let victim = self
+            .slots
+            .iter()
+            .find(|e| e.value().last_used.load(Relaxed) == stamp)
+            .map(|e| e.key().clone());
+        let Some(victim) = victim else {
+            return false;
+        };
+        // Not if it was used or began a fetch since it was chosen.
+        let removed = self.slots.remove_if(&victim, |_, slot| {
+            slot.last_used.load(Relaxed) == stamp
+                && slot.state.try_lock().is_some_and(|s| s.flight.is_none())
+        });
+        let Some((_, slot)) = removed else {
+            return false;
+        };
+        let mut state = slot.state.lock();
+        state.evicted = true;
+        state.good = None;
+        let bytes = std::mem::take(&mut state.bytes);
+        self.bytes.fetch_sub(bytes, Relaxed);
+        self.budget.recharge(bytes, 0);
+        self.budget.remove_entry();
+        self.stats.eviction();
+        tracing::debug!(what = self.what, key = ?victim, "evicted");
+        true
+    }
 }
 
 /// How long answers stay good.
@@ -174,10 +214,10 @@ impl<V> SlotState<V> {
 struct Inner<K, V> {
     what: &'static str,
     slots: DashMap<K, Arc<Slot<V>>>,
-    tick: AtomicU64,
+    /// This cache's bytes, for its own counters; the budget holds the total.
     bytes: AtomicUsize,
     timing: Timing,
-    limits: Limits,
+    budget: Arc<Budget>,
     stats: Arc<Stats>,
 }
 
@@ -190,19 +230,19 @@ where
     K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
     V: Weigh + Send + Sync + 'static,
 {
-    /// `what` names the kind of entry in log lines ("secret value", "listing").
-    pub fn new(what: &'static str, timing: Timing, limits: Limits, stats: Arc<Stats>) -> Self {
-        FlightCache {
-            inner: Arc::new(Inner {
-                what,
-                slots: DashMap::new(),
-                tick: AtomicU64::new(0),
-                bytes: AtomicUsize::new(0),
-                timing,
-                limits,
-                stats,
-            }),
-        }
+    /// `what` names the kind of entry in log lines ("secret value", "listing"); `budget` is
+    /// shared with the engine's other caches.
+    pub fn new(what: &'static str, timing: Timing, budget: Arc<Budget>, stats: Arc<Stats>) -> Self {
+        let inner = Arc::new(Inner {
+            what,
+            slots: DashMap::new(),
+            bytes: AtomicUsize::new(0),
+            timing,
+            budget: budget.clone(),
+            stats,
+        });
+        budget.join(Arc::downgrade(&inner) as Weak<dyn Member>);
+        FlightCache { inner }
     }
 
     /// Answers from the cache alone, without waiting: `None` means a fetch is needed. For front
@@ -290,6 +330,7 @@ where
                 .slots
                 .entry(key.clone())
                 .or_insert_with(|| {
+                    self.budget.add_entry();
                     Arc::new(Slot {
                         last_used: AtomicU64::new(0),
                         state: Mutex::new(SlotState {
@@ -311,8 +352,7 @@ where
     }
 
     fn touch(&self, slot: &Slot<V>) {
-        slot.last_used
-            .store(self.tick.fetch_add(1, Relaxed), Relaxed);
+        slot.last_used.store(self.budget.stamp(), Relaxed);
     }
 
     fn count(&self, answer: Answer<V>) -> Outcome<V> {
@@ -430,10 +470,11 @@ where
         if !evicted {
             self.bytes.fetch_add(state.bytes, Relaxed);
             self.bytes.fetch_sub(before, Relaxed);
+            self.budget.recharge(before, state.bytes);
         }
         drop(state);
         if !evicted {
-            self.evict_beyond_limits(key);
+            self.budget.enforce(slot.last_used.load(Relaxed));
         }
         outcome
     }
@@ -460,34 +501,23 @@ where
         }
     }
 
-    /// Evicts least recently used slots until both bounds hold. Slots with a fetch in flight
-    /// are skipped: their readers are waiting on them.
-    fn evict_beyond_limits(&self, keep: &K) {
-        while self.slots.len() > self.limits.max_entries
-            || self.bytes.load(Relaxed) > self.limits.max_bytes
-        {
-            let victim = self
-                .slots
-                .iter()
-                .filter(|e| e.key() != keep)
-                .filter(|e| {
-                    e.value()
-                        .state
-                        .try_lock()
-                        .is_some_and(|s| s.flight.is_none())
-                })
-                .min_by_key(|e| e.value().last_used.load(Relaxed))
-                .map(|e| e.key().clone());
-            let Some(victim) = victim else { break };
-            if let Some((_, slot)) = self.slots.remove(&victim) {
-                let mut state = slot.state.lock();
-                state.evicted = true;
-                state.good = None;
-                self.bytes
-                    .fetch_sub(std::mem::take(&mut state.bytes), Relaxed);
-                self.stats.eviction();
-                tracing::debug!(what = self.what, key = ?victim, "evicted");
-            }
-        }
+    /// The least recently used slot other than the one stamped `keep` that may go (no
+    /// fetch in flight), and its stamp.
+    fn oldest_slot(&self, keep: u64) -> Option<(K, u64)> {
+        self.slots
+            .iter()
+            .map(|e| {
+                let stamp = e.value().last_used.load(Relaxed);
+                (e, stamp)
+            })
+            .filter(|(_, stamp)| *stamp != keep)
+            .filter(|(e, _)| {
+                e.value()
+                    .state
+                    .try_lock()
+                    .is_some_and(|s| s.flight.is_none())
+            })
+            .min_by_key(|(_, stamp)| *stamp)
+            .map(|(e, stamp)| (e.key().clone(), stamp))
     }
 }

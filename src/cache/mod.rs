@@ -4,6 +4,7 @@
 //! bounds); [`stats`] its counters. What is cached, and how selectors map onto entries, is the
 //! engine's business.
 
+pub mod budget;
 pub mod flight;
 pub mod stats;
 

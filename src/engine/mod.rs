@@ -12,6 +12,7 @@ use futures::FutureExt;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+use crate::cache::budget::Budget;
 use crate::cache::flight::FlightCache;
 use crate::cache::{CacheConfig, Op, Served, Stats, StatsSnapshot, Weigh};
 use std::collections::HashMap;
@@ -46,9 +47,6 @@ impl Weigh for Vec<SecretListing> {
         self.iter().map(|l| l.arn.len() + l.name.len()).sum()
     }
 }
-
-/// Bounds for the metadata caches, which hold no values and stay small.
-const LISTINGS_MAX_ENTRIES: usize = 256;
 
 /// The bytes a selector names, with the version they came from.
 #[derive(Debug)]
@@ -92,6 +90,7 @@ pub struct Engine {
     values: FlightCache<ValueKey, SecretValue>,
     descriptions: FlightCache<String, SecretDescription>,
     listings: FlightCache<Option<String>, Vec<SecretListing>>,
+    budget: Arc<Budget>,
     stats: Arc<Stats>,
     config: CacheConfig,
 }
@@ -99,33 +98,37 @@ pub struct Engine {
 impl Engine {
     pub fn new(source: DynSource, config: CacheConfig) -> Self {
         let stats = Arc::new(Stats::default());
-        let listing_limits = crate::cache::flight::Limits {
-            max_entries: LISTINGS_MAX_ENTRIES,
-            max_bytes: config.max_bytes,
-        };
+        let budget = Budget::new(config.limits());
         Engine {
             values: FlightCache::new(
                 "secret value",
                 config.value_timing(),
-                config.limits(),
+                budget.clone(),
                 stats.clone(),
             ),
             descriptions: FlightCache::new(
                 "description",
                 config.value_timing(),
-                config.limits(),
+                budget.clone(),
                 stats.clone(),
             ),
             listings: FlightCache::new(
                 "listing",
                 config.list_timing(),
-                listing_limits,
+                budget.clone(),
                 stats.clone(),
             ),
+            budget,
             source,
             stats,
             config,
         }
+    }
+
+    /// The one budget of entries and bytes of everything cached; the mount's inodes charge the
+    /// versions they hold to it too.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     pub fn config(&self) -> &CacheConfig {

@@ -473,3 +473,27 @@ async fn ttl_jitter_spreads_expiry_over_the_last_share_of_the_ttl() {
     );
     assert_eq!(fresh_at_101, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_budget_bounds_values_descriptions_and_listings_together() {
+    let (source, engine) = engine_with(CacheConfig {
+        max_entries: 2,
+        ..config()
+    });
+    source.put("a", "1");
+    source.put("b", "2");
+    engine.list(None).await.unwrap();
+    read(&engine, "a").await.unwrap();
+    read(&engine, "b").await.unwrap();
+    assert_eq!(engine.budget().entries(), 2);
+    engine.list(None).await.unwrap();
+    assert_eq!(
+        source.calls(Op::ListSecrets),
+        2,
+        "the listing was the least recently used entry of all"
+    );
+    engine.describe("b").await.unwrap();
+    assert_eq!(engine.budget().entries(), 2);
+    read(&engine, "b").await.unwrap();
+    assert_eq!(gets(&source), 3, "b's value went for the description");
+}

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::cache::budget::{Budget, Member};
 use crate::engine::Resolved;
 use crate::selector::Selector;
 
@@ -112,20 +113,21 @@ struct Table {
     /// Paths whose current version the kernel forgot, oldest first.
     dormant: VecDeque<(Arc<str>, u64)>,
     next: u64,
-    /// Bytes of versions held by inodes, and the most they may hold.
+    /// Bytes of versions held by inodes, charged to the engine's budget too.
     held_bytes: usize,
-    byte_budget: usize,
+    budget: Arc<Budget>,
 }
 
 #[derive(Debug)]
 pub struct Inodes {
     table: RwLock<Table>,
-    reads: AtomicU64,
+    budget: Arc<Budget>,
 }
 
 impl Inodes {
-    /// An empty table; versions hold at most `byte_budget` bytes of values between them.
-    pub fn new(byte_budget: usize) -> Self {
+    /// An empty table whose versions' bytes count against `budget` (the engine's), which may
+    /// release the least recently read of them.
+    pub fn new(budget: Arc<Budget>) -> Arc<Self> {
         let root = Node {
             path: Arc::from(""),
             kind: NodeKind::Dir,
@@ -141,7 +143,7 @@ impl Inodes {
                 lookups: 1,
             },
         );
-        Inodes {
+        let inodes = Arc::new(Inodes {
             table: RwLock::new(Table {
                 by_ino,
                 dirs,
@@ -149,10 +151,12 @@ impl Inodes {
                 dormant: VecDeque::new(),
                 next: ROOT + 1,
                 held_bytes: 0,
-                byte_budget,
+                budget: budget.clone(),
             }),
-            reads: AtomicU64::new(0),
-        }
+            budget: budget.clone(),
+        });
+        budget.join(Arc::downgrade(&inodes) as std::sync::Weak<dyn Member>);
+        inodes
     }
 
     pub fn get(&self, ino: u64) -> Option<Node> {
@@ -235,7 +239,8 @@ impl Inodes {
                 (ino, version)
             }
         };
-        table.hold_bytes(&version, resolved, self.reads.fetch_add(1, Relaxed));
+        let stamp = self.budget.stamp();
+        table.hold_bytes(&version, resolved, stamp);
         let entry = table.by_ino.entry(ino).or_insert_with(|| Entry {
             node: Node {
                 path: Arc::from(path),
@@ -246,23 +251,22 @@ impl Inodes {
         });
         entry.lookups += 1;
         let node = entry.node.clone();
-        table.within_budget(ino);
+        drop(table);
+        self.budget.enforce(stamp);
         (ino, node)
     }
 
     /// Gives `version` its bytes again (fetched anew by version id after the budget dropped
     /// them), and counts a read for the budget's order.
-    pub fn restore_bytes(&self, ino: u64, version: &Arc<Version>, resolved: &Arc<Resolved>) {
-        let mut table = self.table.write();
-        table.hold_bytes(version, resolved, self.reads.fetch_add(1, Relaxed));
-        table.within_budget(ino);
+    pub fn restore_bytes(&self, version: &Arc<Version>, resolved: &Arc<Resolved>) {
+        let stamp = self.budget.stamp();
+        self.table.write().hold_bytes(version, resolved, stamp);
+        self.budget.enforce(stamp);
     }
 
     /// Counts a read of `version`, for the budget to drop the least recently read first.
     pub fn touch(&self, version: &Version) {
-        version
-            .last_read
-            .store(self.reads.fetch_add(1, Relaxed), Relaxed);
+        version.last_read.store(self.budget.stamp(), Relaxed);
     }
 
     /// The inode the kernel would be told of for `path` in a listing, without counting a
@@ -357,34 +361,55 @@ impl Table {
         version.last_read.store(stamp, Relaxed);
         // Replaced even when held: the newer copy carries the newer freshness.
         let mut bytes = version.bytes.lock();
-        if let Some(old) = bytes.replace(resolved.clone()) {
-            self.held_bytes -= old.bytes().len();
-        }
-        self.held_bytes += resolved.bytes().len();
+        let before = bytes
+            .replace(resolved.clone())
+            .map_or(0, |old| old.bytes().len());
+        self.held_bytes = self.held_bytes - before + resolved.bytes().len();
+        self.budget.recharge(before, resolved.bytes().len());
     }
 
     fn release_bytes(&mut self, version: &Version) {
         if let Some(dropped) = version.bytes.lock().take() {
             self.held_bytes -= dropped.bytes().len();
+            self.budget.recharge(dropped.bytes().len(), 0);
         }
     }
+}
 
-    /// Drops the bytes of the least recently read versions (never `keep`'s) until the held
-    /// bytes fit the budget; an O(n) scan, only when over it.
-    fn within_budget(&mut self, keep: u64) {
-        while self.held_bytes > self.byte_budget {
-            let oldest = self
-                .by_ino
-                .iter()
-                .filter(|(ino, _)| **ino != keep)
-                .filter_map(|(_, e)| e.node.version.as_ref())
-                .filter(|v| v.bytes.lock().is_some())
-                .min_by_key(|v| v.last_read.load(Relaxed))
-                .cloned();
-            match oldest {
-                Some(version) => self.release_bytes(&version),
-                None => break,
+impl Inodes {
+    /// The held version least recently read, other than the one stamped `keep`.
+    fn oldest_held(&self, keep: u64) -> Option<Arc<Version>> {
+        self.table
+            .read()
+            .by_ino
+            .values()
+            .filter_map(|e| e.node.version.as_ref())
+            .filter(|v| v.last_read.load(Relaxed) != keep && v.bytes.lock().is_some())
+            .min_by_key(|v| v.last_read.load(Relaxed))
+            .cloned()
+    }
+}
+
+/// The budget may drop a version's bytes: they are fetched again by version id if read.
+impl Member for Inodes {
+    fn oldest(&self, keep: u64) -> Option<u64> {
+        self.oldest_held(keep).map(|v| v.last_read.load(Relaxed))
+    }
+
+    fn release(&self, stamp: u64) -> bool {
+        let mut table = self.table.write();
+        let version = table
+            .by_ino
+            .values()
+            .filter_map(|e| e.node.version.as_ref())
+            .find(|v| v.last_read.load(Relaxed) == stamp)
+            .cloned();
+        match version {
+            Some(version) if version.bytes.lock().is_some() => {
+                table.release_bytes(&version);
+                true
             }
+            _ => false,
         }
     }
 }

@@ -27,7 +27,7 @@ async fn check_config_prints_the_effective_settings_with_their_origin() {
         text.contains("region = eu-west-1    # config file"),
         "{text}"
     );
-    assert!(text.contains("cache_size = 1000    # default"), "{text}");
+    assert!(text.contains("cache_size = 10000    # default"), "{text}");
     assert!(text.contains("1 policy rule(s)"));
     assert!(
         !text.contains("not-to-be-shown"),

@@ -87,7 +87,7 @@ pub struct SecretsFs {
     policy: SharedPolicy,
     namespace: Namespace,
     kernel_cache: bool,
-    inodes: Inodes,
+    inodes: Arc<Inodes>,
     mounted_at: SystemTime,
     /// The tree built from the listing it came from, rebuilt when the listing changes.
     tree: Mutex<Option<BuiltTree>>,
@@ -109,8 +109,8 @@ impl SecretsFs {
         namespace: Namespace,
         kernel_cache: bool,
     ) -> Self {
-        // Old versions the kernel still holds are bounded like the cache's values.
-        let inodes = Inodes::new(engine.config().max_bytes);
+        // Versions the kernel still holds count against the cache's own budget.
+        let inodes = Inodes::new(engine.budget().clone());
         SecretsFs {
             engine,
             policy,
@@ -537,7 +537,7 @@ impl SecretsFs {
             return Err(Errno::EISDIR);
         };
         self.may_read(caller, selector).await?;
-        let resolved = match self.version_bytes(ino, &node).await {
+        let resolved = match self.version_bytes(&node).await {
             Ok(resolved) => resolved,
             Err((errno, why)) => {
                 audit(caller, &selector.to_string(), None, Some(&why));
@@ -567,7 +567,7 @@ impl SecretsFs {
             Some(snapshot) => snapshot,
             None => {
                 let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-                self.version_bytes(ino, &node).await.map_err(|(e, _)| e)?
+                self.version_bytes(&node).await.map_err(|(e, _)| e)?
             }
         };
         let len = resolved.bytes().len();
@@ -579,13 +579,21 @@ impl SecretsFs {
     /// The bytes of the version `node` is: held, or fetched again by its version id when the
     /// byte budget dropped them. A version whose bytes changed in place upstream (the file
     /// source keeps a VersionId across an edit) is ESTALE: a new open finds the new inode.
-    async fn version_bytes(&self, ino: u64, node: &Node) -> Result<Arc<Resolved>, (Errno, String)> {
+    async fn version_bytes(&self, node: &Node) -> Result<Arc<Resolved>, (Errno, String)> {
         let (NodeKind::File(selector), Some(version)) = (&node.kind, &node.version) else {
             return Err((Errno::EISDIR, "not a file".into()));
         };
         if let Some(bytes) = version.bytes() {
             self.inodes.touch(version);
             return Ok(bytes);
+        }
+        // Most often the version is still what its selector names, cached: no call then.
+        if let Some(Ok(cached)) = self.engine.get_cached(selector)
+            && Identity::of(&cached) == version.identity
+        {
+            let cached = Arc::new(cached);
+            self.inodes.restore_bytes(version, &cached);
+            return Ok(cached);
         }
         let pinned = Selector {
             version_stage: None,
@@ -603,7 +611,7 @@ impl SecretsFs {
                 "this version's bytes changed in place upstream; open the file again to read them");
             return Err((Errno::ESTALE, "the version changed in place".into()));
         }
-        self.inodes.restore_bytes(ino, version, &resolved);
+        self.inodes.restore_bytes(version, &resolved);
         Ok(resolved)
     }
 

@@ -17,6 +17,14 @@ fn file(inodes: &Inodes, path: &str, id: &str, bytes: &[u8]) -> u64 {
 
 const BUDGET: usize = 1 << 20;
 
+/// A table whose versions may hold `bytes` between them (and nothing else is in the budget).
+fn table(bytes: usize) -> Arc<Inodes> {
+    Inodes::new(Budget::new(crate::cache::flight::Limits {
+        max_entries: usize::MAX,
+        max_bytes: bytes,
+    }))
+}
+
 /// The bytes the inode `ino` holds (it must hold them).
 fn held_bytes_of(inodes: &Inodes, ino: u64) -> Vec<u8> {
     let version = inodes.get(ino).unwrap().version.unwrap();
@@ -25,7 +33,7 @@ fn held_bytes_of(inodes: &Inodes, ino: u64) -> Vec<u8> {
 
 #[test]
 fn numbers_are_stable_while_held_and_released_on_forget() {
-    let inodes = Inodes::new(BUDGET);
+    let inodes = table(BUDGET);
     let a = inodes.intern_dir("prod", NodeKind::Dir);
     assert_eq!(inodes.intern_dir("prod", NodeKind::Dir), a);
     assert_eq!(inodes.peek("prod"), Some(a));
@@ -41,7 +49,7 @@ fn numbers_are_stable_while_held_and_released_on_forget() {
 
 #[test]
 fn many_selector_lookups_do_not_grow_the_table_once_forgotten() {
-    let inodes = Inodes::new(BUDGET);
+    let inodes = table(BUDGET);
     for i in 0..(DORMANT_MAX + 1000) {
         let path = format!("db:key{i}");
         let ino = file(&inodes, &path, "v1", b"x");
@@ -54,7 +62,7 @@ fn many_selector_lookups_do_not_grow_the_table_once_forgotten() {
 
 #[test]
 fn a_path_that_changes_kind_gets_a_new_number() {
-    let inodes = Inodes::new(BUDGET);
+    let inodes = table(BUDGET);
     let f = file(&inodes, "a", "v1", b"x");
     let d = inodes.intern_dir("a", NodeKind::Dir);
     assert_ne!(f, d);
@@ -68,7 +76,7 @@ fn a_path_that_changes_kind_gets_a_new_number() {
 
 #[test]
 fn each_version_is_an_inode_of_its_own_with_its_own_bytes() {
-    let inodes = Inodes::new(BUDGET);
+    let inodes = table(BUDGET);
     let old = file(&inodes, "db", "v1", b"first!");
     assert_eq!(file(&inodes, "db", "v1", b"first!"), old, "same version");
     let new = file(&inodes, "db", "v2", b"second");
@@ -90,7 +98,7 @@ fn each_version_is_an_inode_of_its_own_with_its_own_bytes() {
 
 #[test]
 fn an_edit_in_place_that_keeps_the_version_id_is_a_new_inode() {
-    let inodes = Inodes::new(BUDGET);
+    let inodes = table(BUDGET);
     let a = file(&inodes, "db", "v1", b"secret-a");
     let b = file(&inodes, "db", "v1", b"secret-b");
     assert_ne!(a, b);
@@ -98,7 +106,7 @@ fn an_edit_in_place_that_keeps_the_version_id_is_a_new_inode() {
 
 #[test]
 fn the_current_version_keeps_its_number_through_a_transient_forget() {
-    let inodes = Inodes::new(BUDGET);
+    let inodes = table(BUDGET);
     let old = file(&inodes, "db", "v1", b"one");
     let new = file(&inodes, "db", "v2", b"two");
     // The kernel revalidating its entry for `old` got `new`: it forgets `new` and asks again.
@@ -115,7 +123,7 @@ fn the_current_version_keeps_its_number_through_a_transient_forget() {
 
 #[test]
 fn the_bytes_held_stay_within_the_budget_least_recently_read_first() {
-    let inodes = Inodes::new(10);
+    let inodes = table(10);
     let a = file(&inodes, "a", "v1", b"aaaa");
     let b = file(&inodes, "b", "v1", b"bbbb");
     let a_version = inodes.get(a).unwrap().version.unwrap();
@@ -125,14 +133,14 @@ fn the_bytes_held_stay_within_the_budget_least_recently_read_first() {
     let held = |ino| inodes.get(ino).unwrap().version.unwrap().bytes().is_some();
     assert!(held(a) && !held(b) && held(c), "b was read least recently");
     let b_version = inodes.get(b).unwrap().version.unwrap();
-    inodes.restore_bytes(b, &b_version, &version("v1", b"bbbb"));
+    inodes.restore_bytes(&b_version, &version("v1", b"bbbb"));
     assert!(held(b));
     assert!(inodes.held_bytes() <= 10);
 }
 
 #[test]
 fn held_entries_name_their_parent() {
-    let inodes = Inodes::new(BUDGET);
+    let inodes = table(BUDGET);
     let prod = inodes.intern_dir("prod", NodeKind::Dir);
     let db = file(&inodes, "prod/db", "v1", b"x");
     let mut held = inodes.held_entries();
