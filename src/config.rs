@@ -27,6 +27,9 @@ pub const DEFAULT_PATH: &str = "/etc/secretsfs/config.toml";
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sections {
+    /// The names (and globs) a mount presents, fetched at start; all when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy: Vec<RuleSpec>,
 }
@@ -79,6 +82,8 @@ impl ConfigFile {
         file.sections = sections
             .try_into()
             .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
+        crate::secrets_list::SecretsList::new(&file.sections.secrets)
+            .map_err(|e| e.message().to_owned())?;
         Ok(file)
     }
 }

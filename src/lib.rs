@@ -27,6 +27,7 @@ pub mod hardening;
 pub mod http;
 pub mod policy;
 pub mod run;
+pub mod secrets_list;
 pub mod selector;
 pub mod settings;
 pub mod source;

@@ -125,12 +125,15 @@ async fn mount(
         settings.cache,
     ));
     let policy = policy::shared(build_policy(&settings)?);
-    let fs = Arc::new(SecretsFs::new(
-        engine.clone(),
-        policy.clone(),
-        namespace,
-        settings.kernel_cache,
-    ));
+    let fs = Arc::new(
+        SecretsFs::new(
+            engine.clone(),
+            policy.clone(),
+            namespace,
+            settings.kernel_cache,
+        )
+        .presenting_only(settings.secrets.clone()),
+    );
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 8);
@@ -156,6 +159,14 @@ async fn mount(
         None
     };
     tracing::info!(mountpoint = %mountpoint.display(), pid = std::process::id(), "mounted");
+    if let Some(list) = &settings.secrets {
+        let fetch = prefetch_secrets_list(engine.clone(), list.names().to_vec());
+        if settings.wait_for_secrets {
+            fetch.await;
+        } else {
+            tokio::spawn(fetch);
+        }
+    }
     readiness.ready();
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
     let notifier = session.notifier();
@@ -218,6 +229,17 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
 fn watch_hangup() -> Result<tokio::signal::unix::Signal> {
     signal(SignalKind::hangup())
         .map_err(|e| Error::new(ErrorKind::Internal, format!("signals: {e}")))
+}
+
+/// Fetches the `secrets` list's names at start, in batches where allowed, so that first reads
+/// find them cached; a failure is the cache's to log, and the name is fetched again on use.
+async fn prefetch_secrets_list(engine: Arc<Engine>, names: Vec<String>) {
+    engine.prefetch_current(&names).await;
+    let cached = names
+        .iter()
+        .filter(|n| !engine.needs_fetch_current(&Selector::whole(n.as_str())))
+        .count();
+    tracing::info!(names = names.len(), cached, "secrets list fetched");
 }
 
 /// What a front end does when the policy changes (the mount: make the kernel forget what it

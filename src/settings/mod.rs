@@ -88,6 +88,9 @@ pub struct Settings {
     pub layout: Layout,
     pub prefix: String,
     pub kernel_cache: bool,
+    /// The config file's `secrets` list: what the mount presents and fetches at start.
+    pub secrets: Option<crate::secrets_list::SecretsList>,
+    pub wait_for_secrets: bool,
     pub http_enabled: bool,
     pub http: HttpOptions,
     /// Every setting as resolved, for `check-config` and SIGHUP.
@@ -189,12 +192,10 @@ impl Settings {
         let g = &mut options.global;
         g.uid.get_or_insert_with(|| nix::unistd::getuid().as_raw());
         g.gid.get_or_insert_with(|| nix::unistd::getgid().as_raw());
-        Ok(Self::from_options(
-            options,
-            origins,
-            path,
-            file.sections.clone(),
-        ))
+        let secrets = crate::secrets_list::SecretsList::new(&file.sections.secrets)?;
+        let mut settings = Self::from_options(options, origins, path, file.sections.clone());
+        settings.secrets = secrets;
+        Ok(settings)
     }
 
     fn from_options(
@@ -241,6 +242,8 @@ impl Settings {
             layout: m.layout,
             prefix: m.prefix.clone(),
             kernel_cache: !m.no_kernel_cache,
+            secrets: None,
+            wait_for_secrets: m.wait_for_secrets,
             http_enabled: !m.no_http,
             http: options.http.clone(),
             options,

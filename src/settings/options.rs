@@ -205,6 +205,13 @@ pub struct MountOptions {
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub no_kernel_cache: bool,
 
+    /// Report the mount ready (the command returns, systemd hears READY=1) only once the
+    /// config file's `secrets` list has been fetched (failures are logged, not fatal).
+    #[arg(long, env = "SECRETSFS_WAIT_FOR_SECRETS", value_name = "BOOL", action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_value = "false",
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub wait_for_secrets: bool,
+
     /// No HTTP API in this process.
     #[arg(long, env = "SECRETSFS_NO_HTTP", value_name = "BOOL", action = ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_value = "false",

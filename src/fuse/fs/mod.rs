@@ -18,6 +18,7 @@ use crate::caller::Caller;
 use crate::engine::{Engine, Resolved};
 use crate::error::ErrorKind;
 use crate::policy::{self, SharedPolicy};
+use crate::secrets_list::SecretsList;
 use crate::selector::Selector;
 use crate::source::SecretListing;
 
@@ -100,6 +101,10 @@ pub struct SecretsFs {
     /// several calls neither skips nor repeats a name when the listing changes between them.
     dir_handles: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
+    /// The config file's `secrets` list: when set, exactly these are presented.
+    only: Option<SecretsList>,
+    /// The tree of the list's exact names, built once: it needs no listing.
+    only_tree: std::sync::OnceLock<Arc<Tree>>,
 }
 
 impl SecretsFs {
@@ -124,7 +129,22 @@ impl SecretsFs {
             handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            only: None,
+            only_tree: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Presents exactly the names of `list` (the config file's `secrets`), and no others.
+    pub fn presenting_only(mut self, list: Option<SecretsList>) -> Self {
+        self.only = list;
+        self
+    }
+
+    /// The tree of the list's exact names.
+    fn exact_names_tree(&self, only: &SecretsList) -> Arc<Tree> {
+        self.only_tree
+            .get_or_init(|| Arc::new(Tree::build(&self.namespace, &only.presented(&[]))))
+            .clone()
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -160,6 +180,9 @@ impl SecretsFs {
     /// ListSecrets is denied), in which case names are looked up one by one.
     async fn tree(&self) -> Option<(Arc<Tree>, Instant)> {
         let list_ttl = self.engine.config().list_ttl;
+        if let Some(only) = self.only.as_ref().filter(|o| !o.has_globs()) {
+            return Some((self.exact_names_tree(only), Instant::now() + list_ttl));
+        }
         if self
             .listing_refused_at
             .lock()
@@ -180,7 +203,9 @@ impl SecretsFs {
                     tracing::warn!(error = %err,
                         "ListSecrets is denied: directories list nothing, but secrets can still be read by name");
                 }
-                return None;
+                // The list's exact names need no listing; its globs do.
+                let only = self.only.as_ref()?;
+                return Some((self.exact_names_tree(only), Instant::now() + list_ttl));
             }
             Err(err) => {
                 tracing::warn!(error = %err, "ListSecrets failed");
@@ -193,7 +218,11 @@ impl SecretsFs {
         {
             return Some((tree.clone(), listing.fresh_until));
         }
-        let tree = Arc::new(Tree::build(&self.namespace, &listing.value));
+        let tree = match &self.only {
+            Some(only) => Tree::build(&self.namespace, &only.presented(&listing.value)),
+            None => Tree::build(&self.namespace, &listing.value),
+        };
+        let tree = Arc::new(tree);
         *cached = Some((listing.value.clone(), tree.clone()));
         Some((tree, listing.fresh_until))
     }
@@ -299,6 +328,10 @@ impl SecretsFs {
         secret: String,
         listing_allowed: bool,
     ) -> FsResult<Attr> {
+        if self.only.is_some() {
+            // The list says what the mount presents.
+            return Err(Errno::ENOENT);
+        }
         let readable = self.may_read_secret(caller, &secret).await;
         if readable {
             let found = match self.namespace.layout() {

@@ -8,6 +8,7 @@ mod least_privilege;
 mod lifecycle;
 mod reading;
 mod rotation;
+mod secrets_list;
 mod versions;
 
 use std::collections::BTreeSet;
