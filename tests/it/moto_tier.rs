@@ -353,3 +353,29 @@ async fn a_same_length_rotation_through_moto_is_seen_in_both_read_paths() {
         assert!(read == b"bbbb-2222", "same-length rotation not visible");
     }
 }
+
+/// A directory of 250 secrets in moto: `ls -l` costs one BatchGetSecretValue per 20 of them and
+/// no GetSecretValue, whatever the cache's size.
+#[tokio::test]
+async fn ls_l_of_a_large_moto_directory_fetches_in_batches() {
+    let moto = Moto::start();
+    let sm = moto.client().await;
+    for i in 0..250 {
+        create_string(&sm, &format!("large/s{i:03}"), "v").await;
+    }
+    let mut global = cli::aws_args(&moto.endpoint_url());
+    global.extend(["--cache-size".into(), "200".into()]);
+    let mut m = Mounted::start(&cli::strs(&global), &[]).await;
+    let out = std::process::Command::new("ls")
+        .arg("-l")
+        .arg(m.path("large"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(listing.lines().filter(|l| l.starts_with('-')).count(), 250);
+    m.stop();
+    let calls = &m.final_stats()["upstream_calls"];
+    let batches = calls["batch_get_secret_value"].as_u64().unwrap();
+    assert!((13..=16).contains(&batches), "{calls}");
+    assert_eq!(calls["get_secret_value"], 0, "{calls}");
+}
