@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use super::{
     BATCH_LIMIT, BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue,
 };
+use crate::cache::stats::count_further_request;
 use crate::error::{Error, ErrorKind, Result, Upstream, classify_code};
 use crate::selector::VersionRef;
 
@@ -362,7 +363,12 @@ impl SecretSource for AwsSource {
         }
         let mut pages = request.into_paginator().send();
         let mut listing = Vec::new();
+        let mut requests = 0;
         while let Some(page) = pages.next().await {
+            requests += 1;
+            if requests > 1 {
+                count_further_request();
+            }
             let page = page.map_err(|e| classify("ListSecrets", e))?;
             for entry in page.secret_list.unwrap_or_default() {
                 let Some(name) = entry.name else { continue };
@@ -399,7 +405,12 @@ impl SecretSource for AwsSource {
             .send();
         let mut found = Vec::new();
         let mut failed = Vec::new();
+        let mut requests = 0;
         while let Some(page) = pages.next().await {
+            requests += 1;
+            if requests > 1 {
+                count_further_request();
+            }
             let page = page.map_err(|e| classify("BatchGetSecretValue", e))?;
             for entry in page.secret_values.unwrap_or_default() {
                 found.push(
