@@ -6,6 +6,7 @@
 //! described by its size.
 
 mod connections;
+mod hardening;
 mod malformed;
 mod metrics;
 mod moto;
