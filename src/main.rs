@@ -1,5 +1,6 @@
 //! The `secretsfs` binary: harden the process, parse, resolve the settings, go into the
-//! background where asked, set up logging, run. Everything else is in the library.
+//! background where asked, set up logging (then log what hardening could not do), run.
+//! Everything else is in the library.
 
 use std::ffi::CStr;
 use std::io::IsTerminal;
@@ -21,7 +22,8 @@ enum LogTo {
 }
 
 fn main() -> ExitCode {
-    secretsfs::hardening::harden();
+    // First, so that no core can ever hold a secret; what it could not do waits for the log.
+    let hardening = secretsfs::hardening::harden();
     let mut cli = Cli::parse_args();
     let mut readiness = Readiness::none();
     if let Command::CheckConfig(args) = &cli.command
@@ -69,8 +71,13 @@ fn main() -> ExitCode {
     ) {
         return fail(&err, &mut readiness);
     }
-    if settings.mlock {
-        secretsfs::hardening::lock_memory();
+    for warning in &hardening {
+        warning.log();
+    }
+    if settings.mlock
+        && let Err(warning) = secretsfs::hardening::lock_memory()
+    {
+        warning.log();
     }
     // A runtime built by hand, not #[tokio::main]: the fork above must come first.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,7 @@
 //! Counters of the cache, shared by every front end that exposes them.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -29,6 +31,20 @@ impl Op {
             Op::BatchGetSecretValue => "BatchGetSecretValue",
         }
     }
+}
+
+tokio::task_local! {
+    /// The counters and operation of the source call under way on this task. A task-local
+    /// rather than a parameter: sources stay unaware of the cache, and only a source that
+    /// sends several requests for one call (pages) has anything to report.
+    static CALL: (Arc<Stats>, Op);
+}
+
+/// Counts one more request of the source call under way: each page after the first of a
+/// ListSecrets or BatchGetSecretValue. Outside [`Stats::count_requests`] (a source used on its
+/// own) there is nothing to count it in, and it does nothing.
+pub fn count_further_request() {
+    let _ = CALL.try_with(|(stats, op)| stats.upstream_call(*op));
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +122,18 @@ impl Stats {
     pub(crate) fn upstream_call(&self, op: Op) {
         self.upstream[op as usize].fetch_add(1, Relaxed);
     }
+
+    /// Runs one call of a source's `op`, counting its first request now and each further one
+    /// the source reports with [`count_further_request`], so that a listing of 20 pages counts
+    /// 20 requests, as Secrets Manager (and its bill) counts them.
+    pub(crate) async fn count_requests<T>(
+        self: &Arc<Self>,
+        op: Op,
+        call: impl Future<Output = T>,
+    ) -> T {
+        self.upstream_call(op);
+        CALL.scope((Arc::clone(self), op), call).await
+    }
     pub(crate) fn upstream_error(&self) {
         self.upstream_errors.fetch_add(1, Relaxed);
     }
@@ -127,5 +155,30 @@ impl Stats {
             },
             upstream_errors: self.upstream_errors.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_counts_its_first_request_and_each_further_one_it_reports() {
+        let stats = Arc::new(Stats::default());
+        count_further_request();
+        let pages = stats
+            .count_requests(Op::ListSecrets, async {
+                count_further_request();
+                tokio::task::yield_now().await;
+                count_further_request();
+                "three pages"
+            })
+            .await;
+        assert_eq!(pages, "three pages");
+        stats.count_requests(Op::GetSecretValue, async {}).await;
+        count_further_request();
+        let calls = stats.snapshot().upstream_calls;
+        assert_eq!((calls.list_secrets, calls.get_secret_value), (3, 1));
+        assert_eq!(calls.total(), 4, "nothing counted outside a call");
     }
 }

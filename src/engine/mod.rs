@@ -291,15 +291,15 @@ type BatchResult = futures::future::Shared<
     >,
 >;
 
-/// One upstream call, counted and timed (the latency histogram of `/metrics`).
+/// One upstream call, each of its requests counted, and timed as a whole (the latency
+/// histogram of `/metrics`).
 async fn upstream<T>(
-    stats: &Stats,
+    stats: &Arc<Stats>,
     op: Op,
     call: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    stats.upstream_call(op);
     let started = std::time::Instant::now();
-    let result = call.await;
+    let result = stats.count_requests(op, call).await;
     metrics::histogram!(UPSTREAM_LATENCY, "operation" => op.name())
         .record(started.elapsed().as_secs_f64());
     result

@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use super::{
     BATCH_LIMIT, BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue,
 };
+use crate::cache::stats::count_further_request;
 use crate::error::{Error, ErrorKind, Result, Upstream, classify_code};
 use crate::selector::VersionRef;
 
@@ -185,9 +186,11 @@ where
     let detail = chain(&err);
     match &err {
         SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("UnknownError").to_owned();
-            let message = service.err().message().unwrap_or_default().to_owned();
             let status = service.raw().status().as_u16();
+            let Some(code) = service.err().code().map(str::to_owned) else {
+                return unreadable(what, status, service.raw().body().bytes(), service.err());
+            };
+            let message = service.err().message().unwrap_or_default().to_owned();
             Error::upstream(
                 classify_code(&code),
                 format!("{what}: {code}: {message}"),
@@ -226,6 +229,43 @@ where
             },
         ),
     }
+}
+
+/// An answer that names no error code: a success the SDK could not read (cut short, not JSON,
+/// a SecretBinary that is not base64) or an error whose body is not JSON (a proxy's page).
+/// Neither says what Secrets Manager meant, so HTTP answers 500 InternalFailure as the agent
+/// does, whatever the status. The kind goes by the status, the one thing known: a 5xx is the
+/// service unavailable (so a stale value may still be served), anything else internal.
+///
+/// The cause never quotes the body, which may hold a value: serde_json's syntax errors give a
+/// position only; for JSON the SDK rejected, its own description (the top one: what it
+/// expected, never what it found; its sources may quote bytes) stands.
+fn unreadable(what: &str, status: u16, body: Option<&[u8]>, err: &dyn StdError) -> Error {
+    let size = body.map_or(0, <[u8]>::len);
+    let why = match body.map(serde_json::from_slice::<serde::de::IgnoredAny>) {
+        None => "no body".to_owned(),
+        Some(Err(e)) => format!("not JSON ({e})"),
+        Some(Ok(_)) if (200..300).contains(&status) => {
+            let sdk = err.source().map_or_else(String::new, ToString::to_string);
+            format!("JSON, but not the answer expected ({sdk})")
+        }
+        Some(Ok(_)) => "JSON without an error code".to_owned(),
+    };
+    let kind = if (500..600).contains(&status) {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Internal
+    };
+    Error::upstream(
+        kind,
+        format!("{what}: unreadable answer, HTTP {status}, {size} bytes: {why}"),
+        // No status: it is not passed through.
+        Upstream {
+            code: "InternalFailure".into(),
+            status: None,
+            message: None,
+        },
+    )
 }
 
 /// The messages of an error and its sources on one line, each said once: the SDK nests
@@ -323,7 +363,12 @@ impl SecretSource for AwsSource {
         }
         let mut pages = request.into_paginator().send();
         let mut listing = Vec::new();
+        let mut requests = 0;
         while let Some(page) = pages.next().await {
+            requests += 1;
+            if requests > 1 {
+                count_further_request();
+            }
             let page = page.map_err(|e| classify("ListSecrets", e))?;
             for entry in page.secret_list.unwrap_or_default() {
                 let Some(name) = entry.name else { continue };
@@ -360,7 +405,12 @@ impl SecretSource for AwsSource {
             .send();
         let mut found = Vec::new();
         let mut failed = Vec::new();
+        let mut requests = 0;
         while let Some(page) = pages.next().await {
+            requests += 1;
+            if requests > 1 {
+                count_further_request();
+            }
             let page = page.map_err(|e| classify("BatchGetSecretValue", e))?;
             for entry in page.secret_values.unwrap_or_default() {
                 found.push(
@@ -413,5 +463,62 @@ impl SecretSource for AwsSource {
             })
             .collect();
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    use super::*;
+
+    /// The SDK's error with no source, as for an error status.
+    #[derive(Debug)]
+    struct Sdk;
+    impl fmt::Display for Sdk {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("unhandled error")
+        }
+    }
+    impl StdError for Sdk {}
+
+    #[test]
+    fn an_unreadable_answer_is_internal_failure_by_its_status_without_quoting_it() {
+        let cases: [(u16, &[u8], ErrorKind, &str); 5] = [
+            (
+                200,
+                br#"{"SecretString":"s3cret-val"#,
+                ErrorKind::Internal,
+                "not JSON",
+            ),
+            (200, b"\xffs3cret-val", ErrorKind::Internal, "not JSON"),
+            (
+                503,
+                b"<html>s3cret-val</html>",
+                ErrorKind::Unavailable,
+                "HTTP 503",
+            ),
+            (
+                418,
+                b"<html>s3cret-val</html>",
+                ErrorKind::Internal,
+                "HTTP 418",
+            ),
+            (
+                400,
+                br#"{"message":"s3cret-val"}"#,
+                ErrorKind::Internal,
+                "without an error code",
+            ),
+        ];
+        for (status, body, kind, cause) in cases {
+            let err = unreadable("GetSecretValue x", status, Some(body), &Sdk);
+            let shown = err.to_string();
+            assert!(!shown.contains("s3cret"), "{status}: the body is quoted");
+            assert_eq!(err.kind(), kind, "{shown}");
+            assert!(shown.contains(cause), "{shown}");
+            let up = err.upstream_detail().expect("upstream detail");
+            assert_eq!((up.code.as_str(), up.status), ("InternalFailure", None));
+        }
     }
 }

@@ -13,12 +13,12 @@ use crate::support::fake_sm::{FakeSecretsManager, Fault, Op};
 
 /// How an SDK call failed, whatever its operation.
 #[derive(Debug)]
-struct Failure {
-    code: Option<String>,
-    status: Option<u16>,
-    message: Option<String>,
+pub(super) struct Failure {
+    pub(super) code: Option<String>,
+    pub(super) status: Option<u16>,
+    pub(super) message: Option<String>,
     /// The whole error, for a failure message.
-    context: String,
+    pub(super) context: String,
 }
 
 fn failure<E>(err: SdkError<E, HttpResponse>) -> Failure
@@ -34,7 +34,7 @@ where
 }
 
 /// `op` through the SDK on the secret `id` (ListSecrets: on them all).
-async fn call(client: &Client, op: Op, id: &str) -> Result<(), Failure> {
+pub(super) async fn call(client: &Client, op: Op, id: &str) -> Result<(), Failure> {
     match op {
         Op::GetSecretValue => client
             .get_secret_value()

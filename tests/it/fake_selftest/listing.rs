@@ -210,3 +210,44 @@ async fn batch_get_reports_missing_ids() {
         .collect();
     assert_eq!(errors, ["batch/c"]);
 }
+
+#[tokio::test]
+async fn batch_by_ids_pages_by_the_list_page_size() {
+    let fake = FakeSecretsManager::start();
+    let client = client(&fake).await;
+    fake.set_list_page_size(2);
+    for i in 0..5 {
+        fake.put_string(&format!("ids/{i}"), "value");
+    }
+    let ids = ["ids/3", "ids/missing", "ids/0", "ids/4", "ids/1"].map(str::to_owned);
+
+    let pages: Vec<_> = client
+        .batch_get_secret_value()
+        .set_secret_id_list(Some(ids.to_vec()))
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .expect("BatchGetSecretValue by ids");
+    let answered: Vec<usize> = pages
+        .iter()
+        .map(|p| p.secret_values().len() + p.errors().len())
+        .collect();
+    assert_eq!(answered, [2, 2, 1], "ids in the order asked, two a page");
+    let names: Vec<&str> = pages
+        .iter()
+        .flat_map(|p| p.secret_values())
+        .filter_map(|v| v.name())
+        .collect();
+    assert_eq!(names, ["ids/3", "ids/0", "ids/4", "ids/1"]);
+    assert_eq!(fake.calls(Op::BatchGetSecretValue), 3);
+
+    let err = client
+        .batch_get_secret_value()
+        .set_secret_id_list(Some(ids.to_vec()))
+        .next_token("not-a-token")
+        .send()
+        .await
+        .expect_err("bad token");
+    assert_eq!(err.code(), Some("InvalidNextTokenException"));
+}

@@ -7,6 +7,7 @@
 mod faults;
 mod harness;
 mod listing;
+mod malformed;
 mod operations;
 
 use std::time::Duration;

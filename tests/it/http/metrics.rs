@@ -1,7 +1,11 @@
-//! `/metrics`: request and upstream counters that never name a secret.
+//! `/metrics`: request and upstream counters that never name a secret, and upstream requests
+//! counted one per page.
 
 use super::serve_demo;
-use crate::support::http::{self, Conn};
+use crate::support::cli::{aws_args, strs};
+use crate::support::fake_sm::{FakeSecretsManager, Op};
+use crate::support::http::{self, Conn, TOKEN};
+use crate::support::mount::Mounted;
 
 #[tokio::test]
 async fn metrics_count_requests_without_naming_secrets() {
@@ -46,5 +50,58 @@ async fn metrics_count_requests_without_naming_secrets() {
     assert!(
         missing.is_empty(),
         "no line starting with {missing:?} in:\n{text}"
+    );
+}
+
+/// The value of `secretsfs_upstream_calls_total` for `operation`, if the text has it.
+fn upstream_calls(text: &str, operation: &str) -> Option<usize> {
+    let prefix = format!("secretsfs_upstream_calls_total{{operation=\"{operation}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// `ls -l` of 45 secrets with 4 a page: a listing of 12 pages and batches of 5 pages. Each
+/// page is a request to Secrets Manager, and /metrics counts each, as the fake does.
+#[tokio::test]
+async fn metrics_count_every_page_of_a_listing_and_of_a_batch() {
+    let fake = FakeSecretsManager::start();
+    for i in 0..45 {
+        fake.put_string(&format!("paged/{i:02}"), "v");
+    }
+    fake.set_list_page_size(4);
+    let m = Mounted::start_with_env(
+        &strs(&aws_args(&fake.endpoint_url())),
+        &["--http-port", "0"],
+        &[("AWS_TOKEN", TOKEN)],
+    )
+    .await;
+    let addr = m
+        .http_addr()
+        .unwrap_or_else(|| panic!("no 'HTTP API listening' line in the log:\n{}", m.log()));
+    let entries = std::fs::read_dir(m.path("paged")).unwrap();
+    let sizes: Vec<u64> = entries
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [1; 45], "ls -l sees every secret");
+
+    let text = Conn::tcp(addr).await.get("/metrics", &[]).await.text();
+    let ops = [
+        (Op::ListSecrets, "ListSecrets"),
+        (Op::BatchGetSecretValue, "BatchGetSecretValue"),
+        (Op::GetSecretValue, "GetSecretValue"),
+        (Op::DescribeSecret, "DescribeSecret"),
+    ];
+    let counted: Vec<_> = ops
+        .iter()
+        .map(|&(op, name)| (name, upstream_calls(&text, name), Some(fake.calls(op))))
+        .collect();
+    assert!(
+        counted.iter().all(|(_, metric, fake)| metric == fake),
+        "(operation, /metrics, the fake's count): {counted:?}"
+    );
+    assert!(
+        fake.calls(Op::ListSecrets) >= 12 && fake.calls(Op::BatchGetSecretValue) >= 5,
+        "listings and batches of several pages: {counted:?}"
     );
 }

@@ -6,6 +6,8 @@
 //! described by its size.
 
 mod connections;
+mod hardening;
+mod malformed;
 mod metrics;
 mod moto;
 mod mount;

@@ -30,7 +30,24 @@ pub fn without_developer_settings(cmd: &mut tokio::process::Command) {
 /// `secretsfs ARGS` with dummy credentials, no AWS profile, none of the developer's AWS or
 /// secretsfs settings, and `env` on top; killed when dropped.
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(SECRETSFS);
+    wrapped_command(&[], args, env)
+}
+
+/// Like [`command`], run through `wrapper` (`setpriv ...`, `prlimit ...`, or nothing), which
+/// must exec `secretsfs` in the end, so that the child's pid is secretsfs's.
+pub fn wrapped_command(
+    wrapper: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> tokio::process::Command {
+    let mut cmd = match wrapper {
+        [] => tokio::process::Command::new(SECRETSFS),
+        [program, wrapper_args @ ..] => {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(wrapper_args).arg(SECRETSFS);
+            cmd
+        }
+    };
     without_developer_settings(&mut cmd);
     // Empty rather than absent: the SDK warns on stderr about a configured file that does not
     // exist, and stderr is part of what is tested.

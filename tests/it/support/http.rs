@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, ChildStdout};
 
-use super::cli::{DEADLINE, LOG_LEVEL, SECRETSFS, command};
+use super::cli::{DEADLINE, LOG_LEVEL, SECRETSFS, wrapped_command};
 use super::nobody::as_nobody;
 
 /// The SSRF token every `serve` gets in `AWS_TOKEN` unless a test says otherwise.
@@ -71,6 +71,24 @@ impl Served {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Served, ServeFailed> {
+        Served::try_start_wrapped(&[], args, env).await
+    }
+
+    /// Like [`Served::start`], run through `wrapper` (see [`wrapped_command`]), for instance
+    /// without a capability or under a resource limit.
+    pub async fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Served {
+        Served::try_start_wrapped(wrapper, args, &[("AWS_TOKEN", TOKEN)])
+            .await
+            .unwrap_or_else(|ServeFailed { why, stderr }| {
+                panic!("{wrapper:?} secretsfs {args:?} did not say where it listens ({why}); stderr:\n{stderr}")
+            })
+    }
+
+    async fn try_start_wrapped(
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Served, ServeFailed> {
         let dir = tempfile::tempdir().expect("temp dir");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
@@ -79,7 +97,7 @@ impl Served {
             full.extend(["--log-level", LOG_LEVEL]);
         }
         full.extend(args);
-        let mut child = command(&full, env)
+        let mut child = wrapped_command(wrapper, &full, env)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

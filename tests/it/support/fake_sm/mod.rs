@@ -16,6 +16,8 @@
 //! - ListSecrets and BatchGetSecretValue-with-filters list secrets in name
 //!   order; `SortOrder` and `IncludePlannedDeletion` are ignored, since
 //!   `delete_secret` removes a secret at once, as a forced deletion would.
+//! - BatchGetSecretValue by ids pages its answer by the list page size
+//!   (AWS may page a large answer; `MaxResults` stays refused with ids).
 //! - Only the `name` filter key is supported. It matches a prefix,
 //!   case-sensitively as the AWS API reference specifies; a value starting
 //!   with `!` negates. Values of one filter are OR-ed, filters are AND-ed.
@@ -40,10 +42,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use hyper::StatusCode;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use state::{Shared, State};
+use state::{Outcome, Shared, State};
 use wire::{ACCOUNT, ApiError, INTERNAL, NOT_FOUND, arn_for, generate_uuid};
 
 /// The operations the fake implements.
@@ -92,10 +95,37 @@ pub enum Fault {
     Decryption,
     /// The TCP connection is closed without any response.
     DropConnection,
+    /// 200 with the first half of the normal answer's JSON.
+    TruncatedAnswer,
+    /// 200 with bytes that are neither JSON nor UTF-8.
+    GarbageAnswer,
+    /// 200 with the normal answer, each value in it a `SecretBinary` that is not base64.
+    NotBase64,
+    /// This status with an HTML page, as a proxy or load balancer answers: no JSON, no
+    /// `x-amzn-ErrorType`, so no error code.
+    ErrorPage(u16),
 }
 
 impl Fault {
-    fn error(self, op: Op) -> Option<ApiError> {
+    /// What a request under this fault gets, given what it would have got.
+    fn outcome(self, op: Op, answer: Result<Value, ApiError>) -> Outcome {
+        match self {
+            Fault::DropConnection => Outcome::Drop,
+            Fault::TruncatedAnswer => {
+                let full = serde_json::to_vec(&answer.unwrap_or_default()).unwrap_or_default();
+                Outcome::Raw(StatusCode::OK, full[..full.len() / 2].to_vec())
+            }
+            Fault::GarbageAnswer => Outcome::Raw(StatusCode::OK, wire::garbage()),
+            Fault::NotBase64 => Outcome::Answer(answer.map(wire::not_base64)),
+            Fault::ErrorPage(status) => Outcome::Raw(
+                StatusCode::from_u16(status).expect("an HTTP status"),
+                wire::error_page(status),
+            ),
+            _ => Outcome::Answer(Err(self.error(op))),
+        }
+    }
+
+    fn error(self, op: Op) -> ApiError {
         let (code, message) = match self {
             Fault::Throttling => ("ThrottlingException", "Rate exceeded".to_owned()),
             Fault::Internal => (INTERNAL, "An error occurred on the server side.".to_owned()),
@@ -117,9 +147,13 @@ impl Fault {
                  KMS key."
                     .to_owned(),
             ),
-            Fault::DropConnection => return None,
+            Fault::DropConnection
+            | Fault::TruncatedAnswer
+            | Fault::GarbageAnswer
+            | Fault::NotBase64
+            | Fault::ErrorPage(_) => unreachable!("{self:?} is not an API error"),
         };
-        Some(ApiError::new(code, message))
+        ApiError::new(code, message)
     }
 }
 
@@ -288,7 +322,8 @@ impl FakeSecretsManager {
     }
 
     /// Caps the page size of ListSecrets (and of BatchGetSecretValue with
-    /// filters) below what `MaxResults` asks for.
+    /// filters) below what `MaxResults` asks for; a BatchGetSecretValue by
+    /// ids answers this many ids a page.
     pub fn set_list_page_size(&self, n: usize) {
         assert!(n > 0, "list page size must be positive");
         self.shared.lock().store.list_page_size = n;

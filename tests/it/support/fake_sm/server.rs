@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::Op;
 use super::state::{Outcome, Shared};
-use super::wire::{ApiError, UNKNOWN_OPERATION, error_response, json_response};
+use super::wire::{ApiError, UNKNOWN_OPERATION, error_response, json_response, raw_response};
 
 const TARGET_PREFIX: &str = "secretsmanager.";
 
@@ -113,5 +113,6 @@ async fn handle(
         Outcome::Drop => Err(DropConnection),
         Outcome::Answer(Ok(value)) => Ok(json_response(StatusCode::OK, &value, None)),
         Outcome::Answer(Err(error)) => Ok(error_response(&error)),
+        Outcome::Raw(status, body) => Ok(raw_response(status, body)),
     }
 }

@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use hyper::StatusCode;
 use serde_json::Value;
 
 use super::store::Store;
@@ -47,6 +48,8 @@ pub(super) struct Plan {
 
 pub(super) enum Outcome {
     Answer(Result<Value, ApiError>),
+    /// These bytes with this status, whatever they are: an answer no SDK can parse.
+    Raw(StatusCode, Vec<u8>),
     Drop,
 }
 
@@ -99,9 +102,7 @@ impl State {
             .collect();
         let outcome = match fault {
             None => Outcome::Answer(answer),
-            Some(fault) => fault
-                .error(op)
-                .map_or(Outcome::Drop, |error| Outcome::Answer(Err(error))),
+            Some(fault) => fault.outcome(op, answer),
         };
         Plan {
             latency,

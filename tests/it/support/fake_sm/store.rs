@@ -23,6 +23,8 @@ const LIST_MAX_RESULTS: usize = 100;
 const BATCH_MAX_RESULTS: usize = 20;
 const BATCH_MAX_IDS: usize = 20;
 const NEXT_TOKEN_PREFIX: &str = "fake-sm/v1/";
+/// After [`NEXT_TOKEN_PREFIX`] in the cursor of a batch by ids, before the count.
+const IDS_TOKEN: &str = "ids/";
 
 pub(super) struct Store {
     /// Keyed by name; the ordering gives listings and page cursors.
@@ -315,7 +317,16 @@ impl Store {
                         "MaxResults can only be used with Filters.",
                     ));
                 }
-                for id in ids {
+                // Ids too are answered a page at a time, as AWS may split a large answer.
+                let start = opt_str(body, "NextToken")?
+                    .map(|token| decode_ids_token(token, ids.len()))
+                    .transpose()?
+                    .unwrap_or(0);
+                let end = ids.len().min(start + self.list_page_size);
+                if end < ids.len() {
+                    next_token = Some(encode_next_token(&format!("{IDS_TOKEN}{end}")));
+                }
+                for &id in &ids[start..end] {
                     let secret = self.find(id);
                     involved.push(secret.map_or(id, |s| &s.name).to_owned());
                     match secret.and_then(|s| Some((s, s.version_with_stage(AWSCURRENT)?))) {
@@ -432,6 +443,15 @@ fn filters_match(filters: &[Vec<String>], name: &str) -> bool {
 
 fn encode_next_token(last_name: &str) -> String {
     BASE64.encode(format!("{NEXT_TOKEN_PREFIX}{last_name}"))
+}
+
+/// The cursor of a batch by ids: how many ids the pages so far answered.
+fn decode_ids_token(token: &str, ids: usize) -> Result<usize, ApiError> {
+    decode_next_token(token)?
+        .strip_prefix(IDS_TOKEN)
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n < ids)
+        .ok_or_else(|| ApiError::new(INVALID_NEXT_TOKEN, "The NextToken value is invalid."))
 }
 
 fn decode_next_token(token: &str) -> Result<String, ApiError> {

@@ -168,3 +168,56 @@ pub(super) fn json_response(
         .body(Full::new(Bytes::from(bytes)))
         .expect("status and headers are valid")
 }
+
+/// Bytes as they are, with this status. A success claims to be JSON, as the service's
+/// answers do; an error page says it is HTML, as a proxy's does.
+pub(super) fn raw_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let content_type = if status.is_success() {
+        "application/x-amz-json-1.1"
+    } else {
+        "text/html"
+    };
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type)
+        .header("x-amzn-RequestId", generate_uuid("request"))
+        .body(Full::new(Bytes::from(body)))
+        .expect("status and headers are valid")
+}
+
+/// 64 bytes of noise, the same each time: an invalid UTF-8 byte first, so no parser can take
+/// them for JSON.
+pub(super) fn garbage() -> Vec<u8> {
+    let mut state: u32 = 0x9e37_79b9;
+    std::iter::once(0xff)
+        .chain((1..64).map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        }))
+        .collect()
+}
+
+/// `answer` with each value in it (GetSecretValue's, or each of a batch's `SecretValues`) a
+/// `SecretBinary` that is not base64.
+pub(super) fn not_base64(mut answer: Value) -> Value {
+    fn spoil(entry: &mut Value) {
+        if let Some(entry) = entry.as_object_mut()
+            && (entry.remove("SecretString").is_some() | entry.remove("SecretBinary").is_some())
+        {
+            entry.insert("SecretBinary".into(), json!("%% not base64 %%"));
+        }
+    }
+    spoil(&mut answer);
+    if let Some(Value::Array(values)) = answer.get_mut("SecretValues") {
+        values.iter_mut().for_each(spoil);
+    }
+    answer
+}
+
+/// What a load balancer answers when it has no answer of the service to give.
+pub(super) fn error_page(status: u16) -> Vec<u8> {
+    format!("<html><body><h1>{status}</h1>The service is not answering.</body></html>\n")
+        .into_bytes()
+}
