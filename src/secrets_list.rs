@@ -67,15 +67,8 @@ impl SecretsList {
 
     /// What the mount presents: the exact names, and the listed names a glob matches.
     pub fn presented(&self, listing: &[SecretListing]) -> Vec<SecretListing> {
-        let mut out: Vec<SecretListing> = self
-            .names
-            .iter()
-            .map(|name| SecretListing {
-                arn: String::new(),
-                name: name.clone(),
-                last_changed: None,
-            })
-            .collect();
+        let mut out: Vec<SecretListing> =
+            self.names.iter().map(|n| SecretListing::named(n)).collect();
         if let Some(globs) = &self.globs {
             out.extend(
                 listing
@@ -94,17 +87,6 @@ impl SecretsList {
 mod tests {
     use super::*;
 
-    fn listed(names: &[&str]) -> Vec<SecretListing> {
-        names
-            .iter()
-            .map(|n| SecretListing {
-                arn: format!("arn:{n}"),
-                name: (*n).to_owned(),
-                last_changed: None,
-            })
-            .collect()
-    }
-
     fn list(entries: &[&str]) -> Result<Option<SecretsList>> {
         SecretsList::new(&entries.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>())
     }
@@ -116,7 +98,12 @@ mod tests {
         assert_eq!(only.names(), ["prod/db"]);
         assert!(only.has_globs());
         let shown: Vec<String> = only
-            .presented(&listed(&["prod/db", "prod/other", "team/a", "team/x/deep"]))
+            .presented(&SecretListing::all_named(&[
+                "prod/db",
+                "prod/other",
+                "team/a",
+                "team/x/deep",
+            ]))
             .into_iter()
             .map(|l| l.name)
             .collect();

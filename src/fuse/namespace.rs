@@ -215,14 +215,7 @@ mod tests {
     use super::*;
 
     fn listing(names: &[&str]) -> Vec<SecretListing> {
-        names
-            .iter()
-            .map(|n| SecretListing {
-                arn: format!("arn:{n}"),
-                name: (*n).to_owned(),
-                last_changed: None,
-            })
-            .collect()
+        SecretListing::all_named(names)
     }
 
     fn flat(prefix: &str) -> Namespace {

@@ -93,6 +93,22 @@ pub struct SecretListing {
     pub last_changed: Option<SystemTime>,
 }
 
+impl SecretListing {
+    /// An entry that says only the name (a configured list, tests).
+    pub fn named(name: &str) -> SecretListing {
+        SecretListing {
+            arn: String::new(),
+            name: name.to_owned(),
+            last_changed: None,
+        }
+    }
+
+    /// Entries that say only these names.
+    pub fn all_named(names: &[&str]) -> Vec<SecretListing> {
+        names.iter().map(|n| SecretListing::named(n)).collect()
+    }
+}
+
 /// The per-secret outcome of a BatchGetSecretValue call: the id as asked, and its value or why
 /// it could not be read.
 pub type BatchItem = (String, Result<SecretValue>);

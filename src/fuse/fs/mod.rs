@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::inodes::{Identity, Inodes, Node, NodeKind, ROOT};
+use super::inodes::{Inodes, Node, NodeKind};
 use super::namespace::{EntryKind, Layout, Namespace, Tree, join, valid_component};
 use crate::audit::{Access, Front};
 use crate::caller::Caller;
@@ -464,190 +464,6 @@ impl SecretsFs {
         }
     }
 
-    /// The entries of a directory, `.` and `..` first, hiding secrets the caller may not read.
-    pub async fn readdir(&self, caller: &Caller, ino: u64) -> FsResult<Vec<DirEntry>> {
-        let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-        let mut entries = vec![
-            DirEntry {
-                ino,
-                name: ".".into(),
-                kind: Kind::Dir,
-            },
-            DirEntry {
-                ino: if ino == ROOT { ROOT } else { UNKNOWN_INO },
-                name: "..".into(),
-                kind: Kind::Dir,
-            },
-        ];
-        match node.kind {
-            NodeKind::File(_) => return Err(Errno::ENOTDIR),
-            NodeKind::SecretDir(secret) => {
-                let described = self.engine.describe(&secret).await.map_err(|e| e.errno())?;
-                for stage in described.value.stages().into_keys() {
-                    if valid_component(stage) {
-                        let path = join(&node.path, stage);
-                        entries.push(self.entry(&path, stage, Kind::File));
-                    }
-                }
-            }
-            NodeKind::Dir => {
-                self.listed
-                    .lock()
-                    .insert(node.path.to_string(), Instant::now());
-                let Some((tree, _)) = self.tree().await else {
-                    return Ok(entries);
-                };
-                for (name, kind) in tree.children(&node.path) {
-                    let path = join(&node.path, &name);
-                    let kind = match kind {
-                        EntryKind::Dir => Kind::Dir,
-                        EntryKind::Secret => {
-                            let secret = self.namespace.secret_name(&path);
-                            if !self.may_read_secret(caller, &secret).await {
-                                continue;
-                            }
-                            match self.namespace.layout() {
-                                Layout::Flat => Kind::File,
-                                Layout::Stages => Kind::Dir,
-                            }
-                        }
-                    };
-                    entries.push(self.entry(&path, &name, kind));
-                }
-            }
-        }
-        Ok(entries)
-    }
-
-    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
-        match self.inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
-            NodeKind::File(_) => Err(Errno::ENOTDIR),
-            _ => Ok(self.next_handle.fetch_add(1, Relaxed)),
-        }
-    }
-
-    /// The entries of an open directory from `offset` on: listed (and filtered for this
-    /// caller) afresh at offset 0, from the handle's listing after.
-    pub async fn readdir_at(
-        &self,
-        caller: &Caller,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-    ) -> FsResult<Vec<DirEntry>> {
-        let taken = (offset > 0)
-            .then(|| self.dir_handles.lock().get(&fh).cloned())
-            .flatten();
-        let entries = match taken {
-            Some(entries) => entries,
-            None => {
-                let entries = Arc::new(self.readdir(caller, ino).await?);
-                self.dir_handles.lock().insert(fh, entries.clone());
-                entries
-            }
-        };
-        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-        Ok(entries.iter().skip(skip).cloned().collect())
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        self.dir_handles.lock().remove(&fh);
-    }
-
-    fn entry(&self, path: &str, name: &str, kind: Kind) -> DirEntry {
-        DirEntry {
-            ino: self.inodes.peek(path).unwrap_or(UNKNOWN_INO),
-            name: name.to_owned(),
-            kind,
-        }
-    }
-
-    /// Opens the file (only under `--no-kernel-cache`): checked and audited per open, and
-    /// pinned to its inode's version, which the handle reads whole to its close.
-    pub async fn open(&self, caller: &Caller, ino: u64) -> FsResult<u64> {
-        let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-        let NodeKind::File(selector) = &node.kind else {
-            return Err(Errno::EISDIR);
-        };
-        self.may_read(caller, selector).await?;
-        let resolved = match self.version_bytes(&node).await {
-            Ok(resolved) => resolved,
-            Err((errno, why)) => {
-                audit(caller, &selector.to_string(), None, Some(&why));
-                return Err(errno);
-            }
-        };
-        audit(caller, &selector.to_string(), Some(&resolved), None);
-        let fh = self.next_handle.fetch_add(1, Relaxed);
-        self.handles.lock().insert(fh, resolved);
-        Ok(fh)
-    }
-
-    pub fn release(&self, fh: u64) {
-        self.handles.lock().remove(&fh);
-    }
-
-    /// The bytes at `offset`, from the open handle or the inode's own version.
-    pub async fn read(
-        &self,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        size: u32,
-    ) -> FsResult<(Arc<Resolved>, std::ops::Range<usize>)> {
-        let snapshot = self.handles.lock().get(&fh).cloned();
-        let resolved = match snapshot {
-            Some(snapshot) => snapshot,
-            None => {
-                let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-                self.version_bytes(&node).await.map_err(|(e, _)| e)?
-            }
-        };
-        let len = resolved.bytes().len();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
-        let end = start.saturating_add(size as usize).min(len);
-        Ok((resolved, start..end))
-    }
-
-    /// The bytes of the version `node` is: held, or fetched again by its version id when the
-    /// byte budget dropped them. A version whose bytes changed in place upstream (the file
-    /// source keeps a VersionId across an edit) is ESTALE: a new open finds the new inode.
-    async fn version_bytes(&self, node: &Node) -> Result<Arc<Resolved>, (Errno, String)> {
-        let (NodeKind::File(selector), Some(version)) = (&node.kind, &node.version) else {
-            return Err((Errno::EISDIR, "not a file".into()));
-        };
-        if let Some(bytes) = version.bytes() {
-            self.inodes.touch(version);
-            return Ok(bytes);
-        }
-        // Most often the version is still what its selector names, cached: no call then.
-        if let Some(Ok(cached)) = self.engine.get_cached(selector)
-            && Identity::of(&cached) == version.identity
-        {
-            let cached = Arc::new(cached);
-            self.inodes.restore_bytes(version, &cached);
-            return Ok(cached);
-        }
-        let pinned = Selector {
-            version_stage: None,
-            version_id: Some(version.identity.version_id.to_string()),
-            ..(**selector).clone()
-        };
-        let resolved = self.engine.get(&pinned).await.map_err(|e| {
-            tracing::warn!(path = %node.path, version_id = %version.identity.version_id, error = %e,
-                "an open file's version could not be fetched again");
-            (e.errno(), e.message().to_owned())
-        })?;
-        let resolved = Arc::new(resolved);
-        if Identity::of(&resolved) != version.identity {
-            tracing::warn!(path = %node.path, version_id = %version.identity.version_id,
-                "this version's bytes changed in place upstream; open the file again to read them");
-            return Err((Errno::ESTALE, "the version changed in place".into()));
-        }
-        self.inodes.restore_bytes(version, &resolved);
-        Ok(resolved)
-    }
-
     /// Every entry the kernel may cache (parent inode, name, inode), for invalidation.
     pub fn held_entries(&self) -> Vec<(u64, String, u64)> {
         self.inodes.held_entries()
@@ -662,6 +478,9 @@ impl SecretsFs {
         self.inodes.forget(ino, n);
     }
 }
+
+mod listing;
+mod reading;
 
 #[cfg(test)]
 mod tests;

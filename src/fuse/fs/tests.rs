@@ -9,6 +9,7 @@ use std::thread::{self, ThreadId};
 
 use super::*;
 use crate::cache::{CacheConfig, Op};
+use crate::fuse::inodes::ROOT;
 use crate::fuse::namespace::Layout;
 use crate::policy::{
     DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Mode, Policy, RuleSpec, SystemDirectory,
