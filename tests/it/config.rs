@@ -211,16 +211,9 @@ async fn mlock_locks_with_the_capability_and_warns_once_without() {
     assert!(out.stderr.is_empty(), "{:?}", stderr_lines(&out));
     // Without CAP_IPC_LOCK (dropped from the bounding set, so root loses it at exec) and with
     // a limited RLIMIT_MEMLOCK: one warning, no lock, and the command still works.
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--bounding-set",
-            "-ipc_lock",
-            "--inh-caps",
-            "-ipc_lock",
-            "prlimit",
-            "--memlock=65536",
-            cli::SECRETSFS,
-        ])
+    let out = std::process::Command::new(cli::WITHOUT_IPC_LOCK[0])
+        .args(&cli::WITHOUT_IPC_LOCK[1..])
+        .arg(cli::SECRETSFS)
         .args(["--mlock", "--source", &demo_source(), "get", "api-key"])
         .env("SECRETSFS_CONFIG", "/dev/null")
         .output()

@@ -2,18 +2,8 @@
 //! with `--mlock`, without CAP_IPC_LOCK (dropped from the bounding set, so root loses it at
 //! exec) and with a limited RLIMIT_MEMLOCK, warns once in its `--log-file` and serves anyway.
 
-use crate::support::cli::demo_source;
+use crate::support::cli::{WITHOUT_IPC_LOCK, demo_source};
 use crate::support::http::{self, Served};
-
-const WITHOUT_IPC_LOCK: [&str; 7] = [
-    "setpriv",
-    "--bounding-set",
-    "-ipc_lock",
-    "--inh-caps",
-    "-ipc_lock",
-    "prlimit",
-    "--memlock=65536",
-];
 
 #[tokio::test]
 async fn a_hardening_warning_is_in_the_log_file() {

@@ -27,6 +27,18 @@ pub fn without_developer_settings(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// A command line prefix that runs a program without CAP_IPC_LOCK (dropped from the bounding
+/// set, so root loses it at exec) and with a small RLIMIT_MEMLOCK: `--mlock` then warns.
+pub const WITHOUT_IPC_LOCK: [&str; 7] = [
+    "setpriv",
+    "--bounding-set",
+    "-ipc_lock",
+    "--inh-caps",
+    "-ipc_lock",
+    "prlimit",
+    "--memlock=65536",
+];
+
 /// `secretsfs ARGS` with dummy credentials, no AWS profile, none of the developer's AWS or
 /// secretsfs settings, and `env` on top; killed when dropped.
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
