@@ -3,7 +3,8 @@
 //!
 //! The layers, each depending only on the ones below it (docs/ARCHITECTURE.md#layers):
 //!
-//! - [`cli`], [`run`]: parse flags, build everything, run a command.
+//! - [`cli`], [`settings`], [`config`], [`run`]: parse flags and the config file (with its
+//!   [`secrets_list`]), build everything, run a command.
 //! - front ends (the FUSE mount, the HTTP API): thin adapters over the engine.
 //! - [`engine`]: selectors ([`selector`]) resolved through the [`cache`], JSON keys
 //!   ([`extract`]), and who may read what ([`policy`]; the one asking is a [`caller`], the same
