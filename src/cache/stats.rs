@@ -41,7 +41,7 @@ tokio::task_local! {
 }
 
 /// Counts one more request of the source call under way: each page after the first of a
-/// ListSecrets or BatchGetSecretValue. Outside [`Stats::count_requests`] (a source used on its
+/// ListSecrets or BatchGetSecretValue. Outside `Stats::count_requests` (a source used on its
 /// own) there is nothing to count it in, and it does nothing.
 pub fn count_further_request() {
     let _ = CALL.try_with(|(stats, op)| stats.upstream_call(*op));
