@@ -4,7 +4,7 @@
 use super::serve_demo;
 use crate::support::cli::{aws_args, strs};
 use crate::support::fake_sm::{FakeSecretsManager, Op};
-use crate::support::http::{self, Conn, TOKEN};
+use crate::support::http::{self, Conn};
 use crate::support::mount::Mounted;
 
 #[tokio::test]
@@ -70,15 +70,7 @@ async fn metrics_count_every_page_of_a_listing_and_of_a_batch() {
         fake.put_string(&format!("paged/{i:02}"), "v");
     }
     fake.set_list_page_size(4);
-    let m = Mounted::start_with_env(
-        &strs(&aws_args(&fake.endpoint_url())),
-        &["--http-port", "0"],
-        &[("AWS_TOKEN", TOKEN)],
-    )
-    .await;
-    let addr = m
-        .http_addr()
-        .unwrap_or_else(|| panic!("no 'HTTP API listening' line in the log:\n{}", m.log()));
+    let (m, addr) = Mounted::start_with_http_api(&strs(&aws_args(&fake.endpoint_url()))).await;
     let entries = std::fs::read_dir(m.path("paged")).unwrap();
     let sizes: Vec<u64> = entries
         .map(|e| e.unwrap().metadata().unwrap().len())

@@ -3,22 +3,14 @@
 
 use crate::support::cli::{aws_args, demo_source, run_with_env, strs};
 use crate::support::fake_sm::{FakeSecretsManager, Op};
-use crate::support::http::{self, Conn, TOKEN, public_tempdir};
+use crate::support::http::{self, Conn, public_tempdir};
 use crate::support::mount::{Http, Mounted, is_mounted};
 
 #[tokio::test]
 async fn a_mount_and_its_http_api_share_one_cache() {
     let fake = FakeSecretsManager::start();
     fake.put_string("shared/db", "shared value: 0123");
-    let m = Mounted::start_with_env(
-        &strs(&aws_args(&fake.endpoint_url())),
-        &["--http-port", "0"],
-        &[("AWS_TOKEN", TOKEN)],
-    )
-    .await;
-    let addr = m
-        .http_addr()
-        .unwrap_or_else(|| panic!("no 'HTTP API listening' line in the log:\n{}", m.log()));
+    let (m, addr) = Mounted::start_with_http_api(&strs(&aws_args(&fake.endpoint_url()))).await;
     let file = std::fs::read(m.path("shared/db")).unwrap();
     let r = http::get(addr, "/secretsmanager/get?secretId=shared/db").await;
     assert_eq!(r.status, 200, "{}", r.describe());

@@ -176,6 +176,17 @@ impl Mounted {
         &self.log
     }
 
+    /// A mount of `global` with its HTTP API on a free port and the tests' token, and the
+    /// address it listens on.
+    pub async fn start_with_http_api(global: &[&str]) -> (Mounted, SocketAddr) {
+        let token = [("AWS_TOKEN", crate::support::http::TOKEN)];
+        let m = Mounted::start_with_env(global, &["--http-port", "0"], &token).await;
+        let addr = m
+            .http_addr()
+            .unwrap_or_else(|| panic!("no 'HTTP API listening' line in the log:\n{}", m.log()));
+        (m, addr)
+    }
+
     /// SIGHUP: the daemon reads its config file again.
     pub fn hangup(&self) {
         let pid = nix::unistd::Pid::from_raw(self.pid());
