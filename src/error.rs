@@ -113,6 +113,30 @@ impl Error {
         self.kind().is_transient()
     }
 
+    /// The status the HTTP API answers with, as the agent does: Secrets Manager's own status
+    /// passed through, 504 for a timeout, 502 for a connection failure; for sources without an
+    /// HTTP service behind them, what AWS would answer. `http::agent::refusal_for` builds its
+    /// bodies on it, and the cache's failure log says it.
+    pub fn http_status(&self) -> u16 {
+        if let Some(up) = self.upstream_detail() {
+            return match (up.code.as_str(), up.status) {
+                ("TimeoutError", _) => 504,
+                ("ConnectionError" | "ResponseError", _) => 502,
+                (_, Some(status)) => status,
+                _ => 500,
+            };
+        }
+        match self.kind() {
+            ErrorKind::NotFound
+            | ErrorKind::AccessDenied
+            | ErrorKind::InvalidSelector
+            | ErrorKind::InvalidRequest
+            | ErrorKind::Decryption => 400,
+            ErrorKind::Unavailable => 502,
+            ErrorKind::Config | ErrorKind::Io | ErrorKind::Internal => 500,
+        }
+    }
+
     /// The errno a file system front end answers with (documented in the README).
     pub fn errno(&self) -> Errno {
         match self.kind() {

@@ -30,11 +30,11 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// What a reader gets for `err`, for the log: the mount's errno and the HTTP API's status.
 fn refusal(err: &Error) -> String {
-    let status = err
-        .upstream_detail()
-        .and_then(|u| u.status)
-        .map_or_else(String::new, |s| format!(", HTTP {s} from the API"));
-    format!("an error: {} from the mount{status}", err.errno())
+    format!(
+        "an error: {} from the mount, HTTP {} from the API",
+        err.errno(),
+        err.http_status()
+    )
 }
 
 impl<K, V> Member for Inner<K, V>

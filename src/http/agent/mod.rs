@@ -303,29 +303,32 @@ fn name_of(secret_id: &str) -> &str {
 
 /// The agent's mapping of a failure onto a status and an AWS-style body.
 pub fn refusal_for(err: &Error) -> Refusal {
+    let status = err.http_status();
     if let Some(up) = err.upstream_detail() {
-        return match (up.code.as_str(), up.status) {
-            ("TimeoutError", _) => Refusal::aws(504, "TimeoutError", Some("Timeout")),
-            ("ConnectionError", _) => Refusal::aws(502, "ConnectionError", Some("Read Error")),
-            ("ResponseError", _) => Refusal::aws(502, "ConnectionError", Some("Response Error")),
-            (code, Some(status)) => Refusal::aws(status, code, up.message.as_deref()),
-            _ => Refusal::aws(500, "InternalFailure", None),
+        return match up.code.as_str() {
+            "TimeoutError" => Refusal::aws(status, "TimeoutError", Some("Timeout")),
+            "ConnectionError" => Refusal::aws(status, "ConnectionError", Some("Read Error")),
+            "ResponseError" => Refusal::aws(status, "ConnectionError", Some("Response Error")),
+            code if up.status.is_some() => Refusal::aws(status, code, up.message.as_deref()),
+            _ => Refusal::aws(status, "InternalFailure", None),
         };
     }
     // Sources without an HTTP service behind them (the file source) answer as AWS would.
     match err.kind() {
         ErrorKind::NotFound => Refusal::aws(
-            400,
+            status,
             "ResourceNotFoundException",
             Some("Secrets Manager can't find the specified secret."),
         ),
-        ErrorKind::AccessDenied => Refusal::aws(400, "AccessDeniedException", Some(err.message())),
-        ErrorKind::InvalidSelector | ErrorKind::InvalidRequest => {
-            Refusal::aws(400, "InvalidParameterException", Some(err.message()))
+        ErrorKind::AccessDenied => {
+            Refusal::aws(status, "AccessDeniedException", Some(err.message()))
         }
-        ErrorKind::Decryption => Refusal::aws(400, "DecryptionFailure", Some(err.message())),
-        ErrorKind::Unavailable => Refusal::aws(502, "ConnectionError", Some("Read Error")),
-        _ => Refusal::aws(500, "InternalFailure", None),
+        ErrorKind::InvalidSelector | ErrorKind::InvalidRequest => {
+            Refusal::aws(status, "InvalidParameterException", Some(err.message()))
+        }
+        ErrorKind::Decryption => Refusal::aws(status, "DecryptionFailure", Some(err.message())),
+        ErrorKind::Unavailable => Refusal::aws(status, "ConnectionError", Some("Read Error")),
+        _ => Refusal::aws(status, "InternalFailure", None),
     }
 }
 
