@@ -72,6 +72,7 @@ async fn a_failing_secret_logs_once_a_minute_with_what_readers_got_then_its_reco
         "\"db\"",
         "ThrottlingException",
         "EIO",
+        "HTTP 400",
         "left_out=0",
     ] {
         assert!(lines[0].contains(needle), "{needle} in {}", lines[0]);
