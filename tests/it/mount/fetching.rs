@@ -188,3 +188,23 @@ async fn reading_every_secret_after_ls_lr_costs_no_more_calls() {
     let total = fake.calls(Op::BatchGetSecretValue) + fake.calls(Op::GetSecretValue);
     assert_eq!(total, after_ls, "reading after ls -lR made calls");
 }
+
+/// A throttled upstream: every read is EIO, and the log says why, once, not once per read.
+#[tokio::test]
+async fn a_throttled_secret_is_eio_with_one_log_line_saying_why() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("busy", "value");
+    fake.inject(Op::GetSecretValue, Fault::Throttling, usize::MAX);
+    let m = Mounted::start(&strs(&aws_args(&fake.endpoint_url())), &[]).await;
+    for _ in 0..5 {
+        let err = std::fs::read(m.path("busy")).unwrap_err();
+        assert_eq!(super::errno_of(&err), super::libc_errno::EIO);
+    }
+    let log = m.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("fetch failed")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    for needle in ["\"busy\"", "ThrottlingException", "EIO", "HTTP 400"] {
+        assert!(lines[0].contains(needle), "{needle} not in {}", lines[0]);
+    }
+    assert!(!log.contains("value\n") && !log.contains("\"value\""));
+}
