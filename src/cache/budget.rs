@@ -82,10 +82,6 @@ impl Budget {
         self.bytes.load(Relaxed)
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     fn over(&self) -> bool {
         self.entries() > self.limits.max_entries || self.bytes() > self.limits.max_bytes
     }
