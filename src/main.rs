@@ -36,10 +36,15 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(err) => return fail(&err, &mut readiness),
     };
+    // check-config only reads: it must not create the log files it is checking the names of.
+    let checking = matches!(cli.command, Command::CheckConfig(_));
     let mut log_to = match &settings.log_file {
-        Some(file) => LogTo::File(absolute(file)),
-        None => LogTo::Stderr,
+        Some(file) if !checking => LogTo::File(absolute(file)),
+        _ => LogTo::Stderr,
     };
+    if checking {
+        settings.audit_log = None;
+    }
     if let Command::Mount(args) = &mut cli.command
         && !args.foreground
     {

@@ -256,3 +256,22 @@ async fn check_config_of_the_golden_sample_is_unchanged() {
         "check-config output differs from {golden}:\n--- expected\n{expected}\n--- got\n{text}"
     );
 }
+
+/// check-config only reads: the log files it names need not exist, and are not created.
+#[tokio::test]
+async fn check_config_creates_no_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-yet");
+    let config = write_config(&format!(
+        "log_to_file = true\naudit_log = \"{}/audit.log\"\n",
+        missing.display()
+    ));
+    let out = cli::run(&["check-config", config.path().to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("log_file = /var/log/secretsfs/secretsfs.log    # config file"),
+        "{text}"
+    );
+    assert!(!missing.exists());
+}

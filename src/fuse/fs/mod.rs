@@ -207,10 +207,8 @@ impl SecretsFs {
                 let only = self.only.as_ref()?;
                 return Some((self.exact_names_tree(only), Instant::now() + list_ttl));
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "ListSecrets failed");
-                return None;
-            }
+            // Logged by the cache, once a minute at most, with what readers got.
+            Err(_) => return None,
         };
         let mut cached = self.tree.lock();
         if let Some((source, tree)) = cached.as_ref()
