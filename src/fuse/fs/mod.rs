@@ -287,9 +287,22 @@ impl SecretsFs {
             _ => self.engine.get(&selector).await,
         }
         .map_err(|e| e.errno())?;
+        Ok(self.file_entry(path, &selector, resolved))
+    }
+
+    /// The entry of the file at `path` showing `resolved`: its version's inode.
+    fn file_entry(&self, path: &str, selector: &Selector, resolved: Resolved) -> Attr {
         let resolved = Arc::new(resolved);
-        let (ino, node) = self.inodes.intern_file(path, &selector, &resolved);
-        Ok(self.file_attr(ino, &selector.secret_id, &node, resolved.fresh_until))
+        let (ino, node) = self.inodes.intern_file(path, selector, &resolved);
+        self.file_attr(ino, &selector.secret_id, &node, resolved.fresh_until)
+    }
+
+    /// The entry of the directory of `secret`'s stages at `path` (the stages layout).
+    fn secret_dir_entry(&self, path: &str, secret: &str) -> Attr {
+        let ino = self
+            .inodes
+            .intern_dir(path, NodeKind::SecretDir(Arc::from(secret)));
+        self.secret_dir_attr(ino, secret)
     }
 
     /// The secrets to fetch in batches along with the one at `path`, when a listing (`ls -l`)
@@ -332,27 +345,14 @@ impl SecretsFs {
         }
         let readable = self.may_read_secret(caller, &secret).await;
         if readable {
+            let selector = Selector::whole(secret.as_str());
             let found = match self.namespace.layout() {
-                Layout::Flat => self
-                    .engine
-                    .get(&Selector::whole(secret.as_str()))
-                    .await
-                    .map(Some),
+                Layout::Flat => self.engine.get(&selector).await.map(Some),
                 Layout::Stages => self.engine.describe(&secret).await.map(|_| None),
             };
             match found {
-                Ok(Some(resolved)) => {
-                    let selector = Selector::whole(secret.as_str());
-                    let resolved = Arc::new(resolved);
-                    let (ino, node) = self.inodes.intern_file(path, &selector, &resolved);
-                    return Ok(self.file_attr(ino, &secret, &node, resolved.fresh_until));
-                }
-                Ok(None) => {
-                    let ino = self
-                        .inodes
-                        .intern_dir(path, NodeKind::SecretDir(Arc::from(secret.as_str())));
-                    return Ok(self.secret_dir_attr(ino, &secret));
-                }
+                Ok(Some(resolved)) => return Ok(self.file_entry(path, &selector, resolved)),
+                Ok(None) => return Ok(self.secret_dir_entry(path, &secret)),
                 Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AccessDenied) => {}
                 Err(e) => return Err(e.errno()),
             }
@@ -388,10 +388,7 @@ impl SecretsFs {
         self.may_read(caller, &Selector::whole(secret.as_str()))
             .await?;
         self.engine.describe(&secret).await.map_err(|e| e.errno())?;
-        let ino = self
-            .inodes
-            .intern_dir(path, NodeKind::SecretDir(Arc::from(secret.as_str())));
-        Ok(self.secret_dir_attr(ino, &secret))
+        Ok(self.secret_dir_entry(path, &secret))
     }
 
     fn listed_recently(&self, dir: &str) -> bool {
