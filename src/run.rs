@@ -62,7 +62,11 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
 }
 
 fn build_policy(settings: &Settings) -> Result<Policy> {
-    Policy::new(&settings.rules, settings.defaults, &SystemDirectory)
+    Policy::new(
+        &settings.sections.policy,
+        settings.defaults,
+        &SystemDirectory,
+    )
 }
 
 /// Whether the TCP listener runs: only with a token, as in the agent. `serve` and an explicit
@@ -265,7 +269,7 @@ async fn reload_on_sighup(
                 }
                 let changed = settings.changed_at_restart(&current);
                 tracing::info!(
-                    rules = settings.rules.len(),
+                    rules = settings.sections.policy.len(),
                     "SIGHUP: configuration re-read; policy replaced"
                 );
                 if !changed.is_empty() {

@@ -22,7 +22,7 @@ use crate::config::{self, ConfigFile};
 use crate::error::{Error, Result};
 use crate::fuse::namespace::Layout;
 use crate::http::HttpSettings;
-use crate::policy::{Defaults, RuleSpec};
+use crate::policy::Defaults;
 use crate::source::SourceSpec;
 use crate::source::aws::AwsOptions;
 
@@ -80,7 +80,6 @@ pub struct Settings {
     pub validate_credentials: bool,
     pub cache: CacheConfig,
     pub defaults: Defaults,
-    pub rules: Vec<RuleSpec>,
     pub log_level: Option<String>,
     pub log_file: Option<PathBuf>,
     pub audit_log: Option<PathBuf>,
@@ -192,10 +191,7 @@ impl Settings {
         let g = &mut options.global;
         g.uid.get_or_insert_with(|| nix::unistd::getuid().as_raw());
         g.gid.get_or_insert_with(|| nix::unistd::getgid().as_raw());
-        let secrets = crate::secrets_list::SecretsList::new(&file.sections.secrets)?;
-        let mut settings = Self::from_options(options, origins, path, file.sections.clone());
-        settings.secrets = secrets;
-        Ok(settings)
+        Self::from_options(options, origins, path, file.sections.clone())
     }
 
     fn from_options(
@@ -203,10 +199,11 @@ impl Settings {
         origins: Vec<(String, Origin)>,
         config_path: Option<PathBuf>,
         sections: config::Sections,
-    ) -> Settings {
+    ) -> Result<Settings> {
+        let secrets = crate::secrets_list::SecretsList::new(&sections.secrets)?;
         let g = &options.global;
         let m = &options.mount;
-        Settings {
+        Ok(Settings {
             config_path,
             source: g.source.clone(),
             aws: AwsOptions {
@@ -234,7 +231,6 @@ impl Settings {
                 file_mode: g.file_mode,
                 dir_mode: g.dir_mode,
             },
-            rules: sections.policy.clone(),
             log_level: g.log_level.clone(),
             log_file: g.log_file.clone(),
             audit_log: g.audit_log.clone(),
@@ -242,14 +238,14 @@ impl Settings {
             layout: m.layout,
             prefix: m.prefix.clone(),
             kernel_cache: !m.no_kernel_cache,
-            secrets: None,
+            secrets,
             wait_for_secrets: m.wait_for_secrets,
             http_enabled: !m.no_http,
             http: options.http.clone(),
             options,
             origins,
             sections,
-        }
+        })
     }
 
     /// Each setting's value as `check-config` shows it, in the order of declaration.
@@ -282,7 +278,10 @@ impl Settings {
         for (key, value, origin) in self.shown() {
             out.push_str(&format!("{key} = {value}    # {}\n", origin.label()));
         }
-        out.push_str(&format!("# {} policy rule(s)\n", self.rules.len()));
+        out.push_str(&format!(
+            "# {} policy rule(s)\n",
+            self.sections.policy.len()
+        ));
         // The file's tables as TOML: what the file says once its own validation passed.
         match toml::to_string(&self.sections) {
             Ok(tables) if !tables.is_empty() => {
