@@ -404,7 +404,7 @@ where
             Ok(value) => {
                 if let Some(reported) = state.reported.take() {
                     tracing::warn!(operation = self.what, key = ?key,
-                        failures = reported.suppressed + 1, "succeeds again after failing");
+                        left_out = reported.suppressed, "succeeds again after failing");
                 }
                 state.bytes = value.weight();
                 let value = Arc::new(value);

@@ -113,8 +113,7 @@ struct Table {
     /// Paths whose current version the kernel forgot, oldest first.
     dormant: VecDeque<(Arc<str>, u64)>,
     next: u64,
-    /// Bytes of versions held by inodes, charged to the engine's budget too.
-    held_bytes: usize,
+    /// The engine's budget, which the bytes versions hold are charged to.
     budget: Arc<Budget>,
 }
 
@@ -150,7 +149,6 @@ impl Inodes {
                 files: HashMap::new(),
                 dormant: VecDeque::new(),
                 next: ROOT + 1,
-                held_bytes: 0,
                 budget: budget.clone(),
             }),
             budget: budget.clone(),
@@ -346,7 +344,13 @@ impl Inodes {
 
     /// Bytes of values the inodes hold between them.
     pub fn held_bytes(&self) -> usize {
-        self.table.read().held_bytes
+        self.table
+            .read()
+            .by_ino
+            .values()
+            .filter_map(|e| e.node.version.as_ref()?.bytes())
+            .map(|r| r.bytes().len())
+            .sum()
     }
 }
 
@@ -364,13 +368,11 @@ impl Table {
         let before = bytes
             .replace(resolved.clone())
             .map_or(0, |old| old.bytes().len());
-        self.held_bytes = self.held_bytes - before + resolved.bytes().len();
         self.budget.recharge(before, resolved.bytes().len());
     }
 
     fn release_bytes(&mut self, version: &Version) {
         if let Some(dropped) = version.bytes.lock().take() {
-            self.held_bytes -= dropped.bytes().len();
             self.budget.recharge(dropped.bytes().len(), 0);
         }
     }
