@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::policy::RuleSpec;
+use crate::secrets_list::SecretsList;
 use crate::settings::keys::{self, AgentKey};
 use crate::settings::options::Options;
 
@@ -39,6 +40,8 @@ pub struct ConfigFile {
     /// Each setting the file gives, as the values a flag would carry, already checked.
     pub values: BTreeMap<String, Vec<String>>,
     pub sections: Sections,
+    /// `sections.secrets`, checked and compiled.
+    pub secrets: Option<SecretsList>,
 }
 
 impl ConfigFile {
@@ -56,6 +59,7 @@ impl ConfigFile {
         let mut file = ConfigFile::default();
         let mut sections = toml::Table::new();
         let mut aliased: Vec<(&'static str, &'static str)> = Vec::new();
+        let given: Vec<String> = table.keys().cloned().collect();
         for (key, value) in table {
             if let Some(arg) = settings.iter().find(|a| keys::key(a) == key) {
                 let texts = setting_texts(&command, arg, &value)
@@ -73,7 +77,7 @@ impl ConfigFile {
             }
         }
         for (ours, agents) in aliased {
-            if table_has(text, ours) {
+            if given.iter().any(|key| key == ours) {
                 return Err(format!(
                     "keys `{ours}` and `{agents}` (the agent's name for it) are both set; keep one"
                 ));
@@ -82,15 +86,10 @@ impl ConfigFile {
         file.sections = sections
             .try_into()
             .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
-        crate::secrets_list::SecretsList::new(&file.sections.secrets)
-            .map_err(|e| e.message().to_owned())?;
+        file.secrets =
+            SecretsList::new(&file.sections.secrets).map_err(|e| e.message().to_owned())?;
         Ok(file)
     }
-}
-
-/// Whether the file sets `key` itself (parsed again: cheap, and keeps `parse` single-pass).
-fn table_has(text: &str, key: &str) -> bool {
-    toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key(key))
 }
 
 /// A setting's value as the texts a flag would carry, each checked by the setting's parser.

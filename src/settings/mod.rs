@@ -191,19 +191,18 @@ impl Settings {
         let g = &mut options.global;
         g.uid.get_or_insert_with(|| nix::unistd::getuid().as_raw());
         g.gid.get_or_insert_with(|| nix::unistd::getgid().as_raw());
-        Self::from_options(options, origins, path, file.sections.clone())
+        Ok(Self::from_options(options, origins, path, file))
     }
 
     fn from_options(
         options: Options,
         origins: Vec<(String, Origin)>,
         config_path: Option<PathBuf>,
-        sections: config::Sections,
-    ) -> Result<Settings> {
-        let secrets = crate::secrets_list::SecretsList::new(&sections.secrets)?;
+        file: &ConfigFile,
+    ) -> Settings {
         let g = &options.global;
         let m = &options.mount;
-        Ok(Settings {
+        Settings {
             config_path,
             source: g.source.clone(),
             aws: AwsOptions {
@@ -238,14 +237,14 @@ impl Settings {
             layout: m.layout,
             prefix: m.prefix.clone(),
             kernel_cache: !m.no_kernel_cache,
-            secrets,
+            secrets: file.secrets.clone(),
             wait_for_secrets: m.wait_for_secrets,
             http_enabled: !m.no_http,
             http: options.http.clone(),
             options,
             origins,
-            sections,
-        })
+            sections: file.sections.clone(),
+        }
     }
 
     /// Each setting's value as `check-config` shows it, in the order of declaration.
