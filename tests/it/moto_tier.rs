@@ -366,13 +366,7 @@ async fn ls_l_of_a_large_moto_directory_fetches_in_batches() {
     let mut global = cli::aws_args(&moto.endpoint_url());
     global.extend(["--cache-size".into(), "200".into()]);
     let mut m = Mounted::start(&cli::strs(&global), &[]).await;
-    let out = std::process::Command::new("ls")
-        .arg("-l")
-        .arg(m.path("large"))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(listing.lines().filter(|l| l.starts_with('-')).count(), 250);
+    assert_eq!(crate::mount::files_shown_by_ls("-l", &m.path("large")), 250);
     m.stop();
     let calls = &m.final_stats()["upstream_calls"];
     let batches = calls["batch_get_secret_value"].as_u64().unwrap();

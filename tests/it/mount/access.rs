@@ -1,17 +1,16 @@
 //! Access: every mutation is EROFS, and other users are decided by mode and policy before any
 //! upstream call.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
 use crate::support::cli::{demo_source, strs};
 use crate::support::fake_sm::Op;
 use crate::support::mount::Mounted;
-use crate::support::nobody::{as_nobody, cat_as_nobody};
+use crate::support::nobody::cat_as_nobody;
 use crate::support::policy::{PolicyFixture, TEAM_GID};
 
-use super::{errno_of, libc_errno, set};
+use super::{errno_of, libc_errno, ls_as_nobody, set};
 
 #[tokio::test]
 async fn every_mutation_is_erofs() {
@@ -62,21 +61,6 @@ fn setxattr(path: &Path) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::other(stderr.into_owned()))
     }
-}
-
-/// `ls -1 PATH` as uid 65534 in no group: the names.
-fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
-    let out = as_nobody(&[], "ls", &["-1".as_ref(), path.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test]

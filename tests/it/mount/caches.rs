@@ -5,19 +5,10 @@ use std::time::Duration;
 
 use crate::support::cli::strs;
 use crate::support::mount::Mounted;
-use crate::support::nobody::{as_nobody, cat_as_nobody};
+use crate::support::nobody::cat_as_nobody;
 use crate::support::policy::PolicyFixture;
 
-use super::set;
-
-/// The names `ls -1 DIR` shows to uid 65534 (none when it may not list).
-fn listed_by_nobody(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
-    let out = as_nobody(&[], "ls", &["-1".as_ref(), dir.as_os_str()]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
+use super::{ls_as_nobody, set};
 
 #[tokio::test]
 async fn two_users_listing_one_directory_in_turn_each_see_their_own_listing() {
@@ -28,11 +19,11 @@ async fn two_users_listing_one_directory_in_turn_each_see_their_own_listing() {
     let root = m.path("");
     let everything = set(&["private", "public", "team"]);
     for _ in 0..2 {
-        assert_eq!(listed_by_nobody(&root), set(&["public", "team"]));
+        assert_eq!(ls_as_nobody(&root), set(&["public", "team"]));
         assert_eq!(super::names(&root), everything, "root after nobody");
     }
     // `ls -la` by root first must not show nobody root's listing either.
-    assert_eq!(listed_by_nobody(&root), set(&["public", "team"]));
+    assert_eq!(ls_as_nobody(&root), set(&["public", "team"]));
 }
 
 #[tokio::test]

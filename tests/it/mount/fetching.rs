@@ -2,7 +2,6 @@
 //! call, a listing fetches in batches or is denied, and the inode table shrinks when the kernel
 //! forgets.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::cli::{aws_args, demo_source, strs};
@@ -73,14 +72,7 @@ async fn ls_l_of_45_uncached_secrets_fetches_in_batches() {
         fake.put_string(&format!("many/s{i:02}"), &"x".repeat(i));
     }
     let m = Mounted::start(&strs(&aws_args(&fake.endpoint_url())), &[]).await;
-    let out = Command::new("ls")
-        .arg("-l")
-        .arg(m.path("many"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let listing = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(listing.lines().filter(|l| l.starts_with('-')).count(), 45);
+    assert_eq!(super::files_shown_by_ls("-l", &m.path("many")), 45);
     assert!(
         fake.calls(Op::BatchGetSecretValue) <= 3,
         "{}",
@@ -152,14 +144,7 @@ async fn ls_l_of_a_directory_larger_than_the_cache_costs_one_batch_per_20_secret
     let mut global = aws_args(&fake.endpoint_url());
     global.extend(["--cache-size".into(), "1000".into()]);
     let m = Mounted::start(&strs(&global), &[]).await;
-    let out = Command::new("ls")
-        .arg("-l")
-        .arg(m.path("big"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let listing = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(listing.lines().filter(|l| l.starts_with('-')).count(), 1200);
+    assert_eq!(super::files_shown_by_ls("-l", &m.path("big")), 1200);
     let batches = fake.calls(Op::BatchGetSecretValue);
     assert!((60..=66).contains(&batches), "{batches} batch calls");
     assert_eq!(fake.calls(Op::GetSecretValue), 0);
@@ -173,12 +158,7 @@ async fn reading_every_secret_after_ls_lr_costs_no_more_calls() {
         fake.put_string(&format!("tree/d{}/s{i:04}", i % 4), "v");
     }
     let m = Mounted::start(&strs(&aws_args(&fake.endpoint_url())), &[]).await;
-    let out = Command::new("ls")
-        .arg("-lR")
-        .arg(m.path("tree"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    assert_eq!(super::files_shown_by_ls("-lR", &m.path("tree")), 2000);
     let after_ls = fake.calls(Op::BatchGetSecretValue) + fake.calls(Op::GetSecretValue);
     assert!(after_ls <= 110, "{after_ls} calls for ls -lR");
     for i in 0..2000 {

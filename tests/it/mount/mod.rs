@@ -21,6 +21,40 @@ fn names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// `ls -1 PATH` as uid 65534 in no group: the names.
+fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
+    let out = crate::support::nobody::as_nobody(&[], "ls", &["-1".as_ref(), path.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `ls ARG DIR` (`-l` or `-lR`) as root, which must succeed: how many regular files it shows.
+pub fn files_shown_by_ls(arg: &str, dir: &Path) -> usize {
+    let out = std::process::Command::new("ls")
+        .arg(arg)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .count()
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
