@@ -21,9 +21,8 @@ fn names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// `ls -1 PATH` as uid 65534 in no group: the names.
-fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
-    let out = crate::support::nobody::as_nobody(&[], "ls", &["-1".as_ref(), path.as_os_str()]);
+/// The lines `ls` printed; it must have succeeded.
+fn ls_lines(out: std::process::Output) -> Vec<String> {
     assert!(
         out.status.success(),
         "{}",
@@ -36,6 +35,12 @@ fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// `ls -1 PATH` as uid 65534 in no group: the names.
+fn ls_as_nobody(path: &Path) -> BTreeSet<String> {
+    let out = crate::support::nobody::as_nobody(&[], "ls", &["-1".as_ref(), path.as_os_str()]);
+    ls_lines(out).into_iter().collect()
+}
+
 /// `ls ARG DIR` (`-l` or `-lR`) as root, which must succeed: how many regular files it shows.
 pub fn files_shown_by_ls(arg: &str, dir: &Path) -> usize {
     let out = std::process::Command::new("ls")
@@ -43,16 +48,7 @@ pub fn files_shown_by_ls(arg: &str, dir: &Path) -> usize {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with('-'))
-        .count()
+    ls_lines(out).iter().filter(|l| l.starts_with('-')).count()
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
