@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::policy::RuleSpec;
 use crate::secrets_list::SecretsList;
 use crate::settings::keys::{self, AgentKey};
-use crate::settings::options::Options;
+use crate::settings::options::{Options, in_range};
 
 /// Where the file is looked for when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/secretsfs/config.toml";
@@ -170,14 +170,9 @@ fn alias_text(
     match *alias {
         AgentKey::Same { .. } => unreachable!("a key of our own name is a setting"),
         AgentKey::Number { min, max, .. } => {
-            let text = scalar_text(value)?;
-            let shown = value.to_string();
-            match text.strip_prefix('+').unwrap_or(&text).parse::<u64>() {
-                Ok(n) if (min..=max).contains(&n) => Ok(Some(n.to_string())),
-                _ => Err(format!(
-                    "expected a whole number from {min} to {max}, got {shown}"
-                )),
-            }
+            let n = in_range::<u64>(min, max)(&scalar_text(value)?)
+                .map_err(|why| format!("{why}, got {value}"))?;
+            Ok(Some(n.to_string()))
         }
         AgentKey::Switch {
             on_true, on_false, ..
