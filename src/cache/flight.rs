@@ -137,12 +137,14 @@ impl<V> Clone for Served<V> {
 }
 
 pub type Outcome<V> = Result<Served<V>>;
-type Flight<V> = Shared<BoxFuture<'static, Outcome<V>>>;
+pub type Flight<V> = Shared<BoxFuture<'static, Outcome<V>>>;
 
 struct Stored<V> {
     value: Arc<V>,
     fetched_at: Instant,
     fresh_until: Instant,
+    /// When a refresh ahead of expiry is due, if the value is still in use.
+    refresh_at: Instant,
 }
 
 struct SlotState<V> {
@@ -157,6 +159,8 @@ struct SlotState<V> {
     evicted: bool,
     /// The failure last logged for this key, to log each class once a minute at most.
     reported: Option<Reported>,
+    /// When a reader last asked for this key: a value read within its TTL is refreshed ahead.
+    last_read: Option<Instant>,
 }
 
 /// A failure that was logged: its class, when, and how many like it were not logged since.
@@ -211,8 +215,26 @@ impl<V> SlotState<V> {
     }
 }
 
+/// Told of every value that lands, with the one it replaced (none for a first fetch).
+pub type Observer<K, V> =
+    Box<dyn Fn(&FlightCache<K, V>, &K, Option<&Arc<V>>, &Arc<V>) + Send + Sync>;
+
+/// Why a fetch was started: a reader needs the value, or it is refreshed ahead of expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    Read,
+    RefreshAhead,
+}
+
+/// The share of a value's life after which it is refreshed ahead when still in use, drawn at
+/// random per value: late enough that a value is not fetched much more often than its TTL
+/// (values due together share a batch call), early enough that the refresh lands before it
+/// expires.
+const REFRESH_AT: std::ops::Range<f64> = 0.88..0.93;
+
 struct Inner<K, V> {
     what: &'static str,
+    observer: std::sync::OnceLock<Observer<K, V>>,
     slots: DashMap<K, Arc<Slot<V>>>,
     /// This cache's bytes, for its own counters; the budget holds the total.
     bytes: AtomicUsize,
@@ -225,6 +247,15 @@ pub struct FlightCache<K, V> {
     inner: Arc<Inner<K, V>>,
 }
 
+/// Another handle on the same cache.
+impl<K, V> Clone for FlightCache<K, V> {
+    fn clone(&self) -> Self {
+        FlightCache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
 impl<K, V> FlightCache<K, V>
 where
     K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
@@ -235,6 +266,7 @@ where
     pub fn new(what: &'static str, timing: Timing, budget: Arc<Budget>, stats: Arc<Stats>) -> Self {
         let inner = Arc::new(Inner {
             what,
+            observer: std::sync::OnceLock::new(),
             slots: DashMap::new(),
             bytes: AtomicUsize::new(0),
             timing,
@@ -250,10 +282,11 @@ where
     pub fn try_get(&self, key: &K) -> Option<Outcome<V>> {
         let slot = self.inner.slots.get(key)?.value().clone();
         self.inner.touch(&slot);
-        let answer = slot
-            .state
-            .lock()
-            .answer(Instant::now(), &self.inner.timing)?;
+        let now = Instant::now();
+        let mut state = slot.state.lock();
+        state.last_read = Some(now);
+        let answer = state.answer(now, &self.inner.timing)?;
+        drop(state);
         Some(self.inner.count(answer))
     }
 
@@ -267,7 +300,9 @@ where
         let slot = inner.slot(key);
         let flight = {
             let mut state = slot.state.lock();
-            if !refresh && let Some(answer) = state.answer(Instant::now(), &inner.timing) {
+            let now = Instant::now();
+            state.last_read = Some(now);
+            if !refresh && let Some(answer) = state.answer(now, &inner.timing) {
                 return inner.count(answer);
             }
             match &state.flight {
@@ -277,7 +312,13 @@ where
                 }
                 None => {
                     inner.stats.miss();
-                    let flight = Inner::launch(inner.clone(), key.clone(), slot.clone(), load());
+                    let flight = Inner::launch(
+                        inner.clone(),
+                        key.clone(),
+                        slot.clone(),
+                        load(),
+                        Launch::Read,
+                    );
                     state.flight = Some(flight.clone());
                     flight
                 }
@@ -316,6 +357,91 @@ where
     pub fn contains(&self, key: &K) -> bool {
         self.inner.slots.contains_key(key)
     }
+
+    /// Sets the one observer of landed values (the engine's change detection).
+    pub fn observe(&self, observer: Observer<K, V>) {
+        if self.inner.observer.set(observer).is_err() {
+            tracing::error!(what = self.inner.what, "a second observer was refused");
+        }
+    }
+
+    /// The keys worth refreshing ahead at `now`: values still in use (read within their TTL, or
+    /// `watched`), past half their life, with no fetch under way and not backing off after a
+    /// failure. `due` is set for those whose own refresh moment has come; the others may join
+    /// a batch that goes out anyway.
+    pub fn refresh_candidates(
+        &self,
+        now: Instant,
+        watched: impl Fn(&K) -> bool,
+    ) -> Vec<Candidate<K>> {
+        let ttl = self.inner.timing.ttl;
+        self.inner
+            .slots
+            .iter()
+            .filter_map(|entry| {
+                let state = entry.value().state.try_lock()?;
+                let good = state.good.as_ref()?;
+                let half_life = good.fetched_at + (good.fresh_until - good.fetched_at) / 2;
+                let backing_off = state
+                    .failing
+                    .as_ref()
+                    .is_some_and(|(retry, _)| now < *retry);
+                if state.flight.is_some() || backing_off || now < half_life {
+                    return None;
+                }
+                let in_use = state
+                    .last_read
+                    .is_some_and(|read| now.duration_since(read) <= ttl);
+                (in_use || watched(entry.key())).then(|| Candidate {
+                    key: entry.key().clone(),
+                    due: now >= good.refresh_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Refreshes `key` ahead of its expiry: starts a fetch unless one is under way, and returns
+    /// it to await. Readers meanwhile keep getting the value they have, without waiting.
+    pub fn refresh_ahead<F>(&self, key: &K, load: F) -> Flight<V>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<V>>,
+    {
+        let inner = &self.inner;
+        let slot = inner.slot(key);
+        let mut state = slot.state.lock();
+        if let Some(flight) = &state.flight {
+            return flight.clone();
+        }
+        inner.stats.refresh_ahead();
+        let flight = Inner::launch(
+            inner.clone(),
+            key.clone(),
+            slot.clone(),
+            load(),
+            Launch::RefreshAhead,
+        );
+        state.flight = Some(flight.clone());
+        flight
+    }
+
+    /// Makes the cached values of the keys `which` selects due now: the next read fetches
+    /// them again (and may still be served them stale if that fails).
+    pub fn expire(&self, which: impl Fn(&K) -> bool) {
+        let now = Instant::now();
+        for entry in self.inner.slots.iter().filter(|e| which(e.key())) {
+            if let Some(good) = entry.value().state.lock().good.as_mut() {
+                good.fresh_until = good.fresh_until.min(now);
+                good.refresh_at = good.refresh_at.min(now);
+            }
+        }
+    }
+}
+
+/// A key worth refreshing ahead (see [`FlightCache::refresh_candidates`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate<K> {
+    pub key: K,
+    pub due: bool,
 }
 
 impl<K, V> Inner<K, V>
@@ -341,6 +467,7 @@ where
                             bytes: 0,
                             evicted: false,
                             reported: None,
+                            last_read: None,
                         }),
                     })
                 })
@@ -377,13 +504,23 @@ where
         key: K,
         slot: Arc<Slot<V>>,
         load: BoxFuture<'static, Result<V>>,
+        why: Launch,
     ) -> Flight<V> {
         let task = tokio::spawn(async move {
             let result = AssertUnwindSafe(load)
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "the fetch panicked")));
-            inner.settle(&key, &slot, result)
+            let (outcome, replaced) = inner.settle(&key, &slot, result, why);
+            if let (Some(observer), Ok(served)) = (inner.observer.get(), &outcome)
+                && !served.stale
+            {
+                let cache = FlightCache {
+                    inner: inner.clone(),
+                };
+                observer(&cache, &key, replaced.as_ref(), &served.value);
+            }
+            outcome
         });
         async move {
             task.await
@@ -393,13 +530,21 @@ where
         .shared()
     }
 
-    /// Stores what a fetch brought and decides what its waiters get.
-    fn settle(&self, key: &K, slot: &Slot<V>, result: Result<V>) -> Outcome<V> {
+    /// Stores what a fetch brought and decides what its waiters get; a value that lands also
+    /// returns the one it replaced, for the observer.
+    fn settle(
+        &self,
+        key: &K,
+        slot: &Slot<V>,
+        result: Result<V>,
+        why: Launch,
+    ) -> (Outcome<V>, Option<Arc<V>>) {
         let now = Instant::now();
         let timing = &self.timing;
         let mut state = slot.state.lock();
         state.flight = None;
         let before = state.bytes;
+        let mut replaced = None;
         let outcome = match result {
             Ok(value) => {
                 if let Some(reported) = state.reported.take() {
@@ -408,12 +553,27 @@ where
                 }
                 state.bytes = value.weight();
                 let value = Arc::new(value);
-                let fresh_until = now + timing.jittered_ttl();
-                state.good = Some(Stored {
-                    value: value.clone(),
-                    fetched_at: now,
-                    fresh_until,
-                });
+                // A refresh ahead already lands at a random moment, which is what keeps a fleet
+                // of hosts apart; values refreshed together keep one lifetime, so that they stay
+                // due together and share batch calls.
+                let life = match why {
+                    Launch::Read => timing.jittered_ttl(),
+                    Launch::RefreshAhead => timing.ttl,
+                };
+                let fresh_until = now + life;
+                replaced = state
+                    .good
+                    .replace(Stored {
+                        value: value.clone(),
+                        fetched_at: now,
+                        fresh_until,
+                        refresh_at: now
+                            + life.mul_f64(
+                                REFRESH_AT.start
+                                    + fastrand::f64() * (REFRESH_AT.end - REFRESH_AT.start),
+                            ),
+                    })
+                    .map(|old| old.value);
                 state.not_found = None;
                 state.failing = None;
                 Ok(Served {
@@ -476,7 +636,7 @@ where
         if !evicted {
             self.budget.enforce(slot.last_used.load(Relaxed));
         }
-        outcome
+        (outcome, replaced)
     }
 
     /// Logs a failed fetch at warn, with what its readers get, once per key and class of

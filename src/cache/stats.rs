@@ -54,6 +54,7 @@ pub struct Stats {
     misses: AtomicU64,
     coalesced_waits: AtomicU64,
     stale_serves: AtomicU64,
+    refreshes_ahead: AtomicU64,
     evictions: AtomicU64,
     upstream: [AtomicU64; 4],
     upstream_errors: AtomicU64,
@@ -72,6 +73,8 @@ pub struct StatsSnapshot {
     pub coalesced_waits: u64,
     /// Answers with a value past its TTL because the refresh failed transiently.
     pub stale_serves: u64,
+    /// Fetches started ahead of a value's expiry, with no reader waiting on them.
+    pub refreshes_ahead: u64,
     pub evictions: u64,
     pub upstream_calls: UpstreamCalls,
     pub upstream_errors: u64,
@@ -116,6 +119,9 @@ impl Stats {
     pub(crate) fn stale_serve(&self) {
         self.stale_serves.fetch_add(1, Relaxed);
     }
+    pub(crate) fn refresh_ahead(&self) {
+        self.refreshes_ahead.fetch_add(1, Relaxed);
+    }
     pub(crate) fn eviction(&self) {
         self.evictions.fetch_add(1, Relaxed);
     }
@@ -146,6 +152,7 @@ impl Stats {
             misses: self.misses.load(Relaxed),
             coalesced_waits: self.coalesced_waits.load(Relaxed),
             stale_serves: self.stale_serves.load(Relaxed),
+            refreshes_ahead: self.refreshes_ahead.load(Relaxed),
             evictions: self.evictions.load(Relaxed),
             upstream_calls: UpstreamCalls {
                 get_secret_value: up(Op::GetSecretValue),

@@ -15,12 +15,11 @@ use zeroize::Zeroizing;
 use crate::cache::budget::Budget;
 use crate::cache::flight::FlightCache;
 use crate::cache::{CacheConfig, Op, Served, Stats, StatsSnapshot, Weigh};
-use std::collections::HashMap;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::extract;
 use crate::selector::{Selector, VersionRef};
-use crate::source::{BATCH_LIMIT, DynSource, SecretDescription, SecretListing, SecretValue};
+use crate::source::{DynSource, SecretDescription, SecretListing, SecretValue};
 
 type ValueKey = (String, VersionRef);
 
@@ -85,6 +84,31 @@ impl Resolved {
     }
 }
 
+/// A value that landed in the cache: a first fetch (`previous` is `None`) or one that differs
+/// from the value it replaced (a new version, or new bytes under the same version id, as the
+/// file source allows). Values that land unchanged are not told.
+#[derive(Debug)]
+pub struct Change {
+    pub secret_id: String,
+    pub version: VersionRef,
+    pub previous: Option<Arc<SecretValue>>,
+    pub value: Arc<SecretValue>,
+}
+
+impl Change {
+    /// A value replaced by another, not a first fetch.
+    pub fn is_rotation(&self) -> bool {
+        self.previous.is_some()
+    }
+}
+
+/// How many landed values wait for a slow listener before the oldest are dropped (it is told
+/// how many it missed).
+const CHANGES_QUEUED: usize = 4096;
+
+/// How long the refusal of BatchGetSecretValue is believed before it is tried again.
+const BATCH_REFUSAL_REMEMBERED: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub struct Engine {
     source: DynSource,
     values: FlightCache<ValueKey, SecretValue>,
@@ -93,13 +117,20 @@ pub struct Engine {
     budget: Arc<Budget>,
     stats: Arc<Stats>,
     config: CacheConfig,
+    changes: tokio::sync::broadcast::Sender<Arc<Change>>,
+    /// Values refreshed ahead even when nobody reads them (what change hooks watch).
+    watched: parking_lot::RwLock<std::collections::HashSet<ValueKey>>,
+    /// Until when BatchGetSecretValue is taken as refused, so that refreshes go straight to
+    /// GetSecretValue instead of being refused again every round.
+    batch_refused_until: Arc<parking_lot::Mutex<Option<Instant>>>,
 }
 
 impl Engine {
     pub fn new(source: DynSource, config: CacheConfig) -> Self {
         let stats = Arc::new(Stats::default());
         let budget = Budget::new(config.limits());
-        Engine {
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGES_QUEUED);
+        let engine = Engine {
             values: FlightCache::new(
                 "secret value",
                 config.value_timing(),
@@ -122,7 +153,55 @@ impl Engine {
             source,
             stats,
             config,
-        }
+            changes,
+            watched: Default::default(),
+            batch_refused_until: Default::default(),
+        };
+        engine.observe_values();
+        engine
+    }
+
+    /// Tells the listeners of [`Engine::changes`] of every value that lands new, and retires
+    /// what a new current version makes out of date: the secret's description and its other
+    /// stages' values (a rotation moves AWSPREVIOUS too), so that every front end and layout
+    /// shows the rotation from the same moment.
+    fn observe_values(&self) {
+        let changes = self.changes.clone();
+        let descriptions = self.descriptions.clone();
+        self.values
+            .observe(Box::new(move |values, (id, version), previous, value| {
+                let same = previous.is_some_and(|p| {
+                    p.version_id == value.version_id
+                        && p.payload.as_bytes() == value.payload.as_bytes()
+                });
+                if same {
+                    return;
+                }
+                if previous.is_some() && version.is_current() {
+                    descriptions.expire(|name| name == id);
+                    values.expire(|(name, other)| {
+                        name == id && other.version_id.is_none() && !other.is_current()
+                    });
+                }
+                // No listener is not an error: a `get` has none.
+                let _ = changes.send(Arc::new(Change {
+                    secret_id: id.clone(),
+                    version: version.clone(),
+                    previous: previous.cloned(),
+                    value: value.clone(),
+                }));
+            }));
+    }
+
+    /// Every value that lands new from now on (see [`Change`]).
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
+    }
+
+    /// Keeps the AWSCURRENT values of these secrets refreshed ahead whether read or not, in
+    /// place of those watched before.
+    pub fn watch(&self, names: impl IntoIterator<Item = (String, VersionRef)>) {
+        *self.watched.write() = names.into_iter().collect();
     }
 
     /// The one budget of entries and bytes of everything cached; the mount's inodes charge the
@@ -171,19 +250,7 @@ impl Engine {
     ) -> Result<Served<SecretValue>> {
         let key = (secret_id.to_owned(), version.clone());
         self.values
-            .get(&key, refresh, || {
-                let (source, stats) = (self.source.clone(), self.stats.clone());
-                let (id, version) = key.clone();
-                async move {
-                    upstream(
-                        &stats,
-                        Op::GetSecretValue,
-                        source.get_secret_value(&id, &version),
-                    )
-                    .await
-                }
-                .boxed()
-            })
+            .get(&key, refresh, || self.single_load(key.clone()))
             .await
     }
 
@@ -220,77 +287,6 @@ impl Engine {
     }
 }
 
-impl Engine {
-    /// Brings the AWSCURRENT values of `names` into the cache with BatchGetSecretValue, 20 ids
-    /// a call, for listings that need every size (`ls -l`). Names already cached or being
-    /// fetched are skipped; each name's fetch is a regular single-flight entry, so a reader
-    /// arriving meanwhile waits on the batch instead of calling again. Where the batch call
-    /// itself is refused (policies often grant GetSecretValue but not BatchGetSecretValue),
-    /// each name falls back to its own GetSecretValue.
-    pub async fn prefetch_current(&self, names: &[String]) {
-        let current = VersionRef::current();
-        let missing: Vec<String> = names
-            .iter()
-            .filter(|n| self.values.needs_fetch(&((*n).clone(), current.clone())))
-            .cloned()
-            .collect();
-        let mut fetches = Vec::new();
-        for chunk in missing.chunks(BATCH_LIMIT) {
-            let batch = self.batch_call(chunk.to_vec());
-            for name in chunk {
-                let key = (name.clone(), current.clone());
-                let (batch, source, stats) =
-                    (batch.clone(), self.source.clone(), self.stats.clone());
-                let name = name.clone();
-                fetches.push(async move {
-                    let _ = self
-                        .values
-                        .get(&key, false, move || {
-                            async move {
-                                match batch.await {
-                                    Ok(items) => items.lock().remove(&name).unwrap_or_else(|| {
-                                        Err(Error::not_found(format!("secret {name} not found")))
-                                    }),
-                                    Err(e) if e.kind() == ErrorKind::AccessDenied => {
-                                        let current = VersionRef::current();
-                                        let call = source.get_secret_value(&name, &current);
-                                        upstream(&stats, Op::GetSecretValue, call).await
-                                    }
-                                    Err(e) => Err(e),
-                                }
-                            }
-                            .boxed()
-                        })
-                        .await;
-                });
-            }
-        }
-        futures::future::join_all(fetches).await;
-    }
-
-    /// One BatchGetSecretValue, shared by the fetches of the names it covers.
-    fn batch_call(&self, ids: Vec<String>) -> BatchResult {
-        let (source, stats) = (self.source.clone(), self.stats.clone());
-        async move {
-            let call = source.batch_get_secret_value(&ids);
-            let items = upstream(&stats, Op::BatchGetSecretValue, call).await?;
-            Ok(Arc::new(parking_lot::Mutex::new(
-                items.into_iter().collect(),
-            )))
-        }
-        .boxed()
-        .shared()
-    }
-}
-
-/// The answers of one batch call, each taken by the fetch of its own name.
-type BatchResult = futures::future::Shared<
-    futures::future::BoxFuture<
-        'static,
-        Result<Arc<parking_lot::Mutex<HashMap<String, Result<SecretValue>>>>>,
-    >,
->;
-
 /// One upstream call, each of its requests counted, and timed as a whole (the latency
 /// histogram of `/metrics`).
 async fn upstream<T>(
@@ -322,6 +318,9 @@ fn resolve(selector: &Selector, served: Served<SecretValue>) -> Result<Resolved>
     })
 }
 
+mod ahead;
+#[cfg(test)]
+mod ahead_tests;
 #[cfg(test)]
 mod failure_log_tests;
 #[cfg(test)]

@@ -48,6 +48,10 @@ pub fn render(stats: &StatsSnapshot) -> String {
             stats.coalesced_waits,
         ),
         ("secretsfs_cache_stale_serves_total", stats.stale_serves),
+        (
+            "secretsfs_cache_refreshes_ahead_total",
+            stats.refreshes_ahead,
+        ),
         ("secretsfs_cache_evictions_total", stats.evictions),
         ("secretsfs_upstream_errors_total", stats.upstream_errors),
     ];
