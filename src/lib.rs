@@ -32,6 +32,7 @@ pub mod secrets_list;
 pub mod selector;
 pub mod settings;
 pub mod source;
+pub mod watch;
 
 pub use engine::{Engine, Resolved};
 pub use error::{Error, ErrorKind, Result};
