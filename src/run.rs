@@ -8,7 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, Command, GetArgs, MountArgs, ServeArgs};
 use crate::daemon::{self, Readiness};
-use crate::engine::Engine;
+use crate::engine::{Change, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::fs::SecretsFs;
 use crate::fuse::mount;
@@ -22,6 +22,7 @@ use crate::settings::{HttpOptions, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
 use crate::source::{DynSource, SourceSpec};
+use crate::watch::{BeforeTelling, Fire, Watcher};
 
 /// The settings a command runs with, resolved from its flags, environment and config file.
 pub fn settings_for(cli: &Cli) -> Result<Settings> {
@@ -171,6 +172,12 @@ async fn mount(
             tokio::spawn(fetch);
         }
     }
+    let forget = session.notifier();
+    let fs_of_changes = fs.clone();
+    let before: BeforeTelling = Arc::new(move |change: &Change| {
+        mount::forget_secret(&forget, &fs_of_changes, &change.secret_id);
+    });
+    let deliveries = deliver_changes(engine.clone(), &settings, Some(before));
     readiness.ready();
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
     let notifier = session.notifier();
@@ -188,6 +195,7 @@ async fn mount(
     ));
     mount::serve_until_stopped(session, &mountpoint, &mut stop).await?;
     reload.abort();
+    deliveries.abort();
     drop(http);
     let stats = serde_json::to_string(&engine.stats()).unwrap_or_default();
     tracing::info!(mountpoint = %mountpoint.display(), stats = %stats, "unmounted");
@@ -213,6 +221,7 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
             env!("CARGO_PKG_VERSION")
         );
     }
+    let deliveries = deliver_changes(engine.clone(), &settings, None);
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
     let reload = tokio::spawn(reload_on_sighup(
         hangup,
@@ -224,9 +233,39 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
     let signal = stop.next().await;
     daemon::notify_systemd(sd_notify::NotifyState::Stopping);
     reload.abort();
+    deliveries.abort();
     tracing::info!(signal, stats = %serde_json::to_string(&engine.stats()).unwrap_or_default(), "stopping");
     drop(listening);
     Ok(())
+}
+
+/// The tasks that keep values in use fresh and tell of changes: the refresher, and a watcher
+/// that makes the front ends serve a rotation (`before`) before it tells the hooks. Aborting
+/// the handle stops both.
+fn deliver_changes(
+    engine: Arc<Engine>,
+    settings: &Settings,
+    before: Option<BeforeTelling>,
+) -> tokio::task::JoinHandle<()> {
+    let refresher = tokio::spawn(engine.clone().refresh_ahead());
+    let fire: Fire = Arc::new(|_, _| {});
+    let mut watcher = Watcher::new(engine, Vec::new(), settings.cache.list_ttl, fire);
+    if let Some(before) = before {
+        watcher = watcher.before_telling(before);
+    }
+    tokio::spawn(async move {
+        let _stop_refreshing = AbortOnDrop(refresher);
+        watcher.run().await;
+    })
+}
+
+/// Stops a task when dropped, so that aborting the task that owns it stops both.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// SIGHUP, watched from before the service is ready (its default action would end it).

@@ -320,11 +320,25 @@ impl Inodes {
     /// Every inode the kernel holds below the root, with its parent's inode and its name,
     /// for telling the kernel to drop what it caches of them.
     pub fn held_entries(&self) -> Vec<(u64, String, u64)> {
+        self.held_entries_where(|_| true)
+    }
+
+    /// The entries the kernel holds of one secret's files (its stage files too), for telling
+    /// the kernel to look them up again when the secret changes.
+    pub fn held_entries_of(&self, secret: &str) -> Vec<(u64, String, u64)> {
+        self.held_entries_where(|kind| match kind {
+            NodeKind::File(selector) => selector.secret_id == secret,
+            NodeKind::SecretDir(name) => &**name == secret,
+            NodeKind::Dir => false,
+        })
+    }
+
+    fn held_entries_where(&self, which: impl Fn(&NodeKind) -> bool) -> Vec<(u64, String, u64)> {
         let table = self.table.read();
         table
             .by_ino
             .iter()
-            .filter(|(ino, _)| **ino != ROOT)
+            .filter(|(ino, entry)| **ino != ROOT && which(&entry.node.kind))
             .filter_map(|(ino, entry)| {
                 let path = &entry.node.path;
                 let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));

@@ -141,6 +141,27 @@ pub fn forget_attributes(notifier: &Notifier, fs: &SecretsFs) {
     }
 }
 
+/// After a secret changed: makes the kernel drop its entries of the secret's files, so the
+/// next open looks the name up again and gets the new version's inode (files open already keep
+/// the version they opened). Must not run on a FUSE worker: the kernel may wait on one.
+pub fn forget_secret(notifier: &Notifier, fs: &SecretsFs, secret: &str) {
+    let mut refused = 0;
+    for (parent, name, _) in fs.held_entries_of(secret) {
+        let dropped = notifier.inval_entry(INodeNo(parent), std::ffi::OsStr::new(&name));
+        if dropped.is_err_and(|e| e.raw_os_error() != Some(Errno::ENOENT as i32)) {
+            refused += 1;
+        }
+    }
+    if refused > 0 {
+        tracing::warn!(
+            secret,
+            refused,
+            "the kernel refused to drop some entries of a changed \
+            secret; they show the old version until their TTL"
+        );
+    }
+}
+
 fn mount_error(mountpoint: &Path, e: &io::Error) -> Error {
     let hint = match e.raw_os_error().map(Errno::from_raw) {
         Some(Errno::EPERM | Errno::EACCES) => " (mounting needs root, or CAP_SYS_ADMIN)",

@@ -464,6 +464,11 @@ impl SecretsFs {
         self.inodes.held_entries()
     }
 
+    /// The entries the kernel may cache of one secret's files.
+    pub fn held_entries_of(&self, secret: &str) -> Vec<(u64, String, u64)> {
+        self.inodes.held_entries_of(secret)
+    }
+
     /// Bytes of values that inodes hold (old versions the kernel still holds included).
     pub fn held_bytes(&self) -> usize {
         self.inodes.held_bytes()

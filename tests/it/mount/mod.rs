@@ -7,6 +7,7 @@ mod fetching;
 mod least_privilege;
 mod lifecycle;
 mod reading;
+mod refresh_ahead;
 mod rotation;
 mod secrets_list;
 mod versions;
