@@ -55,6 +55,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a configuration file and print the effective settings (never a secret value).
     CheckConfig(CheckConfigArgs),
+    /// Run a command, and restart (or signal) it whenever a watched secret changes.
+    Watch(WatchArgs),
     /// Print the man page (roff) generated from this command line, for packaging.
     #[command(hide = true)]
     Man,
@@ -86,6 +88,40 @@ pub struct MountArgs {
 
     #[command(flatten)]
     pub http: HttpOptions,
+}
+
+/// Run COMMAND, and restart it (or signal it) whenever a watched secret changes.
+///
+/// Exact names must be readable before COMMAND starts. Values are refreshed ahead of their
+/// TTL, so a rotation is seen within the TTL. Signals sent to watch (TERM, INT, HUP, QUIT,
+/// USR1, USR2) go on to COMMAND, and watch exits with COMMAND's status.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Example: secretsfs watch prod/db certs/example.com -- ./server --port 8080"
+)]
+pub struct WatchArgs {
+    /// Selectors to watch; a name may be a glob (`certs/*`), and a JSON key watches that key
+    /// alone.
+    #[arg(required = true, value_name = "SELECTOR")]
+    pub selectors: Vec<String>,
+
+    /// On a change, send COMMAND this signal (HUP, USR1, ...) instead of restarting it.
+    #[arg(long, value_name = "SIGNAL")]
+    pub signal: Option<String>,
+
+    /// Changes within this many seconds of the first act once (0-3600).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1,
+        value_parser = crate::settings::options::in_range::<u64>(0, 3600))]
+    pub debounce: u64,
+
+    /// On a restart, how long COMMAND has to exit after SIGTERM before SIGKILL (1-3600).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+        value_parser = crate::settings::options::in_range::<u64>(1, 3600))]
+    pub kill_timeout: u64,
+
+    /// The command to run, and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -171,15 +207,22 @@ pub const DEFAULT_LOG_FILTER: &str = "warn,aws_config=error,fuser=error";
 /// cache's report of it (for daemons, whose readers cannot tell the operator) is left out.
 pub const ONE_SHOT_LOG_FILTER: &str = "warn,aws_config=error,fuser=error,secretsfs::cache=error";
 
-/// The tracing filter: `--log-level` over `RUST_LOG` over the default, [`DEFAULT_LOG_FILTER`]
-/// or, for a command that runs once, [`ONE_SHOT_LOG_FILTER`].
-pub fn log_filter(level: Option<&str>, one_shot: bool) -> Result<tracing_subscriber::EnvFilter> {
+/// For `watch`: also what it does to the command (a restart is worth a line in a container's
+/// log).
+pub const WATCH_LOG_FILTER: &str = "warn,aws_config=error,fuser=error,secretsfs::watch=info";
+
+/// The default filter of a command (see [`log_filter`]).
+pub fn default_log_filter(command: &Command) -> &'static str {
+    match command {
+        Command::Get(_) => ONE_SHOT_LOG_FILTER,
+        Command::Watch(_) => WATCH_LOG_FILTER,
+        _ => DEFAULT_LOG_FILTER,
+    }
+}
+
+/// The tracing filter: `--log-level` over `RUST_LOG` over the command's default.
+pub fn log_filter(level: Option<&str>, default: &str) -> Result<tracing_subscriber::EnvFilter> {
     use tracing_subscriber::EnvFilter;
-    let default = if one_shot {
-        ONE_SHOT_LOG_FILTER
-    } else {
-        DEFAULT_LOG_FILTER
-    };
     match level {
         Some(l) => EnvFilter::try_new(l)
             .map_err(|e| Error::config(format!("invalid --log-level {l:?}: {e}"))),

@@ -67,10 +67,10 @@ fn main() -> ExitCode {
             Err(err) => return fail(&err, &mut readiness),
         };
     }
-    let one_shot = matches!(cli.command, Command::Get(_));
+    let default_filter = cli::default_log_filter(&cli.command);
     if let Err(err) = init_logging(
         settings.log_level.as_deref(),
-        one_shot,
+        default_filter,
         log_to,
         settings.audit_log.as_deref(),
     ) {
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(secretsfs::run::run(cli, settings, &mut readiness)) {
-        Ok(()) => ExitCode::from(cli::exit::OK),
+        Ok(code) => ExitCode::from(code),
         Err(err) => fail(&err, &mut readiness),
     }
 }
@@ -118,11 +118,11 @@ fn open_append(path: &Path, what: &str) -> secretsfs::Result<std::fs::File> {
 
 fn init_logging(
     level: Option<&str>,
-    one_shot: bool,
+    default_filter: &str,
     to: LogTo,
     audit_log: Option<&Path>,
 ) -> secretsfs::Result<()> {
-    let filter = cli::log_filter(level, one_shot)?;
+    let filter = cli::log_filter(level, default_filter)?;
     let logs = match to {
         LogTo::Stderr => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

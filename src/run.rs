@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::{Cli, Command, GetArgs, MountArgs, ServeArgs};
+use crate::cli::{Cli, Command, GetArgs, MountArgs, ServeArgs, WatchArgs};
 use crate::daemon::{self, Readiness};
 use crate::engine::{Change, Engine};
 use crate::error::{Error, ErrorKind, Result};
@@ -22,7 +22,7 @@ use crate::settings::{HttpOptions, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
 use crate::source::{DynSource, SourceSpec};
-use crate::watch::{BeforeTelling, Fire, Watcher};
+use crate::watch::{AbortOnDrop, BeforeTelling, Fire, WatchPattern, Watcher};
 
 /// The settings a command runs with, resolved from its flags, environment and config file.
 pub fn settings_for(cli: &Cli) -> Result<Settings> {
@@ -43,11 +43,13 @@ pub async fn build_source(settings: &Settings, check_credentials: bool) -> Resul
     })
 }
 
-pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Result<()> {
-    match &cli.command {
+/// Runs the command; its exit code (COMMAND's, for `watch`).
+pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Result<u8> {
+    let done = match &cli.command {
         Command::Get(args) => get(&settings, args).await,
         Command::Mount(args) => mount(&cli, args, settings, readiness).await,
         Command::Serve(args) => serve(&cli, args, settings).await,
+        Command::Watch(args) => return watch(&settings, args).await,
         Command::CheckConfig(_) => {
             print!("{}", settings.render());
             Ok(())
@@ -59,7 +61,20 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
                 .write_all(&page)
                 .map_err(|e| Error::new(ErrorKind::Io, format!("writing to stdout: {e}")))
         }
+    };
+    done.map(|()| crate::cli::exit::OK)
+}
+
+async fn watch(settings: &Settings, args: &WatchArgs) -> Result<u8> {
+    // Checked before the source is built: a bad selector costs nothing upstream.
+    for selector in &args.selectors {
+        WatchPattern::parse(selector)?;
     }
+    let engine = Arc::new(Engine::new(
+        build_source(settings, true).await?,
+        settings.cache,
+    ));
+    crate::watch::command::supervise(engine, args, settings.cache.list_ttl).await
 }
 
 fn build_policy(settings: &Settings) -> Result<Policy> {
@@ -257,15 +272,6 @@ fn deliver_changes(
         let _stop_refreshing = AbortOnDrop(refresher);
         watcher.run().await;
     })
-}
-
-/// Stops a task when dropped, so that aborting the task that owns it stops both.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// SIGHUP, watched from before the service is ready (its default action would end it).

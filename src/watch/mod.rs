@@ -9,6 +9,7 @@
 //! to serve it (the mount drops the kernel's entries of the old version), so a program that
 //! reloads on the notice reads the new value.
 
+pub mod command;
 pub mod pattern;
 
 use std::collections::{HashMap, HashSet};
@@ -222,6 +223,15 @@ impl Watcher {
             });
             self.on_change(&change).await;
         }
+    }
+}
+
+/// Stops a task when dropped, so that aborting the task that owns it stops both.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -44,12 +44,14 @@ impl WatchPattern {
         } else {
             Selector::parse(text)
         }
-        .map_err(|e| Error::config(format!("watch {text:?}: {}", e.message())))?;
+        .map_err(|e| Error::invalid_selector(format!("watch {text:?}: {}", e.message())))?;
         let name = if is_glob {
             let glob = GlobBuilder::new(name)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| Error::config(format!("watch {text:?}: invalid glob: {e}")))?;
+                .map_err(|e| {
+                    Error::invalid_selector(format!("watch {text:?}: invalid glob: {e}"))
+                })?;
             let literal = name
                 .find(['*', '?', '[', '{'])
                 .map_or(name, |at| &name[..at]);

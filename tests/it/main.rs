@@ -13,3 +13,4 @@ mod http;
 mod moto_tier;
 mod mount;
 mod systemd;
+mod watch;

@@ -1,0 +1,154 @@
+//! `secretsfs watch SELECTOR... -- COMMAND`: runs COMMAND and restarts it (or signals it) when
+//! a watched selector changes; the exec mode of consul-template and Vault Agent, for
+//! containers and scripts, on the same engine as the mount (no mount needed).
+//!
+//! watch stands in for COMMAND: the signals a supervisor sends (TERM, INT, HUP, QUIT, USR1,
+//! USR2) go on to it, and when it exits, watch exits with its status.
+
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::{AbortOnDrop, Fire, Noticed, WatchPattern, Watcher};
+use crate::cli::WatchArgs;
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The signals passed on to COMMAND.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Runs COMMAND under watch until it exits; its exit code (128 + N for signal N).
+pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) -> Result<u8> {
+    let patterns = args
+        .selectors
+        .iter()
+        .map(|s| WatchPattern::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let notify = match &args.signal {
+        Some(name) => Some(parse_signal(name)?),
+        None => None,
+    };
+    // COMMAND starts with every named secret readable, as a template would: a typo or a
+    // missing permission fails here, with the reason, instead of in a restart loop.
+    for pattern in &patterns {
+        if let Some(name) = pattern.exact_name() {
+            engine.get(&pattern.selector_for(name)).await?;
+        }
+    }
+    let (changes, mut changed) = mpsc::unbounded_channel::<Noticed>();
+    let fire: Fire = Arc::new(move |_, noticed| {
+        let _ = changes.send(noticed);
+    });
+    let refresher = tokio::spawn(engine.clone().refresh_ahead());
+    let watcher = tokio::spawn(Watcher::new(engine, vec![patterns], relist, fire).run());
+    let _running = (AbortOnDrop(refresher), AbortOnDrop(watcher));
+    let (to_forward, mut forwarded) = mpsc::unbounded_channel();
+    for sig in FORWARDED {
+        let mut stream = signal(SignalKind::from_raw(sig as i32))
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("signals: {e}")))?;
+        let to_forward = to_forward.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() && to_forward.send(sig).is_ok() {}
+        });
+    }
+    let mut child = start(args)?;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.map_err(|e| Error::new(ErrorKind::Internal,
+                    format!("waiting for the command: {e}")))?;
+                return Ok(exit_code(status));
+            }
+            Some(sig) = forwarded.recv() => send(&child, sig),
+            Some(first) = changed.recv() => {
+                let mut secrets = vec![first.secret];
+                // Changes close together (a certificate and its key) restart once.
+                let debounce = tokio::time::sleep(Duration::from_secs(args.debounce));
+                tokio::pin!(debounce);
+                loop {
+                    tokio::select! {
+                        () = &mut debounce => break,
+                        Some(more) = changed.recv() => secrets.push(more.secret),
+                    }
+                }
+                secrets.sort();
+                secrets.dedup();
+                match notify {
+                    Some(sig) => {
+                        tracing::info!(changed = ?secrets, signal = %sig, "watched secrets changed: signalling the command");
+                        send(&child, sig);
+                    }
+                    None => {
+                        tracing::info!(changed = ?secrets, "watched secrets changed: restarting the command");
+                        stop(&mut child, Duration::from_secs(args.kill_timeout)).await;
+                        child = start(args)?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn parse_signal(name: &str) -> Result<Signal> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse()
+        .map_err(|_| Error::config(format!("invalid --signal {name:?}: not a signal name")))
+}
+
+fn start(args: &WatchArgs) -> Result<Child> {
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Error::config("watch: no COMMAND after --"))?;
+    Command::new(program).args(rest).spawn().map_err(|e| {
+        Error::config(format!(
+            "watch: cannot start {}: {e}",
+            program.to_string_lossy()
+        ))
+    })
+}
+
+fn send(child: &Child, sig: Signal) {
+    if let Some(pid) = child.id() {
+        let _ = kill(Pid::from_raw(pid as i32), sig);
+    }
+}
+
+/// SIGTERM, then SIGKILL if it is still there after `grace`; reaped either way.
+async fn stop(child: &mut Child, grace: Duration) {
+    send(child, Signal::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "the command outlived SIGTERM: killing it"
+        );
+        let _ = child.kill().await;
+    }
+}
+
+fn exit_code(status: ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(u8::MAX),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
+        (None, None) => u8::MAX,
+    }
+}
