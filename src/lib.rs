@@ -25,6 +25,7 @@ pub mod error;
 pub mod extract;
 pub mod fuse;
 pub mod hardening;
+pub mod hooks;
 pub mod http;
 pub mod policy;
 pub mod run;
