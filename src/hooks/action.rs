@@ -30,10 +30,14 @@ pub(super) struct Identity {
 impl Identity {
     /// Resolves `user`; an unprivileged secretsfs can only run hooks as itself.
     pub fn resolve(user: &str) -> Result<Identity, String> {
+        Self::resolve_as(user, nix::unistd::geteuid())
+    }
+
+    /// As [`Identity::resolve`] for a secretsfs running as `euid`.
+    pub fn resolve_as(user: &str, euid: nix::unistd::Uid) -> Result<Identity, String> {
         let found = User::from_name(user)
             .map_err(|e| format!("looking up user {user:?}: {e}"))?
             .ok_or_else(|| format!("no user named {user:?}"))?;
-        let euid = nix::unistd::geteuid();
         if !euid.is_root() && euid != found.uid {
             return Err(format!(
                 "running hooks as user {user:?} needs secretsfs to run as root (it runs as uid {euid})"

@@ -64,7 +64,9 @@ pub enum ActionSpec {
 impl HookSpec {
     /// The name logs and metrics use: `name`, or "hook N" for the entry at `index` (0-based).
     pub fn display_name(&self, index: usize) -> String {
-        self.name.clone().unwrap_or_else(|| format!("hook {}", index + 1))
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("hook {}", index + 1))
     }
 
     /// How errors name the hook: `hook "nginx-cert"`, or `hook 2` for an unnamed one.
@@ -213,7 +215,11 @@ pub fn parse_specs(value: Option<toml::Value>) -> Result<Vec<HookSpec>, String> 
             .map_err(|e: toml::de::Error| format!("{label}: {}", one_line(&e.to_string())))?;
         spec.check().map_err(|why| format!("{label}: {why}"))?;
         let name = spec.display_name(i);
-        if specs.iter().enumerate().any(|(j, s)| s.display_name(j) == name) {
+        if specs
+            .iter()
+            .enumerate()
+            .any(|(j, s)| s.display_name(j) == name)
+        {
             return Err(format!("{label}: another hook has the same name"));
         }
         specs.push(spec);

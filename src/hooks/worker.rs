@@ -197,7 +197,9 @@ async fn run(
 
 /// The wait after failed attempt `attempt` (1-based): `initial`, doubled each time, capped.
 fn backoff(initial: Duration, attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX);
     initial.saturating_mul(factor).min(MAX_BACKOFF)
 }
 

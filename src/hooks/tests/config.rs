@@ -94,7 +94,10 @@ fn good_hooks_round_trip_through_check_config() {
 fn each_invalid_combination_is_a_one_line_error_naming_the_hook() {
     let cases = [
         // (entry, what the error must say)
-        ("secrets = [\"a\"]", "exactly one of `exec`, `signal` or `reload`"),
+        (
+            "secrets = [\"a\"]",
+            "exactly one of `exec`, `signal` or `reload`",
+        ),
         (
             "secrets = [\"a\"]\nexec = [\"/bin/true\"]\nreload = \"x\"",
             "exactly one of",
@@ -139,8 +142,14 @@ fn each_invalid_combination_is_a_one_line_error_naming_the_hook() {
         ("secrets = [\"\"]\nreload = \"u\"", "empty selector"),
         ("reload = \"u\"", "missing field `secrets`"),
         ("secrets = [\"a\"]\nexec = []", "at least the program"),
-        ("secrets = [\"a\"]\nexec = [\"bin/x\"]", "absolute path or a bare name"),
-        ("secrets = [\"a\"]\nreload = \"\"", "not a systemd unit name"),
+        (
+            "secrets = [\"a\"]\nexec = [\"bin/x\"]",
+            "absolute path or a bare name",
+        ),
+        (
+            "secrets = [\"a\"]\nreload = \"\"",
+            "not a systemd unit name",
+        ),
         (
             "secrets = [\"a\"]\nexec = [\"/bin/true\"]\nuser = \"no-such-user-here\"",
             "no user named \"no-such-user-here\"",
@@ -153,8 +162,9 @@ fn each_invalid_combination_is_a_one_line_error_naming_the_hook() {
         let named = error_of(&format!("name = \"nginx-cert\"\n{body}"));
         assert!(named.starts_with("hook \"nginx-cert\": "), "{named}");
     }
-    let second = format!("[[hook]]\nsecrets = [\"a\"]\nreload = \"u\"\n[[hook]]\nsecrets = []\nreload = \"u\"\n");
-    let err = ConfigFile::parse(&second).unwrap_err();
+    let second =
+        "[[hook]]\nsecrets = [\"a\"]\nreload = \"u\"\n[[hook]]\nsecrets = []\nreload = \"u\"\n";
+    let err = ConfigFile::parse(second).unwrap_err();
     assert!(err.starts_with("hook 2: "), "{err}");
 }
 
