@@ -134,9 +134,18 @@ impl Hooks {
             tracing::error!(index, hooks = self.slots.len(), "no such hook to fire");
             return;
         };
-        if let Some(rx) = slot.rx.lock().take() {
-            tokio::spawn(worker::work(slot.hook.clone(), rx));
+        let mut rx = slot.rx.lock();
+        if rx.is_some() {
+            // Refused rather than panicking: a hook missed is better than a daemon gone.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                tracing::error!(hook = %slot.hook.name, "hook fired outside the runtime; not run");
+                return;
+            };
+            if let Some(rx) = rx.take() {
+                runtime.spawn(worker::work(slot.hook.clone(), rx));
+            }
         }
+        drop(rx);
         let queued = Queued {
             change,
             at: tokio::time::Instant::now(),

@@ -182,3 +182,19 @@ async fn fire_returns_at_once_while_a_hook_hangs() {
     assert_eq!(hooks.counts(7), HookCounts::default());
     hooks.fire(7, change("a", "1"));
 }
+
+#[test]
+fn a_fire_outside_the_runtime_is_refused_not_a_panic() {
+    let hooks = Hooks::new(&[sh("true", "debounce = 0")]).unwrap();
+    hooks.fire(0, change("a", "1"));
+    assert_eq!(hooks.counts(0), HookCounts::default());
+    // The hook's task was not spawned, so a fire from the runtime still starts it.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            hooks.fire(0, change("a", "2"));
+            until("the run", || hooks.counts(0).succeeded == 1).await;
+        });
+}
