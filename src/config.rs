@@ -16,6 +16,7 @@ use clap::{Arg, CommandFactory};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::hooks::HookSpec;
 use crate::policy::RuleSpec;
 use crate::secrets_list::SecretsList;
 use crate::settings::keys::{self, AgentKey};
@@ -33,6 +34,9 @@ pub struct Sections {
     pub secrets: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy: Vec<RuleSpec>,
+    /// Change hooks, checked one by one by `hooks::parse_specs` so errors name the hook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hook: Vec<HookSpec>,
 }
 
 #[derive(Debug, Default)]
@@ -83,9 +87,11 @@ impl ConfigFile {
                 ));
             }
         }
+        let hooks = sections.remove("hook");
         file.sections = sections
             .try_into()
             .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
+        file.sections.hook = crate::hooks::parse_specs(hooks)?;
         file.secrets =
             SecretsList::new(&file.sections.secrets).map_err(|e| e.message().to_owned())?;
         Ok(file)

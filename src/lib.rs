@@ -10,6 +10,8 @@
 //!   ([`extract`]), and who may read what ([`policy`]; the one asking is a [`caller`], the same
 //!   type for both front ends).
 //! - [`source`]: the [`source::SecretSource`] trait with its `aws` and `file` implementations.
+//! - [`hooks`]: what runs when a watched secret changes upstream (`[[hook]]` entries), with
+//!   debounce, timeout and retries; the change detection fires them.
 //!
 //! Errors ([`error`]) are classified once, where they arise, and each front end maps the
 //! classification onto its own answer: an exit code, an errno, an HTTP status.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod extract;
 pub mod fuse;
 pub mod hardening;
+pub mod hooks;
 pub mod http;
 pub mod policy;
 pub mod run;

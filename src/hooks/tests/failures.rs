@@ -1,0 +1,139 @@
+//! Hooks that fail: retries and their backoff, a change replacing a retry, timeouts, signals
+//! and their pid files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Logs, change, counts, gone, hook, is_root, quoted, sh, until};
+use crate::hooks::{HookSpec, Hooks};
+
+#[tokio::test]
+async fn a_failing_hook_is_retried_until_it_succeeds() {
+    let (logs, _guard) = Logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let f = quoted(&dir.path().join("attempts"));
+    let script = format!(
+        "n=$(cat {f} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {f}; \
+         [ $n -ge 3 ] || {{ echo \"attempt $n: not yet\" >&2; exit 3; }}"
+    );
+    let spec = sh(&script, "name = \"flaky\"\ndebounce = 0");
+    let hooks = Hooks::with_backoff(&[spec], Duration::from_millis(10)).unwrap();
+    hooks.fire(0, change("a", "1"));
+    until("success", || hooks.counts(0).succeeded == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(hooks.counts(0), counts(3, 1, 2));
+    let text = logs.text();
+    assert!(text.contains("exited with status 3"), "{text}");
+    assert!(text.contains("attempt 2: not yet"), "{text}");
+    assert_eq!(text.matches("hook failed; retrying").count(), 2, "{text}");
+    assert!(text.contains("hook ran"), "{text}");
+}
+
+#[tokio::test]
+async fn a_change_while_waiting_to_retry_replaces_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("changed");
+    let script = format!(
+        "echo \"$SECRETSFS_CHANGED\" > {}; [ \"$SECRETSFS_NEW_VERSION\" = v2 ]",
+        quoted(&out)
+    );
+    // Without the replacement the retry would come only after the backoff, far beyond
+    // `until`'s limit.
+    let hooks =
+        Hooks::with_backoff(&[sh(&script, "debounce = 0")], Duration::from_secs(3600)).unwrap();
+    hooks.fire(0, change("s1", "v1"));
+    until("the failure", || hooks.counts(0).failed == 1).await;
+    hooks.fire(0, change("s2", "v2"));
+    until("the fresh run", || hooks.counts(0).succeeded == 1).await;
+    assert_eq!(hooks.counts(0), counts(2, 1, 1));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "s1\ns2\n");
+}
+
+#[tokio::test]
+async fn a_hook_that_overruns_its_timeout_is_killed_with_its_group() {
+    let (logs, _guard) = Logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pids");
+    let f = quoted(&out);
+    let script = format!("echo $$ > {f}; sleep 100 & echo $! >> {f}; exec sleep 100");
+    let hooks = Hooks::new(&[sh(&script, "debounce = 0\ntimeout = 1\nretries = 0")]).unwrap();
+    hooks.fire(0, change("a", "1"));
+    until("the timeout", || hooks.counts(0).failed == 1).await;
+    assert_eq!(hooks.counts(0), counts(1, 0, 1));
+    let pids: Vec<i32> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    until("the group to go", || pids.iter().all(|p| gone(*p))).await;
+    let text = logs.text();
+    assert!(text.contains("timed out after 1 s"), "{text}");
+    assert!(text.contains("gave up after 1 attempt(s)"), "{text}");
+}
+
+#[tokio::test]
+async fn a_signal_hook_signals_the_pid_in_its_pid_file() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    let mut child = tokio::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(["sleep", "100"])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    std::fs::write(&pid_file, format!("{}\n", child.id().unwrap())).unwrap();
+    let body = format!(
+        "secrets = [\"x\"]\nsignal = \"TERM\"\npid_file = {:?}\ndebounce = 0",
+        pid_file.display().to_string()
+    );
+    let hooks = Hooks::new(&[hook(&body)]).unwrap();
+    hooks.fire(0, change("a", "1"));
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the process got the signal")
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(nix::libc::SIGTERM));
+    until("the count", || hooks.counts(0).succeeded == 1).await;
+    assert_eq!(hooks.counts(0), counts(1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_missing_or_garbled_pid_file_is_a_failure_that_is_retried() {
+    let (logs, _guard) = Logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let missing: PathBuf = dir.path().join("missing.pid");
+    let garbled = dir.path().join("garbled.pid");
+    std::fs::write(&garbled, "not a pid\n").unwrap();
+    let specs: Vec<HookSpec> = [&missing, &garbled]
+        .iter()
+        .map(|p| {
+            hook(&format!(
+                "secrets = [\"x\"]\nsignal = \"HUP\"\npid_file = {:?}\ndebounce = 0\nretries = 1",
+                p.display().to_string()
+            ))
+        })
+        .collect();
+    let hooks = Hooks::with_backoff(&specs, Duration::from_millis(10)).unwrap();
+    hooks.fire(0, change("a", "1"));
+    hooks.fire(1, change("a", "1"));
+    until("both to give up", || {
+        hooks.counts(0).failed == 2 && hooks.counts(1).failed == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(hooks.counts(0), counts(2, 0, 2));
+    assert_eq!(hooks.counts(1), counts(2, 0, 2));
+    let text = logs.text();
+    assert!(text.contains("No such file or directory"), "{text}");
+    assert!(text.contains("no pid in it"), "{text}");
+    assert_eq!(
+        text.matches("gave up after 2 attempt(s)").count(),
+        2,
+        "{text}"
+    );
+}
