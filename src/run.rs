@@ -22,7 +22,8 @@ use crate::settings::{HttpOptions, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
 use crate::source::{DynSource, SourceSpec};
-use crate::watch::{AbortOnDrop, BeforeTelling, Fire, WatchPattern, Watcher};
+use crate::hooks::Hooks;
+use crate::watch::{AbortOnDrop, BeforeTelling, Fire, PathOf, WatchPattern, Watcher};
 
 /// The settings a command runs with, resolved from its flags, environment and config file.
 pub fn settings_for(cli: &Cli) -> Result<Settings> {
@@ -145,11 +146,12 @@ async fn mount(
         settings.cache,
     ));
     let policy = policy::shared(build_policy(&settings)?);
+    let mut hook_wiring = hooks(&settings)?;
     let fs = Arc::new(
         SecretsFs::new(
             engine.clone(),
             policy.clone(),
-            namespace,
+            namespace.clone(),
             settings.kernel_cache,
         )
         .presenting_only(settings.secrets.clone()),
@@ -192,7 +194,11 @@ async fn mount(
     let before: BeforeTelling = Arc::new(move |change: &Change| {
         mount::forget_secret(&forget, &fs_of_changes, &change.secret_id);
     });
-    let deliveries = deliver_changes(engine.clone(), &settings, Some(before));
+    let root = mountpoint.clone();
+    hook_wiring.path_of = Some(Arc::new(move |selector: &Selector| {
+        namespace.path_of_selector(selector).map(|path| root.join(path))
+    }));
+    let deliveries = deliver_changes(engine.clone(), &settings, hook_wiring, Some(before));
     readiness.ready();
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
     let notifier = session.notifier();
@@ -236,7 +242,7 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
             env!("CARGO_PKG_VERSION")
         );
     }
-    let deliveries = deliver_changes(engine.clone(), &settings, None);
+    let deliveries = deliver_changes(engine.clone(), &settings, hooks(&settings)?, None);
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
     let reload = tokio::spawn(reload_on_sighup(
         hangup,
@@ -260,17 +266,47 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
 fn deliver_changes(
     engine: Arc<Engine>,
     settings: &Settings,
+    hooks: HookWiring,
     before: Option<BeforeTelling>,
 ) -> tokio::task::JoinHandle<()> {
     let refresher = tokio::spawn(engine.clone().refresh_ahead());
-    let fire: Fire = Arc::new(|_, _| {});
-    let mut watcher = Watcher::new(engine, Vec::new(), settings.cache.list_ttl, fire);
+    let mut watcher = Watcher::new(engine, hooks.patterns, settings.cache.list_ttl, hooks.fire);
     if let Some(before) = before {
         watcher = watcher.before_telling(before);
+    }
+    if let Some(path_of) = hooks.path_of {
+        watcher = watcher.with_paths(path_of);
     }
     tokio::spawn(async move {
         let _stop_refreshing = AbortOnDrop(refresher);
         watcher.run().await;
+    })
+}
+
+/// The config file's hooks, as the watcher takes them.
+struct HookWiring {
+    patterns: Vec<Vec<WatchPattern>>,
+    fire: Fire,
+    path_of: Option<PathOf>,
+}
+
+/// Starts the hooks of the config file (resolving their users, which may fail); the path of a
+/// change in the mount is filled in by the watcher.
+fn hooks(settings: &Settings) -> Result<HookWiring> {
+    let specs = &settings.sections.hook;
+    let hooks = Hooks::new(specs)?;
+    let patterns = specs
+        .iter()
+        .map(|spec| spec.secrets.iter().map(|s| WatchPattern::parse(s)).collect())
+        .collect::<Result<Vec<Vec<_>>>>()?;
+    if !specs.is_empty() {
+        tracing::info!(hooks = specs.len(), "change hooks armed");
+    }
+    let fire: Fire = Arc::new(move |index, change| hooks.fire(index, change));
+    Ok(HookWiring {
+        patterns,
+        fire,
+        path_of: None,
     })
 }
 

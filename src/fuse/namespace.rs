@@ -79,6 +79,29 @@ impl Namespace {
         presentable(path).then_some(path)
     }
 
+    /// Where the mount shows what `selector` names, relative to the mountpoint: in the flat
+    /// layout the secret's file, or its selector file (`db:password`); in the stages layout the
+    /// stage's file. `None` where the mount does not show it.
+    pub fn path_of_selector(&self, selector: &Selector) -> Option<String> {
+        let path = self.path_of(&selector.secret_id)?;
+        let whole = selector.json_key.is_none() && selector.version_id.is_none();
+        match self.layout {
+            Layout::Flat => {
+                let shown = Selector {
+                    secret_id: path.to_owned(),
+                    ..selector.clone()
+                }
+                .to_string();
+                shown.rsplit('/').next().is_some_and(valid_component).then_some(shown)
+            }
+            Layout::Stages if whole => {
+                let stage = selector.version_stage.as_deref().unwrap_or(selector::AWSCURRENT);
+                Some(join(path, stage))
+            }
+            Layout::Stages => None,
+        }
+    }
+
     /// A selector file name (`db:password`, `db::AWSPREVIOUS`) in the directory `parent`:
     /// `None` when `name` is not a selector, the parse result when it is.
     pub fn selector_in(&self, parent: &str, name: &str) -> Option<Result<Selector>> {

@@ -104,6 +104,13 @@ impl HookSpec {
         if self.secrets.iter().any(|s| s.trim().is_empty()) {
             return Err("`secrets` has an empty selector".into());
         }
+        if let Some(err) = self
+            .secrets
+            .iter()
+            .find_map(|s| crate::watch::WatchPattern::parse(s).err())
+        {
+            return Err(err.message().to_owned());
+        }
         in_range("timeout", self.timeout, TIMEOUT_RANGE)?;
         in_range("debounce", self.debounce, DEBOUNCE_RANGE)?;
         in_range("retries", self.retries, RETRIES_RANGE)?;

@@ -24,17 +24,8 @@ pub use pattern::{Seen, WatchPattern};
 use crate::engine::{Change, Engine};
 use crate::selector::{Selector, VersionRef};
 
-/// One selector of one group that saw a change; never a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Noticed {
-    pub secret: String,
-    /// The pattern that matched, as written.
-    pub selector: String,
-    pub old_version: Option<String>,
-    pub new_version: String,
-    /// Where the mount shows it, when there is a mount.
-    pub path: Option<PathBuf>,
-}
+/// One selector of one group that saw a change, as a hook is told of it; never a value.
+pub type Noticed = crate::hooks::Change;
 
 /// Where a group's notices go: a hook, or the child of `secretsfs watch`.
 pub type Fire = Arc<dyn Fn(usize, Noticed) + Send + Sync>;

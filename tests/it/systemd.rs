@@ -29,7 +29,7 @@ const TOKEN_ENV: &str = "AWS_TOKEN=file:///run/secretsfs/token";
 /// `systemd-analyze security --offline=true` as measured with systemd 252 (the README quotes
 /// them). A unit whose exposure rises above its figure has lost some of its sandbox; after a
 /// deliberate change (or on a systemd that scores differently), measure again and update both.
-const MAX_EXPOSURE: [(&str, f64); 3] = [(MOUNT_UNIT, 3.8), (HTTP_UNIT, 1.5), (TOKEN_UNIT, 1.1)];
+const MAX_EXPOSURE: [(&str, f64); 3] = [(MOUNT_UNIT, 4.3), (HTTP_UNIT, 1.5), (TOKEN_UNIT, 1.1)];
 
 /// Options that give a unit a mount namespace of its own (or imply one), hiding a mount made
 /// inside it from the rest of the host.
@@ -395,10 +395,17 @@ fn the_mount_unit_is_hardened_without_a_namespace() {
     unit.expect("KillSignal", "SIGTERM");
     unit.expect("Environment", TOKEN_ENV);
     assert!(!unit.has("User"), "mount(2) needs root");
-    // mount(2) and umount2(2); --mlock beyond RLIMIT_MEMLOCK. Nothing else.
+    // mount(2) and umount2(2); --mlock beyond RLIMIT_MEMLOCK; hooks as another user and
+    // signals to another user's process. Nothing else.
     assert_eq!(
         unit.words("CapabilityBoundingSet"),
-        set(&["CAP_SYS_ADMIN", "CAP_IPC_LOCK"])
+        set(&[
+            "CAP_SYS_ADMIN",
+            "CAP_IPC_LOCK",
+            "CAP_SETUID",
+            "CAP_SETGID",
+            "CAP_KILL"
+        ])
     );
     assert!(unit.values("AmbientCapabilities").is_empty());
     unit.expect("NoNewPrivileges", "yes");

@@ -88,7 +88,12 @@ pub async fn run(args: &[&str]) -> Output {
 
 /// Like [`run`], with `env` on top of the clean environment.
 pub async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    tokio::time::timeout(DEADLINE, command(args, env).output())
+    run_wrapped(&[], args, env).await
+}
+
+/// Like [`run_with_env`], through `wrapper` (see [`wrapped_command`]).
+pub async fn run_wrapped(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::time::timeout(DEADLINE, wrapped_command(wrapper, args, env).output())
         .await
         .unwrap_or_else(|_| panic!("secretsfs {args:?} did not finish within {DEADLINE:?}"))
         .unwrap_or_else(|e| panic!("cannot run {SECRETSFS}: {e}"))

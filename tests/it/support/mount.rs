@@ -34,6 +34,8 @@ pub struct Mounted {
     /// On top of the clean environment, for every (re-)mount.
     env: Vec<(String, String)>,
     http: Http,
+    /// A command line the mount command runs through (empty: none).
+    wrapper: Vec<String>,
 }
 
 /// A mount command that did not mount: what it printed and what the daemon logged. The guard
@@ -119,7 +121,14 @@ impl Mounted {
                 .map(|&(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             http,
+            wrapper: Vec::new(),
         }
+    }
+
+    /// Mounts through `wrapper` from now on (`setpriv ...`, which must exec secretsfs).
+    pub fn wrapped(mut self, wrapper: &[&str]) -> Mounted {
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     /// Mounts (again) at the same mountpoint.
@@ -159,7 +168,8 @@ impl Mounted {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let out = cli::run_with_env(&args, &env).await;
+        let wrapper: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
+        let out = cli::run_wrapped(&wrapper, &args, &env).await;
         if out.status.code() != Some(0) {
             return Err(out);
         }
