@@ -13,6 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::fs::SecretsFs;
 use crate::fuse::mount;
 use crate::fuse::namespace::Namespace;
+use crate::hooks::Hooks;
 use crate::http::Api;
 use crate::http::listen::{self, Listening};
 use crate::http::token::Token;
@@ -22,7 +23,6 @@ use crate::settings::{HttpOptions, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
 use crate::source::{DynSource, SourceSpec};
-use crate::hooks::Hooks;
 use crate::watch::{AbortOnDrop, BeforeTelling, Fire, PathOf, WatchPattern, Watcher};
 
 /// The settings a command runs with, resolved from its flags, environment and config file.
@@ -196,7 +196,9 @@ async fn mount(
     });
     let root = mountpoint.clone();
     hook_wiring.path_of = Some(Arc::new(move |selector: &Selector| {
-        namespace.path_of_selector(selector).map(|path| root.join(path))
+        namespace
+            .path_of_selector(selector)
+            .map(|path| root.join(path))
     }));
     let deliveries = deliver_changes(engine.clone(), &settings, hook_wiring, Some(before));
     readiness.ready();
@@ -297,7 +299,12 @@ fn hooks(settings: &Settings) -> Result<HookWiring> {
     let hooks = Hooks::new(specs)?;
     let patterns = specs
         .iter()
-        .map(|spec| spec.secrets.iter().map(|s| WatchPattern::parse(s)).collect())
+        .map(|spec| {
+            spec.secrets
+                .iter()
+                .map(|s| WatchPattern::parse(s))
+                .collect()
+        })
         .collect::<Result<Vec<Vec<_>>>>()?;
     if !specs.is_empty() {
         tracing::info!(hooks = specs.len(), "change hooks armed");

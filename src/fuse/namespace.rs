@@ -92,10 +92,17 @@ impl Namespace {
                     ..selector.clone()
                 }
                 .to_string();
-                shown.rsplit('/').next().is_some_and(valid_component).then_some(shown)
+                shown
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(valid_component)
+                    .then_some(shown)
             }
             Layout::Stages if whole => {
-                let stage = selector.version_stage.as_deref().unwrap_or(selector::AWSCURRENT);
+                let stage = selector
+                    .version_stage
+                    .as_deref()
+                    .unwrap_or(selector::AWSCURRENT);
                 Some(join(path, stage))
             }
             Layout::Stages => None,

@@ -264,12 +264,8 @@ impl Settings {
             .filter(|(new, old)| new.1 != old.1)
             .map(|(new, _)| new.0.to_owned())
             .filter(|key| !keys::RELOADED_ON_SIGHUP.contains(&key.as_str()))
-            .chain(
-                (self.sections.hook != other.sections.hook).then(|| "hook".to_owned()),
-            )
-            .chain(
-                (self.sections.secrets != other.sections.secrets).then(|| "secrets".to_owned()),
-            )
+            .chain((self.sections.hook != other.sections.hook).then(|| "hook".to_owned()))
+            .chain((self.sections.secrets != other.sections.secrets).then(|| "secrets".to_owned()))
             .collect()
     }
 

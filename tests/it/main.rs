@@ -9,6 +9,7 @@ mod config;
 mod containers;
 mod fake_selftest;
 mod fstab;
+mod hooks;
 mod http;
 mod moto_tier;
 mod mount;
