@@ -274,3 +274,38 @@ retries = 0
     );
     assert!(log.contains("hook=hanging"), "{log}");
 }
+
+#[tokio::test]
+async fn a_hundred_watched_secrets_cost_at_most_six_calls_per_ttl_at_moto() {
+    const SECRETS: usize = 100;
+    const TTLS: u64 = 5;
+    let moto = Moto::start();
+    let sm = moto.client().await;
+    for i in 0..SECRETS {
+        create(&sm, &format!("bulk/s{i:03}"), "v").await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[hook]]\nsecrets = [\"bulk/*\"]\nexec = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    let ttl = 3;
+    let mut global = aws_args(&moto.endpoint_url());
+    global.extend(["--ttl".into(), ttl.to_string()]);
+    global.extend(["--config".into(), config.to_str().unwrap().to_owned()]);
+    let mut m = Mounted::start(&strs(&global), &[]).await;
+    tokio::time::sleep(Duration::from_secs(ttl * TTLS)).await;
+    assert!(m.stop());
+    let stats = m.final_stats();
+    let calls = &stats["upstream_calls"];
+    let values = calls["batch_get_secret_value"].as_u64().unwrap()
+        + calls["get_secret_value"].as_u64().unwrap();
+    // The first fetch (five batches) and then the refreshes.
+    let per_ttl = (values - 5) as f64 / TTLS as f64;
+    println!("{SECRETS} watched secrets at moto: {per_ttl} value calls per TTL ({stats})");
+    assert!(per_ttl <= 6.0, "{per_ttl} calls per TTL: {stats}");
+    assert_eq!(calls["get_secret_value"], 0, "all batched: {stats}");
+    assert!(per_ttl >= 4.0, "refreshed every TTL: {stats}");
+}
