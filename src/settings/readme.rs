@@ -46,6 +46,8 @@ pub fn table() -> String {
         ));
     }
     out.push_str("| `[[policy]]` | | | none | access rules, see Access policy | | yes |\n");
+    out.push_str("| `secrets` | | | all | the names (and globs) a mount presents and fetches at start | | |\n");
+    out.push_str("| `[[hook]]` | | | none | change hooks, see Rotation | | |\n");
     out
 }
 
