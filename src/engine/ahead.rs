@@ -50,7 +50,7 @@ impl Engine {
             let batch = self.batch_call(chunk.to_vec());
             for name in chunk {
                 let key = (name.clone(), current.clone());
-                let load = self.from_batch(batch.clone(), name.clone());
+                let load = self.taken_from_batch(batch.clone(), name.clone());
                 fetches.push(async move {
                     let _ = self.values.get(&key, false, move || load).await;
                 });
@@ -124,7 +124,7 @@ impl Engine {
                 for name in chunk {
                     let key = (name.clone(), VersionRef::current());
                     let load = match &batch {
-                        Some(batch) => self.from_batch(batch.clone(), name.clone()),
+                        Some(batch) => self.taken_from_batch(batch.clone(), name.clone()),
                         None => self.single_load(key.clone()),
                     };
                     let values = self.values.clone();
@@ -143,7 +143,7 @@ impl Engine {
             for name in chunk {
                 let key = (name.clone(), VersionRef::current());
                 let load = match &batch {
-                    Some(batch) => self.from_batch(batch.clone(), name.clone()),
+                    Some(batch) => self.taken_from_batch(batch.clone(), name.clone()),
                     None => self.single_load(key.clone()),
                 };
                 drop(self.values.refresh_ahead(&key, move || load));
@@ -190,7 +190,7 @@ impl Engine {
 
     /// The fetch of one name's AWSCURRENT value out of a batch; where the batch call itself
     /// was refused, the name's own GetSecretValue.
-    fn from_batch(
+    fn taken_from_batch(
         &self,
         batch: BatchResult,
         name: String,
