@@ -296,12 +296,30 @@ where
     where
         F: FnOnce() -> BoxFuture<'static, Result<V>>,
     {
+        self.get_as(key, refresh, load, true).await
+    }
+
+    /// Like [`FlightCache::get`] with no reader behind it (a prefetch): the value does not
+    /// count as in use, so it is not refreshed ahead on that account.
+    pub async fn get_unread<F>(&self, key: &K, load: F) -> Outcome<V>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<V>>,
+    {
+        self.get_as(key, false, load, false).await
+    }
+
+    async fn get_as<F>(&self, key: &K, refresh: bool, load: F, read: bool) -> Outcome<V>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<V>>,
+    {
         let inner = &self.inner;
         let slot = inner.slot(key);
         let flight = {
             let mut state = slot.state.lock();
             let now = Instant::now();
-            state.last_read = Some(now);
+            if read {
+                state.last_read = Some(now);
+            }
             if !refresh && let Some(answer) = state.answer(now, &inner.timing) {
                 return inner.count(answer);
             }

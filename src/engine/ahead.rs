@@ -52,7 +52,7 @@ impl Engine {
                 let key = (name.clone(), current.clone());
                 let load = self.taken_from_batch(batch.clone(), name.clone());
                 fetches.push(async move {
-                    let _ = self.values.get(&key, false, move || load).await;
+                    let _ = self.values.get_unread(&key, move || load).await;
                 });
             }
         }
@@ -114,7 +114,7 @@ impl Engine {
             let load = self.single_load(key.clone());
             let (values, key) = (self.values.clone(), key.clone());
             tokio::spawn(async move {
-                let _ = values.get(&key, false, move || load).await;
+                let _ = values.get_unread(&key, move || load).await;
             });
         }
         if !current.is_empty() {
@@ -129,7 +129,7 @@ impl Engine {
                     };
                     let values = self.values.clone();
                     tokio::spawn(async move {
-                        let _ = values.get(&key, false, move || load).await;
+                        let _ = values.get_unread(&key, move || load).await;
                     });
                 }
             }

@@ -209,3 +209,22 @@ async fn a_rotation_retires_the_other_stages_so_every_layout_shows_it_together()
     assert_eq!(read(&engine, "db").await, b"v3");
     assert_eq!(read(&engine, "db::AWSPREVIOUS").await, b"v2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn values_prefetched_for_a_listing_are_not_refreshed_unless_read() {
+    let (source, engine) = refreshing(jittered());
+    let names: Vec<String> = (0..40).map(|i| format!("dir/s{i:02}")).collect();
+    for name in &names {
+        source.put(name, "v");
+    }
+    engine.prefetch_current(&names).await;
+    read(&engine, "dir/s00").await;
+    assert_eq!(calls(&source), 2, "two batches");
+    pass(3 * TTL).await;
+    assert_eq!(
+        calls(&source),
+        3,
+        "one refresh, of the value that was read: {:?}",
+        engine.stats()
+    );
+}

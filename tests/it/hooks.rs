@@ -119,7 +119,8 @@ async fn rotations_fire_hooks_once_as_configured_under_the_units_capabilities() 
     let pid_file = out.path().join("nobody.pid");
     std::fs::write(&pid_file, nobody.0.id().to_string()).unwrap();
     let record = format!(
-        r#"printf '%s|%s|%s|%s|%s|%s\n' "$SECRETSFS_HOOK" "$SECRETSFS_SECRET" "$SECRETSFS_SELECTOR" "$SECRETSFS_OLD_VERSION" "$SECRETSFS_NEW_VERSION" "$SECRETSFS_PATH" >> {records}; cat "$SECRETSFS_PATH" > {read}"#,
+        // What the hook read first: the record's line is what the test waits for.
+        r#"cat "$SECRETSFS_PATH" > {read}; printf '%s|%s|%s|%s|%s|%s\n' "$SECRETSFS_HOOK" "$SECRETSFS_SECRET" "$SECRETSFS_SELECTOR" "$SECRETSFS_OLD_VERSION" "$SECRETSFS_NEW_VERSION" "$SECRETSFS_PATH" >> {records}"#,
         records = records.display(),
         read = read_at_hook.display()
     );
