@@ -169,3 +169,19 @@ fn the_rendering_shows_the_tables_as_toml_that_reads_back() {
     assert_eq!(again.sections, s.sections, "{text}");
     assert_eq!(again.sections.policy.len(), 2);
 }
+
+#[test]
+fn a_sighup_names_what_waits_for_the_next_start_and_not_the_policy() {
+    let before = resolve(&["serve"], "ttl = 300\n").unwrap();
+    let after = resolve(
+        &["serve"],
+        "ttl = 60\nsecrets = [\"a\"]\n\n[[policy]]\npath = \"*\"\nmode = \"0400\"\n\n\
+         [[hook]]\nsecrets = [\"a\"]\nreload = \"x.service\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        after.changed_at_restart(&before),
+        ["ttl", "hook", "secrets"]
+    );
+    assert!(before.changed_at_restart(&before).is_empty());
+}

@@ -99,11 +99,14 @@ async fn rotations_fire_hooks_once_as_configured_under_the_units_capabilities() 
     let sm = moto.client().await;
     create(&sm, "app/db", r#"{"password":"pw-first-7c1e","host":"h1"}"#).await;
     create(&sm, "app/cert", "cert-first-93ad").await;
+    create(&sm, "tls/cert", "tls-cert-1").await;
+    create(&sm, "tls/key", "tls-key-1").await;
     let out = public_tempdir();
-    let (records, read_at_hook, uid) = (
+    let (records, read_at_hook, uid, tls) = (
         out.path().join("records"),
         out.path().join("read-at-hook"),
         out.path().join("uid"),
+        out.path().join("tls"),
     );
     // Where the hook run as nobody may write.
     std::fs::write(&uid, "").unwrap();
@@ -143,6 +146,12 @@ user = "nobody"
 debounce = 0
 
 [[hook]]
+name = "tls"
+secrets = ["tls/cert", "tls/key"]
+exec = ["/bin/sh", "-c", "echo $SECRETSFS_CHANGED >> {tls}"]
+debounce = 2
+
+[[hook]]
 name = "signal-nobody"
 secrets = ["app/c*"]
 signal = "TERM"
@@ -150,6 +159,7 @@ pid_file = "{pid_file}"
 debounce = 0
 "#,
             uid = uid.display(),
+            tls = tls.display(),
             pid_file = pid_file.display()
         ),
     )
@@ -201,9 +211,15 @@ debounce = 0
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A certificate and its key rotated together: one run that names both.
+    put(&sm, "tls/cert", "tls-cert-2").await;
+    put(&sm, "tls/key", "tls-key-2").await;
+    assert_eq!(until_lines(&tls, 1).await, ["tls/cert tls/key"]);
+
     // Refreshes that find the same versions fire nothing more.
     tokio::time::sleep(Duration::from_secs(2 * TTL_SECONDS)).await;
     assert_eq!(lines(&records).len(), 1, "{:?}", lines(&records));
+    assert_eq!(lines(&tls).len(), 1, "debounced: {:?}", lines(&tls));
     let log = m.log();
     for value in [
         "pw-first-7c1e",
