@@ -161,6 +161,13 @@ struct SlotState<V> {
     reported: Option<Reported>,
     /// When a reader last asked for this key: a value read within its TTL is refreshed ahead.
     last_read: Option<Instant>,
+    /// After failed fetches: when fetching ahead of readers may try again, and how many failed
+    /// in a row (the wait doubles with each), so that a watched secret that cannot be read is
+    /// not asked for on every round.
+    ahead_retry: Option<(Instant, u32)>,
+    /// Set when the key was expired while a fetch was under way: what that fetch brings may
+    /// predate the expiry, so it lands already due.
+    expired_in_flight: bool,
 }
 
 /// A failure that was logged: its class, when, and how many like it were not logged since.
@@ -231,6 +238,9 @@ enum Launch {
 /// (values due together share a batch call), early enough that the refresh lands before it
 /// expires.
 const REFRESH_AT: std::ops::Range<f64> = 0.88..0.93;
+
+/// The longest wait between fetches ahead of readers of a key that keeps failing.
+const AHEAD_RETRY_MAX: Duration = Duration::from_secs(300);
 
 struct Inner<K, V> {
     what: &'static str,
@@ -403,7 +413,8 @@ where
                 let backing_off = state
                     .failing
                     .as_ref()
-                    .is_some_and(|(retry, _)| now < *retry);
+                    .is_some_and(|(retry, _)| now < *retry)
+                    || state.ahead_retry.is_some_and(|(retry, _)| now < retry);
                 if state.flight.is_some() || backing_off || now < half_life {
                     return None;
                 }
@@ -442,12 +453,29 @@ where
         flight
     }
 
+    /// Whether fetching `key` ahead of readers is due: a read would fetch it, and it is not
+    /// waiting out the back-off of failed fetches.
+    pub fn fetch_ahead_due(&self, key: &K) -> bool {
+        let Some(slot) = self.inner.slots.get(key).map(|s| s.value().clone()) else {
+            return true;
+        };
+        let state = slot.state.lock();
+        let now = Instant::now();
+        state.flight.is_none()
+            && state.answer(now, &self.inner.timing).is_none()
+            && state.ahead_retry.is_none_or(|(retry, _)| now >= retry)
+    }
+
     /// Makes the cached values of the keys `which` selects due now: the next read fetches
     /// them again (and may still be served them stale if that fails).
     pub fn expire(&self, which: impl Fn(&K) -> bool) {
         let now = Instant::now();
         for entry in self.inner.slots.iter().filter(|e| which(e.key())) {
-            if let Some(good) = entry.value().state.lock().good.as_mut() {
+            let mut state = entry.value().state.lock();
+            if state.flight.is_some() {
+                state.expired_in_flight = true;
+            }
+            if let Some(good) = state.good.as_mut() {
                 good.fresh_until = good.fresh_until.min(now);
                 good.refresh_at = good.refresh_at.min(now);
             }
@@ -486,6 +514,8 @@ where
                             evicted: false,
                             reported: None,
                             last_read: None,
+                            ahead_retry: None,
+                            expired_in_flight: false,
                         }),
                     })
                 })
@@ -578,7 +608,12 @@ where
                     Launch::Read => timing.jittered_ttl(),
                     Launch::RefreshAhead => timing.ttl,
                 };
-                let fresh_until = now + life;
+                let fresh_until = if std::mem::take(&mut state.expired_in_flight) {
+                    now
+                } else {
+                    now + life
+                };
+                state.ahead_retry = None;
                 replaced = state
                     .good
                     .replace(Stored {
@@ -642,6 +677,16 @@ where
                 Err(err)
             }
         };
+        if outcome.is_err() {
+            state.expired_in_flight = false;
+            let failures = state.ahead_retry.map_or(0, |(_, n)| n) + 1;
+            let wait = timing
+                .error_backoff
+                .max(Duration::from_secs(1))
+                .saturating_mul(1 << failures.min(8))
+                .min(AHEAD_RETRY_MAX);
+            state.ahead_retry = Some((now + wait, failures));
+        }
         // Charged under the slot's lock, which eviction also takes, so the total never
         // passes through a value that was not true.
         let evicted = state.evicted;

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::{BATCH_REFUSAL_REMEMBERED, Engine, ValueKey, upstream};
 use crate::cache::Op;
 use crate::cache::flight::Candidate;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::selector::VersionRef;
 use crate::source::{BATCH_LIMIT, SecretValue};
 
@@ -108,7 +108,7 @@ impl Engine {
     fn fetch_watched_missing(&self, watched: &std::collections::HashSet<ValueKey>) {
         let (current, other): (Vec<&ValueKey>, Vec<&ValueKey>) = watched
             .iter()
-            .filter(|key| self.values.needs_fetch(key))
+            .filter(|key| self.values.fetch_ahead_due(key))
             .partition(|(_, version)| version.is_current());
         for key in other {
             let load = self.single_load(key.clone());
@@ -198,10 +198,13 @@ impl Engine {
         let fallback = self.single_load((name.clone(), VersionRef::current()));
         async move {
             match batch.await {
-                Ok(items) => items
-                    .lock()
-                    .remove(&name)
-                    .unwrap_or_else(|| Err(Error::not_found(format!("secret {name} not found")))),
+                Ok(items) => {
+                    let item = items.lock().remove(&name);
+                    match item {
+                        Some(item) => item,
+                        None => fallback.await,
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::AccessDenied => fallback.await,
                 Err(e) => Err(e),
             }

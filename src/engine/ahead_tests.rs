@@ -228,3 +228,79 @@ async fn values_prefetched_for_a_listing_are_not_refreshed_unless_read() {
         engine.stats()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_watched_secret_that_cannot_be_read_is_asked_for_with_a_growing_back_off() {
+    let (source, engine) = refreshing(CacheConfig {
+        negative_ttl: Duration::ZERO,
+        ..jittered()
+    });
+    engine.watch([("missing".to_owned(), VersionRef::current())]);
+    pass(Duration::from_secs(300)).await;
+    let calls = source.calls(Op::GetSecretValue);
+    // Every tick (1 s) would be 300; the back-off doubles from 10 s to 5 minutes.
+    assert!((3..=6).contains(&calls), "{calls} calls in 5 minutes");
+}
+
+/// A source whose batch answers leave out the ids given as ARNs, as the service's answer
+/// cannot be matched to a partial ARN.
+struct ArnsUnmatched(Arc<MemorySource>);
+
+#[async_trait::async_trait]
+impl crate::source::SecretSource for ArnsUnmatched {
+    async fn get_secret_value(
+        &self,
+        id: &str,
+        version: &VersionRef,
+    ) -> crate::error::Result<crate::source::SecretValue> {
+        let name = id.rsplit(':').next().unwrap_or(id);
+        self.0.get_secret_value(name, version).await
+    }
+    async fn describe_secret(
+        &self,
+        id: &str,
+    ) -> crate::error::Result<crate::source::SecretDescription> {
+        self.0.describe_secret(id).await
+    }
+    async fn list_secrets(
+        &self,
+        prefix: Option<&str>,
+    ) -> crate::error::Result<Vec<crate::source::SecretListing>> {
+        self.0.list_secrets(prefix).await
+    }
+    async fn batch_get_secret_value(
+        &self,
+        ids: &[String],
+    ) -> crate::error::Result<Vec<crate::source::BatchItem>> {
+        let names: Vec<String> = ids
+            .iter()
+            .filter(|id| !id.starts_with("arn:"))
+            .cloned()
+            .collect();
+        self.0.batch_get_secret_value(&names).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_id_a_batch_answer_leaves_out_is_fetched_alone_not_taken_for_missing() {
+    let memory = Arc::new(MemorySource::new());
+    memory.put("db", "v1");
+    memory.put("other", "v1");
+    let engine = Arc::new(Engine::new(
+        Arc::new(ArnsUnmatched(memory.clone())),
+        jittered(),
+    ));
+    tokio::spawn(engine.clone().refresh_ahead());
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db";
+    for _ in 0..3 * TTL.as_secs() {
+        for id in [arn, "db", "other"] {
+            assert_eq!(read(&engine, id).await, b"v1", "{id}");
+        }
+        pass(Duration::from_secs(1)).await;
+    }
+    assert!(
+        memory.calls(Op::BatchGetSecretValue) >= 2,
+        "refreshed in batches"
+    );
+    assert_eq!(engine.stats().negative_hits, 0);
+}

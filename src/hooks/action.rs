@@ -245,6 +245,26 @@ async fn read_first_line(mut pipe: tokio::process::ChildStderr, keep: Arc<Mutex<
     }
 }
 
+/// Whether the process a pid file names may be signalled: the file is root's, or the process
+/// runs as the file's owner.
+fn may_signal(path: &Path, pid: Pid) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path).map_err(|e| e.to_string())?.uid();
+    if owner == 0 {
+        return Ok(());
+    }
+    let process =
+        std::fs::metadata(format!("/proc/{pid}")).map_err(|_| format!("no process {pid}"))?;
+    if process.uid() == owner {
+        Ok(())
+    } else {
+        Err(format!(
+            "owned by uid {owner}, but pid {pid} runs as uid {}: not signalled",
+            process.uid()
+        ))
+    }
+}
+
 async fn signal_pid_file(sig: Signal, path: &Path) -> Outcome {
     let failed = |cause: String| Outcome::Failed {
         cause,
@@ -258,6 +278,11 @@ async fn signal_pid_file(sig: Signal, path: &Path) -> Outcome {
         Ok(pid) if pid > 0 => Pid::from_raw(pid),
         _ => return failed(format!("pid file {}: no pid in it", path.display())),
     };
+    // secretsfs may signal any process: a pid file that another user can write must not let
+    // that user choose which. Root's file may name anyone; another's, only that user's own.
+    if let Err(why) = may_signal(path, pid) {
+        return failed(format!("pid file {}: {why}", path.display()));
+    }
     match signal::kill(pid, sig) {
         Ok(()) => Outcome::Ok,
         Err(errno) => failed(format!(

@@ -428,12 +428,14 @@ impl SecretSource for AwsSource {
             }
             failed.extend(page.errors.unwrap_or_default());
         }
-        // Answers name secrets by name and ARN; match them back to the ids as asked.
+        // Answers name secrets by name and ARN; match them back to the ids as asked. An id
+        // matched by neither (a partial ARN, or an id asked twice in two spellings) is left out:
+        // the caller fetches it alone rather than take it for missing.
         let items = secret_ids
             .iter()
-            .map(|id| {
+            .filter_map(|id| {
                 if let Some(pos) = found.iter().position(|v| v.name == *id || v.arn == *id) {
-                    return (id.clone(), Ok(found.swap_remove(pos)));
+                    return Some((id.clone(), Ok(found.swap_remove(pos))));
                 }
                 let err = failed
                     .iter()
@@ -455,11 +457,8 @@ impl SecretSource for AwsSource {
                                 message: None,
                             },
                         )
-                    })
-                    .unwrap_or_else(|| {
-                        Error::not_found(format!("BatchGetSecretValue {id}: not in the answer"))
-                    });
-                (id.clone(), Err(err))
+                    })?;
+                Some((id.clone(), Err(err)))
             })
             .collect();
         Ok(items)

@@ -130,7 +130,8 @@ pub trait SecretSource: Send + Sync + 'static {
     async fn list_secrets(&self, prefix: Option<&str>) -> Result<Vec<SecretListing>>;
 
     /// BatchGetSecretValue of the AWSCURRENT values of at most [`BATCH_LIMIT`] secrets. An id
-    /// the batch could not read is answered with its own error; the call fails as a whole only
+    /// the batch could not read is answered with its own error, and an id the answer cannot be
+    /// matched to is left out (the caller asks for it alone); the call fails as a whole only
     /// when the batch itself failed.
     async fn batch_get_secret_value(&self, secret_ids: &[String]) -> Result<Vec<BatchItem>>;
 }

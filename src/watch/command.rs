@@ -82,6 +82,13 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
                     tokio::select! {
                         () = &mut debounce => break,
                         Some(more) = changed.recv() => secrets.push(more.secret),
+                        // Meanwhile COMMAND is still watch's to stand in for.
+                        Some(sig) = forwarded.recv() => send(&child, sig),
+                        status = child.wait() => {
+                            let status = status.map_err(|e| Error::new(ErrorKind::Internal,
+                                format!("waiting for the command: {e}")))?;
+                            return Ok(exit_code(status));
+                        }
                     }
                 }
                 secrets.sort();

@@ -115,7 +115,7 @@ impl Watcher {
 
     /// Tells the engine which values to keep refreshed: the exact names, and the names a
     /// listing shows for each glob (a listing that fails keeps what the last one found).
-    async fn watch_names(&self) {
+    async fn watch_names(&mut self) {
         let mut keys: HashSet<(String, VersionRef)> = HashSet::new();
         for pattern in self.groups.iter().flatten() {
             if let Some(name) = pattern.exact_name() {
@@ -148,6 +148,11 @@ impl Watcher {
                 }
             }
         }
+        // What was seen of names no longer watched (gone from a glob's listing) is forgotten.
+        let groups = &self.groups;
+        self.seen.retain(|(group, index, name), _| {
+            keys.contains(&(name.clone(), groups[*group][*index].version().clone()))
+        });
         self.engine.watch(keys);
     }
 

@@ -137,3 +137,31 @@ async fn a_missing_or_garbled_pid_file_is_a_failure_that_is_retried() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_pid_file_of_another_user_may_not_name_a_process_not_its_own() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    // Root's process, named by a file that uid 65534 owns (and so could have written).
+    let mut roots = tokio::process::Command::new("sleep")
+        .arg("100")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    std::fs::write(&pid_file, format!("{}\n", roots.id().unwrap())).unwrap();
+    nix::unistd::chown(&pid_file, Some(65534.into()), Some(65534.into())).unwrap();
+    let body = format!(
+        "secrets = [\"x\"]\nsignal = \"TERM\"\npid_file = {:?}\ndebounce = 0\nretries = 0",
+        pid_file.display().to_string()
+    );
+    let hooks = Hooks::new(&[hook(&body)]).unwrap();
+    hooks.fire(0, change("a", "1"));
+    until("the failure", || hooks.counts(0).failed == 1).await;
+    assert!(
+        roots.try_wait().unwrap().is_none(),
+        "root's process was not signalled"
+    );
+}
