@@ -35,6 +35,7 @@ pub mod secrets_list;
 pub mod selector;
 pub mod settings;
 pub mod source;
+pub mod template;
 pub mod watch;
 
 pub use engine::{Engine, Resolved};
