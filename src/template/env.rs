@@ -101,10 +101,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(
-        declared: &HashMap<(Func, String), Selector>,
-        values: &super::Inputs,
-    ) -> Arc<Self> {
+    pub fn new(declared: &HashMap<(Func, String), Selector>, values: &super::Inputs) -> Arc<Self> {
         let values = declared
             .iter()
             .map(|(call, selector)| (call.clone(), values.get(selector).cloned()))
@@ -159,7 +156,10 @@ impl Session {
     /// The error a failed render answers, built from what our code recorded and from the
     /// engine error's kind and line, never its detail (which can quote values).
     pub fn error(&self, err: &Error, source: &str) -> RenderError {
-        let at = err.line().map(|l| format!("line {l}: ")).unwrap_or_default();
+        let at = err
+            .line()
+            .map(|l| format!("line {l}: "))
+            .unwrap_or_default();
         if let Some(mut blame) = self.blame.lock().take() {
             blame.cause = format!("{at}{}", blame.cause);
             return blame;
@@ -238,7 +238,12 @@ impl Object for JsonMap {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Values(self.entries.keys().map(|k| Value::from(k.as_str())).collect())
+        Enumerator::Values(
+            self.entries
+                .keys()
+                .map(|k| Value::from(k.as_str()))
+                .collect(),
+        )
     }
 }
 

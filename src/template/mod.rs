@@ -121,7 +121,8 @@ impl Template {
         let mut inputs: Vec<Selector> = Vec::new();
         let mut declared = HashMap::new();
         for call in calls {
-            let selector = Selector::parse(&call.literal).map_err(|e| at(call.offset, e.message()))?;
+            let selector =
+                Selector::parse(&call.literal).map_err(|e| at(call.offset, e.message()))?;
             if call.func == Func::SecretJson && selector.json_key.is_some() {
                 return Err(at(
                     call.offset,
@@ -182,26 +183,34 @@ fn syntax_message(e: &minijinja::Error) -> String {
 
 /// Where on `line` a syntax error is. minijinja tells the column only with its `debug`
 /// feature, left out because its errors would carry values; so prefixes of the line are
-/// compiled: the shortest that fails the same way ends one character into the offending
-/// token. Only on the error path, and bounded by the line's length.
+/// compiled: the offending token starts after the longest prefix that still compiles or
+/// fails only for ending early, and before the shortest that fails the same way.
 fn syntax_offset(text: &str, line: usize, message: &str) -> usize {
-    let start: usize = text.split_inclusive('\n').take(line - 1).map(str::len).sum();
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum();
     let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+    let ends_early = |m: &str| m.starts_with("syntax error: unexpected end of input");
+    if ends_early(message) {
+        return start + text[start..end].trim_end().len();
+    }
     let env = env::environment();
-    (start..=end)
-        .filter(|cut| text.is_char_boundary(*cut))
-        .find(|cut| {
-            env.template_from_str(&text[..*cut])
-                .err()
-                .is_some_and(|e| e.line() == Some(line) && syntax_message(&e) == message)
-        })
-        .map_or(start, |cut| {
-            let mut offset = cut.saturating_sub(1).max(start);
-            while !text.is_char_boundary(offset) {
-                offset -= 1;
-            }
-            offset
-        })
+    let mut before = start;
+    for cut in (start..=end).filter(|cut| text.is_char_boundary(*cut)) {
+        // A prefix ending in '{' would read as text what may start a tag.
+        if text[..cut].ends_with('{') {
+            continue;
+        }
+        match env.template_from_str(&text[..cut]) {
+            Ok(_) => before = cut,
+            Err(e) if ends_early(&syntax_message(&e)) => before = cut,
+            Err(e) if e.line() == Some(line) && syntax_message(&e) == message => break,
+            Err(_) => {}
+        }
+    }
+    before + text[before..end].len() - text[before..end].trim_start().len()
 }
 
 impl fmt::Debug for Template {

@@ -58,17 +58,16 @@ impl TemplateSpec {
     /// The owner, group and mode the file presents: the entry's, the defaults for what it
     /// leaves out. Names resolve through `directory`, as policy rules' do.
     pub fn attrs(&self, defaults: &Defaults, directory: &dyn Directory) -> Result<Attrs> {
-        let resolve = |who: &Principal, lookup: &dyn Fn(&str) -> Option<u32>, what: &str| {
-            match who {
-                Principal::Id(id) => Ok(*id),
-                Principal::Name(name) => name
-                    .parse::<u32>()
-                    .ok()
-                    .or_else(|| lookup(name))
-                    .ok_or_else(|| {
-                        Error::config(format!("{}: no {what} named {name:?}", self.label()))
-                    }),
-            }
+        let resolve = |who: &Principal, lookup: &dyn Fn(&str) -> Option<u32>, what: &str| match who
+        {
+            Principal::Id(id) => Ok(*id),
+            Principal::Name(name) => name
+                .parse::<u32>()
+                .ok()
+                .or_else(|| lookup(name))
+                .ok_or_else(|| {
+                    Error::config(format!("{}: no {what} named {name:?}", self.label()))
+                }),
         };
         let uid = match &self.owner {
             Some(who) => resolve(who, &|n| directory.uid_of(n), "user")?,
@@ -96,7 +95,9 @@ impl TemplateSpec {
             return Err("`path` must be relative to the mount, without a leading '/'".into());
         }
         if path.contains(':') {
-            return Err("`path` cannot contain ':' (the mount reads such names as selectors)".into());
+            return Err(
+                "`path` cannot contain ':' (the mount reads such names as selectors)".into(),
+            );
         }
         // The rule of fuse::namespace::valid_component, which this layer must not import.
         let bad = path.split('/').find(|c| {
@@ -145,7 +146,10 @@ pub fn parse_specs(value: Option<toml::Value>) -> std::result::Result<Vec<Templa
             } else {
                 (&spec.path, &other.path)
             };
-            if long.strip_prefix(short.as_str()).is_some_and(|r| r.starts_with('/')) {
+            if long
+                .strip_prefix(short.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+            {
                 return Err(format!(
                     "{label}: template {short:?} is a file, so it cannot also be a directory of {long:?}"
                 ));
