@@ -1,7 +1,7 @@
 //! The configuration file (TOML): every setting as a key of its name (`_` for `-`, see
-//! src/settings/options.rs), the file-only tables (`[[policy]]` rules), and the flat keys of
-//! an AWS Secrets Manager Agent v2 config, accepted as they are so that secretsfs can replace
-//! the agent with its config.
+//! src/settings/options.rs), the file-only tables (`[[policy]]` rules, `[[hook]]`s,
+//! `[[template]]`s), and the flat keys of an AWS Secrets Manager Agent v2 config, accepted as
+//! they are so that secretsfs can replace the agent with its config.
 //!
 //! A scalar key is checked here, by its setting's own clap value parser, and kept as the text
 //! the command line would have carried; resolution (src/settings) puts it under the flags.
@@ -21,6 +21,7 @@ use crate::policy::RuleSpec;
 use crate::secrets_list::SecretsList;
 use crate::settings::keys::{self, AgentKey};
 use crate::settings::options::{Options, in_range};
+use crate::template::TemplateSpec;
 
 /// Where the file is looked for when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/secretsfs/config.toml";
@@ -37,6 +38,10 @@ pub struct Sections {
     /// Change hooks, checked one by one by `hooks::parse_specs` so errors name the hook.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hook: Vec<HookSpec>,
+    /// Files rendered from secrets, checked and compiled one by one by
+    /// `template::parse_specs` so errors name the template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub template: Vec<TemplateSpec>,
 }
 
 #[derive(Debug, Default)]
@@ -88,10 +93,12 @@ impl ConfigFile {
             }
         }
         let hooks = sections.remove("hook");
+        let templates = sections.remove("template");
         file.sections = sections
             .try_into()
             .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
         file.sections.hook = crate::hooks::parse_specs(hooks)?;
+        file.sections.template = crate::template::parse_specs(templates)?;
         file.secrets =
             SecretsList::new(&file.sections.secrets).map_err(|e| e.message().to_owned())?;
         Ok(file)

@@ -12,6 +12,8 @@
 //! - [`source`]: the [`source::SecretSource`] trait with its `aws` and `file` implementations.
 //! - [`hooks`]: what runs when a watched secret changes upstream (`[[hook]]` entries), with
 //!   debounce, timeout and retries; the change detection fires them.
+//! - [`template`]: files rendered from several secrets (`[[template]]` entries): compile,
+//!   inputs, render over values handed in.
 //!
 //! Errors ([`error`]) are classified once, where they arise, and each front end maps the
 //! classification onto its own answer: an exit code, an errno, an HTTP status.
@@ -35,6 +37,7 @@ pub mod secrets_list;
 pub mod selector;
 pub mod settings;
 pub mod source;
+pub mod template;
 pub mod watch;
 
 pub use engine::{Engine, Resolved};

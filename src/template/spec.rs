@@ -1,0 +1,173 @@
+//! One `[[template]]` entry as the configuration file writes it, and its validation.
+//!
+//! Entries are deserialized one at a time (`parse_specs`, as `[[hook]]` does) so that every
+//! error, serde's own included, names the template by its path.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::policy::{Attrs, Defaults, Directory, Mode, Principal};
+
+/// The longest file name a component may be, as in the mount (`fuse::namespace`).
+const NAME_MAX: usize = 255;
+
+/// A `[[template]]` entry. Optional keys stay `None` when the file leaves them out, so that
+/// `check-config` shows the entry as written; the accessors give the defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// Where the rendered file appears in the mount, relative to its root.
+    pub path: String,
+    /// The template text on disk; absolute.
+    pub source: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Principal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Principal>,
+    /// The file's mode; the settings' `file_mode` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_missing: Option<OnMissing>,
+}
+
+/// What a read of the template gets when one of its inputs (a secret, a version, a JSON key)
+/// does not exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissing {
+    /// An I/O error: the file exists, its content cannot be made.
+    #[default]
+    Eio,
+    /// No such file: for readers that treat an absent file as "not configured".
+    Enoent,
+}
+
+impl TemplateSpec {
+    /// How errors name the template: `template "app/database.yml"`.
+    pub fn label(&self) -> String {
+        format!("template {:?}", self.path)
+    }
+
+    pub fn on_missing(&self) -> OnMissing {
+        self.on_missing.unwrap_or_default()
+    }
+
+    /// The owner, group and mode the file presents: the entry's, the defaults for what it
+    /// leaves out. Names resolve through `directory`, as policy rules' do.
+    pub fn attrs(&self, defaults: &Defaults, directory: &dyn Directory) -> Result<Attrs> {
+        let resolve = |who: &Principal, lookup: &dyn Fn(&str) -> Option<u32>, what: &str| match who
+        {
+            Principal::Id(id) => Ok(*id),
+            Principal::Name(name) => name
+                .parse::<u32>()
+                .ok()
+                .or_else(|| lookup(name))
+                .ok_or_else(|| {
+                    Error::config(format!("{}: no {what} named {name:?}", self.label()))
+                }),
+        };
+        let uid = match &self.owner {
+            Some(who) => resolve(who, &|n| directory.uid_of(n), "user")?,
+            None => defaults.uid,
+        };
+        let gid = match &self.group {
+            Some(who) => resolve(who, &|n| directory.gid_of(n), "group")?,
+            None => defaults.gid,
+        };
+        Ok(Attrs {
+            uid,
+            gid,
+            mode: self.mode.unwrap_or(defaults.file_mode),
+        })
+    }
+
+    /// Checks what needs no file: the path and the source's form. The error does not name the
+    /// template; `parse_specs` adds that.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let path = &self.path;
+        if path.is_empty() {
+            return Err("`path` is empty".into());
+        }
+        if path.starts_with('/') {
+            return Err("`path` must be relative to the mount, without a leading '/'".into());
+        }
+        if path.contains(':') {
+            return Err(
+                "`path` cannot contain ':' (the mount reads such names as selectors)".into(),
+            );
+        }
+        // The rule of fuse::namespace::valid_component, which this layer must not import.
+        let bad = path.split('/').find(|c| {
+            c.is_empty() || *c == "." || *c == ".." || c.len() > NAME_MAX || c.contains('\0')
+        });
+        if let Some(component) = bad {
+            return Err(format!(
+                "`path` has an invalid component {component:?} (empty, '.', '..' or over {NAME_MAX} bytes)"
+            ));
+        }
+        if !self.source.is_absolute() {
+            return Err(format!(
+                "`source` {} must be an absolute path",
+                self.source.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `template` table array of the config file, each entry deserialized, checked and its
+/// source compiled, with one-line errors naming the template (`template "app/db.yml": ...`).
+pub fn parse_specs(value: Option<toml::Value>) -> std::result::Result<Vec<TemplateSpec>, String> {
+    let entries = match value {
+        None => return Ok(Vec::new()),
+        Some(toml::Value::Array(entries)) => entries,
+        Some(_) => return Err("`template` must be a table array: write [[template]]".into()),
+    };
+    let mut specs: Vec<TemplateSpec> = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let label = match entry.get("path").and_then(toml::Value::as_str) {
+            Some(path) => format!("template {path:?}"),
+            None => format!("template {}", i + 1),
+        };
+        let spec: TemplateSpec = entry
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{label}: {}", one_line(&e.to_string())))?;
+        spec.check().map_err(|why| format!("{label}: {why}"))?;
+        for other in &specs {
+            if other.path == spec.path {
+                return Err(format!("{label}: another template has the same path"));
+            }
+            // A file cannot also be a directory of the mount.
+            let (short, long) = if other.path.len() < spec.path.len() {
+                (&other.path, &spec.path)
+            } else {
+                (&spec.path, &other.path)
+            };
+            if long
+                .strip_prefix(short.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+            {
+                return Err(format!(
+                    "{label}: template {short:?} is a file, so it cannot also be a directory of {long:?}"
+                ));
+            }
+        }
+        // Compiled now so that check-config and the start of the daemon see a syntax error;
+        // its message names the template already.
+        super::Template::load(&spec).map_err(|e| e.message().to_owned())?;
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
