@@ -57,6 +57,8 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Run a command, and restart (or signal) it whenever a watched secret changes.
     Watch(WatchArgs),
+    /// Render a template file to stdout, from the same cache and source as `get` (no mount).
+    Render(RenderArgs),
     /// Print the man page (roff) generated from this command line, for packaging.
     #[command(hide = true)]
     Man,
@@ -122,6 +124,12 @@ pub struct WatchArgs {
     /// The command to run, and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The template file (Jinja syntax; see the README's templates section).
+    pub template: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -214,7 +222,7 @@ pub const WATCH_LOG_FILTER: &str = "warn,aws_config=error,fuser=error,secretsfs:
 /// The default filter of a command (see [`log_filter`]).
 pub fn default_log_filter(command: &Command) -> &'static str {
     match command {
-        Command::Get(_) => ONE_SHOT_LOG_FILTER,
+        Command::Get(_) | Command::Render(_) => ONE_SHOT_LOG_FILTER,
         Command::Watch(_) => WATCH_LOG_FILTER,
         _ => DEFAULT_LOG_FILTER,
     }

@@ -285,7 +285,8 @@ fn compile(spec: &RuleSpec, directory: &dyn Directory) -> std::result::Result<Ru
     })
 }
 
-fn resolve(
+/// A user or group as a number: given as one, or looked up by name.
+pub(crate) fn resolve(
     who: &Principal,
     lookup: impl Fn(&str) -> Option<u32>,
     what: &str,

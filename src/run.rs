@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::{Cli, Command, GetArgs, MountArgs, ServeArgs, WatchArgs};
+use crate::cli::{Cli, Command, GetArgs, MountArgs, RenderArgs, ServeArgs, WatchArgs};
 use crate::daemon::{self, Readiness};
 use crate::engine::{Change, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::fs::SecretsFs;
 use crate::fuse::mount;
 use crate::fuse::namespace::Namespace;
+use crate::fuse::templates::Templates;
 use crate::hooks::Hooks;
 use crate::http::Api;
 use crate::http::listen::{self, Listening};
@@ -23,6 +24,7 @@ use crate::settings::{HttpOptions, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
 use crate::source::{DynSource, SourceSpec};
+use crate::template::Template;
 use crate::watch::{AbortOnDrop, BeforeTelling, Fire, PathOf, WatchPattern, Watcher};
 
 /// The settings a command runs with, resolved from its flags, environment and config file.
@@ -51,6 +53,7 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
         Command::Mount(args) => mount(&cli, args, settings, readiness).await,
         Command::Serve(args) => serve(&cli, args, settings).await,
         Command::Watch(args) => return watch(&settings, args).await,
+        Command::Render(args) => render(&settings, args).await,
         Command::CheckConfig(_) => {
             print!("{}", settings.render());
             Ok(())
@@ -64,6 +67,31 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
         }
     };
     done.map(|()| crate::cli::exit::OK)
+}
+
+async fn render(settings: &Settings, args: &RenderArgs) -> Result<()> {
+    // Compiled before the source is built: a template that does not parse costs nothing.
+    let name = args.template.display().to_string();
+    let text = std::fs::read_to_string(&args.template)
+        .map_err(|e| Error::config(format!("template {name}: cannot read it: {e}")))?;
+    let template = Template::compile(&name, &text)?;
+    let engine = Engine::new(build_source(settings, false).await?, settings.cache);
+    let resolved = engine
+        .render(&template)
+        .await
+        .map_err(|failure| failure.into_error(&name))?;
+    write_out(resolved.bytes())
+}
+
+/// Writes a value to stdout; a reader that closed the pipe early (`| head -c 4`) got what it
+/// wanted.
+fn write_out(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::new(ErrorKind::Io, format!("writing to stdout: {e}"))),
+    }
 }
 
 async fn watch(settings: &Settings, args: &WatchArgs) -> Result<u8> {
@@ -122,13 +150,7 @@ async fn get(settings: &Settings, args: &GetArgs) -> Result<()> {
     let selector = Selector::parse(&args.selector)?;
     let engine = Engine::new(build_source(settings, false).await?, settings.cache);
     let resolved = engine.get(&selector).await?;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(resolved.bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        // A reader that closed the pipe early (`| head -c 4`) got what it wanted.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::new(ErrorKind::Io, format!("writing to stdout: {e}"))),
-    }
+    write_out(resolved.bytes())
 }
 
 async fn mount(
@@ -146,7 +168,12 @@ async fn mount(
         settings.cache,
     ));
     let policy = policy::shared(build_policy(&settings)?);
-    let mut hook_wiring = hooks(&settings)?;
+    let templates = Arc::new(Templates::load(
+        &settings.sections.template,
+        &settings.defaults,
+        &SystemDirectory,
+    )?);
+    let mut hook_wiring = hooks(&settings, Some(&templates))?;
     let fs = Arc::new(
         SecretsFs::new(
             engine.clone(),
@@ -154,7 +181,8 @@ async fn mount(
             namespace.clone(),
             settings.kernel_cache,
         )
-        .presenting_only(settings.secrets.clone()),
+        .presenting_only(settings.secrets.clone())
+        .with_templates(templates),
     );
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -244,7 +272,7 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
             env!("CARGO_PKG_VERSION")
         );
     }
-    let deliveries = deliver_changes(engine.clone(), &settings, hooks(&settings)?, None);
+    let deliveries = deliver_changes(engine.clone(), &settings, hooks(&settings, None)?, None);
     daemon::notify_systemd(sd_notify::NotifyState::Ready);
     let reload = tokio::spawn(reload_on_sighup(
         hangup,
@@ -293,19 +321,26 @@ struct HookWiring {
 }
 
 /// Starts the hooks of the config file (resolving their users, which may fail); the path of a
-/// change in the mount is filled in by the watcher.
-fn hooks(settings: &Settings) -> Result<HookWiring> {
+/// change in the mount is filled in by the watcher. A hook may name a template of the mount by
+/// its path: it watches what the template reads.
+fn hooks(settings: &Settings, templates: Option<&Templates>) -> Result<HookWiring> {
     let specs = &settings.sections.hook;
     let hooks = Hooks::new(specs)?;
-    let patterns = specs
-        .iter()
-        .map(|spec| {
-            spec.secrets
-                .iter()
-                .map(|s| WatchPattern::parse(s))
-                .collect()
-        })
-        .collect::<Result<Vec<Vec<_>>>>()?;
+    let mut patterns = Vec::new();
+    for spec in specs {
+        let mut group = Vec::new();
+        for watched in &spec.secrets {
+            match templates.and_then(|t| t.get(watched.trim_matches('/'))) {
+                Some(template) => {
+                    for input in template.template.inputs() {
+                        group.push(WatchPattern::parse(&input.to_string())?);
+                    }
+                }
+                None => group.push(WatchPattern::parse(watched)?),
+            }
+        }
+        patterns.push(group);
+    }
     if !specs.is_empty() {
         tracing::info!(hooks = specs.len(), "change hooks armed");
     }

@@ -323,5 +323,6 @@ mod ahead;
 mod ahead_tests;
 #[cfg(test)]
 mod failure_log_tests;
+mod render;
 #[cfg(test)]
 mod tests;

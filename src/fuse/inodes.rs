@@ -39,6 +39,8 @@ pub enum NodeKind {
     File(Arc<Selector>),
     /// In the stages layout, a secret shown as a directory of its stage labels.
     SecretDir(Arc<str>),
+    /// A template's rendering, by the template's path.
+    Template(Arc<str>),
 }
 
 /// Which bytes a version is: its version id alone is not enough, because the file source
@@ -201,6 +203,16 @@ impl Inodes {
         selector: &Selector,
         resolved: &Arc<Resolved>,
     ) -> (u64, Node) {
+        self.intern_version(path, NodeKind::File(Arc::new(selector.clone())), resolved)
+    }
+
+    /// Like [`Inodes::intern_file`], for any kind of file (a template's rendering).
+    pub fn intern_version(
+        &self,
+        path: &str,
+        kind: NodeKind,
+        resolved: &Arc<Resolved>,
+    ) -> (u64, Node) {
         let identity = Identity::of(resolved);
         let mut table = self.table.write();
         table.dirs.remove(path);
@@ -242,7 +254,7 @@ impl Inodes {
         let entry = table.by_ino.entry(ino).or_insert_with(|| Entry {
             node: Node {
                 path: Arc::from(path),
-                kind: NodeKind::File(Arc::new(selector.clone())),
+                kind,
                 version: Some(version),
             },
             lookups: 0,
@@ -329,11 +341,12 @@ impl Inodes {
         self.held_entries_where(|kind| match kind {
             NodeKind::File(selector) => selector.secret_id == secret,
             NodeKind::SecretDir(name) => &**name == secret,
-            NodeKind::Dir => false,
+            NodeKind::Dir | NodeKind::Template(_) => false,
         })
     }
 
-    fn held_entries_where(&self, which: impl Fn(&NodeKind) -> bool) -> Vec<(u64, String, u64)> {
+    /// The entries the kernel holds of the nodes `which` picks.
+    pub fn held_entries_where(&self, which: impl Fn(&NodeKind) -> bool) -> Vec<(u64, String, u64)> {
         let table = self.table.read();
         table
             .by_ino

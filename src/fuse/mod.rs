@@ -11,3 +11,4 @@ pub mod fs;
 pub mod inodes;
 pub mod mount;
 pub mod namespace;
+pub mod templates;

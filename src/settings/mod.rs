@@ -266,6 +266,9 @@ impl Settings {
             .filter(|key| !keys::RELOADED_ON_SIGHUP.contains(&key.as_str()))
             .chain((self.sections.hook != other.sections.hook).then(|| "hook".to_owned()))
             .chain((self.sections.secrets != other.sections.secrets).then(|| "secrets".to_owned()))
+            .chain(
+                (self.sections.template != other.sections.template).then(|| "template".to_owned()),
+            )
             .collect()
     }
 
@@ -291,6 +294,18 @@ impl Settings {
             }
             Ok(_) => {}
             Err(e) => out.push_str(&format!("# the tables cannot be shown: {e}\n")),
+        }
+        // What each template reads, found when it was compiled: what a reader needs the
+        // policy to allow, and what one render fetches.
+        for spec in &self.sections.template {
+            if let Ok(template) = crate::template::Template::load(spec) {
+                let inputs: Vec<String> = template.inputs().iter().map(|s| s.to_string()).collect();
+                out.push_str(&format!(
+                    "# template {} reads: {}\n",
+                    spec.path,
+                    inputs.join(", ")
+                ));
+            }
         }
         out
     }

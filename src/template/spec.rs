@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::policy::{Attrs, Defaults, Directory, Mode, Principal};
+use crate::policy::{self, Attrs, Defaults, Directory, Mode, Principal};
 
 /// The longest file name a component may be, as in the mount (`fuse::namespace`).
 const NAME_MAX: usize = 255;
@@ -58,23 +58,13 @@ impl TemplateSpec {
     /// The owner, group and mode the file presents: the entry's, the defaults for what it
     /// leaves out. Names resolve through `directory`, as policy rules' do.
     pub fn attrs(&self, defaults: &Defaults, directory: &dyn Directory) -> Result<Attrs> {
-        let resolve = |who: &Principal, lookup: &dyn Fn(&str) -> Option<u32>, what: &str| match who
-        {
-            Principal::Id(id) => Ok(*id),
-            Principal::Name(name) => name
-                .parse::<u32>()
-                .ok()
-                .or_else(|| lookup(name))
-                .ok_or_else(|| {
-                    Error::config(format!("{}: no {what} named {name:?}", self.label()))
-                }),
-        };
+        let named = |why: String| Error::config(format!("{}: {why}", self.label()));
         let uid = match &self.owner {
-            Some(who) => resolve(who, &|n| directory.uid_of(n), "user")?,
+            Some(who) => policy::resolve(who, |n| directory.uid_of(n), "user").map_err(named)?,
             None => defaults.uid,
         };
         let gid = match &self.group {
-            Some(who) => resolve(who, &|n| directory.gid_of(n), "group")?,
+            Some(who) => policy::resolve(who, |n| directory.gid_of(n), "group").map_err(named)?,
             None => defaults.gid,
         };
         Ok(Attrs {

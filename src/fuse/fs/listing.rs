@@ -29,7 +29,7 @@ impl SecretsFs {
             },
         ];
         match node.kind {
-            NodeKind::File(_) => return Err(Errno::ENOTDIR),
+            NodeKind::File(_) | NodeKind::Template(_) => return Err(Errno::ENOTDIR),
             NodeKind::SecretDir(secret) => {
                 let described = self.engine.describe(&secret).await.map_err(|e| e.errno())?;
                 for stage in described.value.stages().into_keys() {
@@ -43,10 +43,28 @@ impl SecretsFs {
                 self.listed
                     .lock()
                     .insert(node.path.to_string(), Instant::now());
+                for (name, kind) in self.templates.children(&node.path) {
+                    let path = join(&node.path, &name);
+                    let kind = match kind {
+                        EntryKind::Dir => Kind::Dir,
+                        EntryKind::Secret => {
+                            let template = self.templates.get(&path).expect("listed").clone();
+                            if !self.may_read_template(caller, &template).await {
+                                continue;
+                            }
+                            Kind::File
+                        }
+                    };
+                    entries.push(self.entry(&path, &name, kind));
+                }
                 let Some((tree, _)) = self.tree().await else {
                     return Ok(entries);
                 };
                 for (name, kind) in tree.children(&node.path) {
+                    // A template's path shadows a secret's; its directories are listed once.
+                    if self.templates.entry(&join(&node.path, &name)).is_some() {
+                        continue;
+                    }
                     let path = join(&node.path, &name);
                     let kind = match kind {
                         EntryKind::Dir => Kind::Dir,
@@ -70,7 +88,7 @@ impl SecretsFs {
 
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         match self.inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
-            NodeKind::File(_) => Err(Errno::ENOTDIR),
+            NodeKind::File(_) | NodeKind::Template(_) => Err(Errno::ENOTDIR),
             _ => Ok(self.next_handle.fetch_add(1, Relaxed)),
         }
     }

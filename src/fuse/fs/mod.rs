@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::inodes::{Inodes, Node, NodeKind};
 use super::namespace::{EntryKind, Layout, Namespace, Tree, join, valid_component};
+use super::templates::Templates;
 use crate::audit::{Access, Front};
 use crate::caller::Caller;
 use crate::engine::{Engine, Resolved};
@@ -105,6 +106,10 @@ pub struct SecretsFs {
     only: Option<SecretsList>,
     /// The tree of the list's exact names, built once: it needs no listing.
     only_tree: std::sync::OnceLock<Arc<Tree>>,
+    /// The config file's templates, files of their own beside the secrets.
+    templates: Arc<Templates>,
+    /// Per template path: when its failure was last logged, and how many were left out since.
+    template_reports: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl SecretsFs {
@@ -131,7 +136,15 @@ impl SecretsFs {
             next_handle: AtomicU64::new(1),
             only: None,
             only_tree: std::sync::OnceLock::new(),
+            templates: Arc::default(),
+            template_reports: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Shows these templates at their paths.
+    pub fn with_templates(mut self, templates: Arc<Templates>) -> Self {
+        self.templates = templates;
+        self
     }
 
     /// Presents exactly the names of `list` (the config file's `secrets`), and no others.
@@ -232,12 +245,20 @@ impl SecretsFs {
         }
         let path = join(&node.path, name);
         match node.kind {
-            NodeKind::File(_) => Err(Errno::ENOTDIR),
+            NodeKind::File(_) | NodeKind::Template(_) => Err(Errno::ENOTDIR),
             NodeKind::SecretDir(secret) => {
                 let selector = Selector::of_stage(&secret, name).map_err(|_| Errno::ENOENT)?;
                 self.lookup_file(caller, &path, selector, None).await
             }
             NodeKind::Dir => {
+                match self.templates.entry(&path) {
+                    Some(EntryKind::Secret) => return self.lookup_template(caller, &path).await,
+                    Some(EntryKind::Dir) => {
+                        let ino = self.inodes.intern_dir(&path, NodeKind::Dir);
+                        return Ok(self.dir_attr(ino, &path, None));
+                    }
+                    None => {}
+                }
                 if let Some(parsed) = self.namespace.selector_in(&node.path, name) {
                     let selector = parsed.map_err(|_| Errno::ENOENT)?;
                     return self.lookup_file(caller, &path, selector, None).await;
@@ -412,11 +433,30 @@ impl SecretsFs {
                     .map_or_else(Instant::now, |r| r.fresh_until);
                 Ok(self.file_attr(ino, &selector.secret_id, &node, fresh_until))
             }
+            NodeKind::Template(ref path) => {
+                let template = self.templates.get(path).ok_or(Errno::ENOENT)?;
+                let fresh_until = node
+                    .version
+                    .as_ref()
+                    .and_then(|v| v.bytes())
+                    .map_or_else(Instant::now, |r| r.fresh_until);
+                Ok(self.file_attr_as(ino, template.attrs, &node, fresh_until))
+            }
         }
     }
 
     fn file_attr(&self, ino: u64, secret: &str, node: &Node, fresh_until: Instant) -> Attr {
         let attrs = self.policy.load().file_attrs(secret);
+        self.file_attr_as(ino, attrs, node, fresh_until)
+    }
+
+    fn file_attr_as(
+        &self,
+        ino: u64,
+        attrs: policy::Attrs,
+        node: &Node,
+        fresh_until: Instant,
+    ) -> Attr {
         let version = node.version.as_ref().expect("a file node has a version");
         Attr {
             ino,
@@ -464,9 +504,22 @@ impl SecretsFs {
         self.inodes.held_entries()
     }
 
-    /// The entries the kernel may cache of one secret's files.
+    /// The entries the kernel may cache of one secret's files, and of the templates that
+    /// read it.
     pub fn held_entries_of(&self, secret: &str) -> Vec<(u64, String, u64)> {
-        self.inodes.held_entries_of(secret)
+        let mut entries = self.inodes.held_entries_of(secret);
+        if !self.templates.is_empty() {
+            entries.extend(self.inodes.held_entries_where(|kind| {
+                match kind {
+                    NodeKind::Template(path) => self
+                        .templates
+                        .get(path)
+                        .is_some_and(|t| t.template.inputs().iter().any(|i| i.secret_id == secret)),
+                    _ => false,
+                }
+            }));
+        }
+        entries
     }
 
     /// Bytes of values that inodes hold (old versions the kernel still holds included).
@@ -481,6 +534,7 @@ impl SecretsFs {
 
 mod listing;
 mod reading;
+mod templated;
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,9 @@ impl SecretsFs {
     /// pinned to its inode's version, which the handle reads whole to its close.
     pub async fn open(&self, caller: &Caller, ino: u64) -> FsResult<u64> {
         let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
+        if let NodeKind::Template(path) = &node.kind {
+            return self.open_template(caller, &node, path).await;
+        }
         let NodeKind::File(selector) = &node.kind else {
             return Err(Errno::EISDIR);
         };
@@ -29,6 +32,22 @@ impl SecretsFs {
             }
         };
         audit(caller, &selector.to_string(), Some(&resolved), None);
+        let fh = self.next_handle.fetch_add(1, Relaxed);
+        self.handles.lock().insert(fh, resolved);
+        Ok(fh)
+    }
+
+    async fn open_template(&self, caller: &Caller, node: &Node, path: &str) -> FsResult<u64> {
+        let template = self.templates.get(path).ok_or(Errno::ENOENT)?.clone();
+        if !self.may_read_template(caller, &template).await {
+            audit(caller, path, None, Some(super::DENIED));
+            return Err(Errno::EACCES);
+        }
+        let resolved = self.version_bytes(node).await.map_err(|(errno, why)| {
+            audit(caller, path, None, Some(&why));
+            errno
+        })?;
+        audit(caller, path, Some(&resolved), None);
         let fh = self.next_handle.fetch_add(1, Relaxed);
         self.handles.lock().insert(fh, resolved);
         Ok(fh)
@@ -64,6 +83,9 @@ impl SecretsFs {
     /// byte budget dropped them. A version whose bytes changed in place upstream (the file
     /// source keeps a VersionId across an edit) is ESTALE: a new open finds the new inode.
     async fn version_bytes(&self, node: &Node) -> Result<Arc<Resolved>, (Errno, String)> {
+        if let NodeKind::Template(_) = &node.kind {
+            return self.template_bytes(node).await;
+        }
         let (NodeKind::File(selector), Some(version)) = (&node.kind, &node.version) else {
             return Err((Errno::EISDIR, "not a file".into()));
         };

@@ -10,6 +10,7 @@ mod reading;
 mod refresh_ahead;
 mod rotation;
 mod secrets_list;
+mod templates;
 mod versions;
 
 use std::collections::BTreeSet;

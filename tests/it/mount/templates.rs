@@ -1,0 +1,280 @@
+//! Templates as files of the mount, against the fake Secrets Manager: exact bytes, a rotation
+//! under an open file, access through every input, failures, and the calls a render costs.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::cli::{aws_args, run, strs};
+use crate::support::fake_sm::{FakeSecretsManager, Op, SecretData};
+use crate::support::mount::Mounted;
+use crate::support::nobody::as_nobody;
+
+const DATABASE_YML: &str = "\
+production:
+  host: {{ secret_json(\"app/db\").host }}
+  password: {{ secret(\"app/db:password\") | tojson }}
+  api_key: {{ secret(\"app/api-key\") }}
+  certificate: {{ secret(\"app/cert.der\") | base64 }}
+";
+
+fn expected(password: &str) -> String {
+    format!(
+        "production:\n  host: db.internal\n  password: \"{password}\"\n  api_key: key-7f3a\n  certificate: AAEC/w==\n"
+    )
+}
+
+fn put_db(fake: &FakeSecretsManager, password: &str) {
+    fake.put_string(
+        "app/db",
+        &format!(r#"{{"host":"db.internal","password":"{password}"}}"#),
+    );
+}
+
+/// A config file with `templates` (path, template text, extra keys) in `dir`.
+fn config(dir: &Path, templates: &[(&str, &str, &str)], policy: &str) -> String {
+    let mut text = String::from(policy);
+    for (i, (path, body, extra)) in templates.iter().enumerate() {
+        let source = dir.join(format!("t{i}.j2"));
+        std::fs::write(&source, body).unwrap();
+        text.push_str(&format!(
+            "\n[[template]]\npath = \"{path}\"\nsource = \"{}\"\n{extra}\n",
+            source.display()
+        ));
+    }
+    let file = dir.join("config.toml");
+    std::fs::write(&file, text).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+fn global(fake: &FakeSecretsManager, config: &str) -> Vec<String> {
+    let mut global = aws_args(&fake.endpoint_url());
+    global.extend(["--ttl".into(), "2".into(), "--config".into(), config.into()]);
+    global
+}
+
+fn three_inputs(fake: &FakeSecretsManager) {
+    put_db(fake, "pw-one");
+    fake.put_string("app/api-key", "key-7f3a");
+    fake.put_version(
+        "app/cert.der",
+        "00000000-0000-4000-8000-00000000c0de",
+        &["AWSCURRENT"],
+        SecretData::Binary(vec![0, 1, 2, 255]),
+    );
+}
+
+#[tokio::test]
+async fn a_template_renders_exactly_and_an_open_file_keeps_its_rendering_across_a_rotation() {
+    let fake = FakeSecretsManager::start();
+    three_inputs(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &[("app/database.yml", DATABASE_YML, "mode = \"0444\"")],
+        "",
+    );
+    let m = Mounted::start(&strs(&global(&fake, &config)), &[]).await;
+    let path = m.path("app/database.yml");
+    assert!(std::fs::read(&path).unwrap() == expected("pw-one").as_bytes());
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        expected("pw-one").len() as u64
+    );
+    let listed: Vec<String> = std::fs::read_dir(m.path("app"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(listed.contains(&"database.yml".to_owned()), "{listed:?}");
+
+    let mut open = std::fs::File::open(&path).unwrap();
+    let mut head = [0u8; 11];
+    open.read_exact(&mut head).unwrap();
+    put_db(&fake, "pw-two-longer");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read(&path).unwrap() != expected("pw-two-longer").as_bytes() {
+        assert!(Instant::now() < deadline, "the rotation never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = Vec::new();
+    open.read_to_end(&mut rest).unwrap();
+    let whole: Vec<u8> = head.iter().chain(&rest).copied().collect();
+    assert!(
+        whole == expected("pw-one").as_bytes(),
+        "the old rendering, whole"
+    );
+    let log = m.log();
+    assert!(
+        !log.contains("pw-one") && !log.contains("pw-two"),
+        "a value in the log"
+    );
+}
+
+#[tokio::test]
+async fn a_template_is_read_and_listed_only_by_callers_who_may_read_every_input() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("open/a", "a");
+    fake.put_string("closed/b", "b");
+    let dir = tempfile::tempdir().unwrap();
+    // Directories uid 65534 may search, the templates' own (`t`) among them.
+    let policy = "dir_mode = \"0555\"\n\n[[policy]]\npath = \"open/*\"\nmode = \"0444\"\n\n\
+                  [[policy]]\npath = \"closed/*\"\nmode = \"0400\"\n";
+    let both = "{{ secret(\"open/a\") }}{{ secret(\"closed/b\") }}";
+    let one = "{{ secret(\"open/a\") }}";
+    let config = config(
+        dir.path(),
+        &[
+            ("t/both", both, "mode = \"0444\""),
+            ("t/one", one, "mode = \"0444\""),
+            ("t/private", one, "mode = \"0400\""),
+        ],
+        policy,
+    );
+    let m = Mounted::start(&strs(&global(&fake, &config)), &[]).await;
+    let calls_before = fake.calls(Op::GetSecretValue) + fake.calls(Op::BatchGetSecretValue);
+    let cat = |name: &str| as_nobody(&[], "cat", &[m.path(name).as_os_str()]);
+    assert!(!cat("t/both").status.success(), "lacks closed/b");
+    assert!(
+        !cat("t/private").status.success(),
+        "the template's own mode"
+    );
+    let one = cat("t/one");
+    assert!(one.status.success() && one.stdout == b"a");
+    let ls = as_nobody(&[], "ls", &["-1".as_ref(), m.path("t").as_os_str()]);
+    assert_eq!(String::from_utf8_lossy(&ls.stdout), "one\n");
+    assert_eq!(
+        fake.calls(Op::GetSecretValue) + fake.calls(Op::BatchGetSecretValue) - calls_before,
+        1,
+        "denied renders cost nothing upstream; the allowed one fetched open/a"
+    );
+    assert_eq!(
+        std::fs::read(m.path("t/both")).unwrap(),
+        b"ab",
+        "root reads all"
+    );
+    assert!(m.log().contains("denied"), "the denials are audited");
+}
+
+#[tokio::test]
+async fn a_template_over_ten_inputs_costs_one_batch_call() {
+    let fake = FakeSecretsManager::start();
+    let mut body = String::new();
+    for i in 0..10 {
+        fake.put_string(&format!("many/s{i}"), &i.to_string());
+        body.push_str(&format!("{{{{ secret(\"many/s{i}\") }}}},"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[("ten", &body, "")], "");
+    let m = Mounted::start(&strs(&global(&fake, &config)), &[]).await;
+    fake.reset_calls();
+    assert_eq!(
+        std::fs::read(m.path("ten")).unwrap(),
+        b"0,1,2,3,4,5,6,7,8,9,"
+    );
+    assert_eq!(fake.calls(Op::BatchGetSecretValue), 1);
+    assert_eq!(fake.calls(Op::GetSecretValue), 0);
+}
+
+#[tokio::test]
+async fn a_missing_input_fails_the_read_with_one_log_line_and_no_partial_rendering() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("here", "value-here-91c");
+    let dir = tempfile::tempdir().unwrap();
+    let body = "{{ secret(\"here\") }} {{ secret(\"gone\") }}";
+    let config = config(
+        dir.path(),
+        &[
+            ("eio", body, ""),
+            ("enoent", body, "on_missing = \"enoent\""),
+        ],
+        "",
+    );
+    let m = Mounted::start(&strs(&global(&fake, &config)), &[]).await;
+    let eio = std::fs::read(m.path("eio")).unwrap_err();
+    assert_eq!(eio.raw_os_error(), Some(nix::libc::EIO));
+    let enoent = std::fs::read(m.path("enoent")).unwrap_err();
+    assert_eq!(enoent.raw_os_error(), Some(nix::libc::ENOENT));
+    let log = m.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("template could not be rendered") && l.contains(r#"template="eio""#))
+        .unwrap_or_else(|| panic!("no line for the template:\n{log}"));
+    assert!(line.contains("gone"), "names the input: {line}");
+    assert!(!log.contains("value-here-91c"), "a value in the log");
+}
+
+#[tokio::test]
+async fn check_config_catches_a_syntax_error_and_render_prints_a_rendering() {
+    let fake = FakeSecretsManager::start();
+    three_inputs(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let broken = config(dir.path(), &[("x", "line one\n{{ secret(\"a\") ", "")], "");
+    let out = run(&["check-config", &broken]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let template = dir.path().join("database.yml.j2");
+    std::fs::write(&template, DATABASE_YML).unwrap();
+    let mut args = aws_args(&fake.endpoint_url());
+    args.extend(["render".into(), template.to_str().unwrap().to_owned()]);
+    let out = run(&strs(&args)).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == expected("pw-one").as_bytes());
+}
+
+#[tokio::test]
+async fn check_config_shows_what_a_template_reads_and_a_hook_may_name_a_template() {
+    let fake = FakeSecretsManager::start();
+    three_inputs(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let fired = dir.path().join("fired");
+    let hook = format!(
+        "[[hook]]\nsecrets = [\"app/database.yml\"]\ndebounce = 0\n\
+         exec = [\"/bin/sh\", \"-c\", \"echo $SECRETSFS_SECRET >> {}\"]\n",
+        fired.display()
+    );
+    let config = config(dir.path(), &[("app/database.yml", DATABASE_YML, "")], &hook);
+    let out = run(&["check-config", &config]).await;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(
+            "# template app/database.yml reads: app/db, app/db:password, app/api-key, app/cert.der"
+        ),
+        "{shown}"
+    );
+    let m = Mounted::start(&strs(&global(&fake, &config)), &[]).await;
+    assert!(std::fs::read(m.path("app/database.yml")).unwrap() == expected("pw-one").as_bytes());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    put_db(&fake, "pw-two");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&fired)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the hook never fired:\n{}",
+            m.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One change of app/db, seen by the two inputs that read it: one run (debounce 0 may
+    // split them, so at most two lines, both naming app/db).
+    let lines: Vec<String> = std::fs::read_to_string(&fired)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l == "app/db"),
+        "{lines:?}"
+    );
+    assert!(std::fs::read(m.path("app/database.yml")).unwrap() == expected("pw-two").as_bytes());
+}
