@@ -48,7 +48,9 @@ pub fn table() -> String {
     out.push_str("| `[[policy]]` | | | none | access rules, see Access policy | | yes |\n");
     out.push_str("| `secrets` | | | all | the names (and globs) a mount presents and fetches at start | | |\n");
     out.push_str("| `[[hook]]` | | | none | change hooks, see Rotation | | |\n");
-    out.push_str("| `[[template]]` | | | none | files rendered from several secrets, see Templates | | |\n");
+    out.push_str(
+        "| `[[template]]` | | | none | files rendered from several secrets, see Templates | | |\n",
+    );
     out
 }
 

@@ -278,3 +278,29 @@ async fn check_config_shows_what_a_template_reads_and_a_hook_may_name_a_template
     );
     assert!(std::fs::read(m.path("app/database.yml")).unwrap() == expected("pw-two").as_bytes());
 }
+
+#[tokio::test]
+async fn without_kernel_cache_an_open_template_reads_its_rendering_to_the_end() {
+    let fake = FakeSecretsManager::start();
+    three_inputs(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[("db.yml", DATABASE_YML, "")], "");
+    let m = Mounted::start(&strs(&global(&fake, &config)), &["--no-kernel-cache"]).await;
+    let path = m.path("db.yml");
+    let mut open = std::fs::File::open(&path).unwrap();
+    let mut head = [0u8; 5];
+    open.read_exact(&mut head).unwrap();
+    put_db(&fake, "pw-two-longer");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read(&path).unwrap() != expected("pw-two-longer").as_bytes() {
+        assert!(Instant::now() < deadline, "the rotation never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = Vec::new();
+    open.read_to_end(&mut rest).unwrap();
+    let whole: Vec<u8> = head.iter().chain(&rest).copied().collect();
+    assert!(
+        whole == expected("pw-one").as_bytes(),
+        "the old rendering, whole"
+    );
+}
