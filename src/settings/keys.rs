@@ -19,6 +19,8 @@ pub const SDK_VARIABLES: &[(&str, &[&str])] = &[
         "endpoint_url",
         &["AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"],
     ),
+    ("use_fips_endpoint", &["AWS_USE_FIPS_ENDPOINT"]),
+    ("use_dualstack_endpoint", &["AWS_USE_DUALSTACK_ENDPOINT"]),
 ];
 
 /// How a key of the AWS Secrets Manager Agent's config file maps onto ours.

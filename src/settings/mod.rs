@@ -212,6 +212,8 @@ impl Settings {
                 timeout: Some(Duration::from_secs(g.timeout)),
                 credentials: None,
                 credentials_file: g.credentials_file_path.clone(),
+                use_fips: g.use_fips_endpoint,
+                use_dual_stack: g.use_dualstack_endpoint,
             },
             validate_credentials: g.validate_credentials,
             cache: CacheConfig {

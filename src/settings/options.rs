@@ -57,6 +57,20 @@ pub struct GlobalOptions {
     )]
     pub credentials_file_path: Option<PathBuf>,
 
+    /// Use the region's FIPS 140 endpoint [default: the SDK's chain: the profile's
+    /// `use_fips_endpoint`, else no]. Not with `endpoint_url`.
+    #[arg(long, global = true, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), help_heading = "Source")]
+    pub use_fips_endpoint: Option<bool>,
+
+    /// Use the region's dual-stack (IPv4 and IPv6) endpoint [default: the SDK's chain: the
+    /// profile's `use_dualstack_endpoint`, else no].
+    #[arg(long, global = true, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), help_heading = "Source")]
+    pub use_dualstack_endpoint: Option<bool>,
+
     /// Check the AWS credentials at start-up of `mount` and `serve`.
     #[arg(long, global = true, env = "SECRETSFS_VALIDATE_CREDENTIALS", value_name = "BOOL",
           action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "true",

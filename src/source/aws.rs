@@ -44,6 +44,10 @@ pub struct AwsOptions {
     /// A shared credentials file in place of ~/.aws/credentials (the agent's
     /// `credentials_file_path`).
     pub credentials_file: Option<std::path::PathBuf>,
+    /// The region's FIPS endpoint; `None` defers to the profile.
+    pub use_fips: Option<bool>,
+    /// The region's dual-stack endpoint; `None` defers to the profile.
+    pub use_dual_stack: Option<bool>,
 }
 
 /// Per attempt, a stuck connection should give way to a retry well before the call's deadline.
@@ -73,7 +77,20 @@ impl AwsSource {
             loader = loader.profile_name(profile);
         }
         if let Some(url) = &options.endpoint_url {
+            if options.use_fips == Some(true) {
+                // The SDK would ignore one of them without a word.
+                return Err(Error::config(
+                    "use_fips_endpoint and endpoint_url cannot be combined: a custom endpoint \
+                     is used as it is, FIPS or not; drop one of them",
+                ));
+            }
             loader = loader.endpoint_url(url);
+        }
+        if let Some(fips) = options.use_fips {
+            loader = loader.use_fips(fips);
+        }
+        if let Some(dual_stack) = options.use_dual_stack {
+            loader = loader.use_dual_stack(dual_stack);
         }
         if let Some(path) = &options.credentials_file {
             use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
@@ -464,6 +481,10 @@ impl SecretSource for AwsSource {
         Ok(items)
     }
 }
+
+#[cfg(test)]
+#[path = "aws_endpoint_tests.rs"]
+mod endpoint_tests;
 
 #[cfg(test)]
 mod tests {

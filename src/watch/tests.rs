@@ -59,6 +59,13 @@ async fn pass(time: Duration) {
         }
         passed += step;
     }
+    // The step before telling runs on the blocking pool, in real time: give it some, so that
+    // what it holds up has happened before the test looks (a loaded machine is slow to start
+    // a blocking thread).
+    for _ in 0..10 {
+        let _ = tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20))).await;
+        tokio::task::yield_now().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,13 +19,12 @@ const VID_2: &str = "aaaaaaaa-2222-4222-8222-222222222222";
 async fn source(fake: &FakeSecretsManager) -> AwsSource {
     AwsSource::connect(&AwsOptions {
         region: Some("us-east-1".into()),
-        profile: None,
         endpoint_url: Some(fake.endpoint_url()),
         timeout: Some(Duration::from_secs(20)),
-        credentials_file: None,
         credentials: Some(aws_credential_types::Credentials::new(
             "x", "x", None, None, "test",
         )),
+        ..AwsOptions::default()
     })
     .await
     .unwrap()
