@@ -127,8 +127,27 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(source: DynSource, config: CacheConfig) -> Self {
-        let stats = Arc::new(Stats::default());
-        let budget = Budget::new(config.limits());
+        Engine::with_budget(
+            source,
+            config,
+            Budget::new(config.limits()),
+            Arc::new(Stats::default()),
+        )
+    }
+
+    /// An engine of another source (another role's) beside `self`: its own caches, so no value
+    /// of one is served by the other, under the same budget of entries and bytes and counted in
+    /// the same statistics.
+    pub fn sharing(&self, source: DynSource) -> Self {
+        Engine::with_budget(source, self.config, self.budget.clone(), self.stats.clone())
+    }
+
+    fn with_budget(
+        source: DynSource,
+        config: CacheConfig,
+        budget: Arc<Budget>,
+        stats: Arc<Stats>,
+    ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(CHANGES_QUEUED);
         let engine = Engine {
             values: FlightCache::new(
@@ -324,5 +343,6 @@ mod ahead_tests;
 #[cfg(test)]
 mod failure_log_tests;
 mod render;
+pub mod roles;
 #[cfg(test)]
 mod tests;

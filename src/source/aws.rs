@@ -6,12 +6,14 @@
 //! is classified by its Secrets Manager error code (see [`crate::error::classify_code`]).
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -48,6 +50,9 @@ pub struct AwsOptions {
     pub use_fips: Option<bool>,
     /// The region's dual-stack endpoint; `None` defers to the profile.
     pub use_dual_stack: Option<bool>,
+    /// An IAM role every call is made as (`--role-arn`): STS AssumeRole on the credentials
+    /// above, at the same endpoint settings.
+    pub role_arn: Option<String>,
 }
 
 /// Per attempt, a stuck connection should give way to a retry well before the call's deadline.
@@ -57,6 +62,12 @@ const ATTEMPT_TIMEOUT_SHARE: u32 = 3;
 pub struct AwsSource {
     client: Client,
     credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    /// The role's credentials when calls are made as a role, so that the check at start-up
+    /// assumes it once and hands the result to the client.
+    role: Option<Arc<AssumedRole>>,
+    /// The configuration before any role: what a role of a request (`roleArn`) is assumed
+    /// with.
+    base: aws_config::SdkConfig,
 }
 
 impl AwsSource {
@@ -109,19 +120,72 @@ impl AwsSource {
                 "no AWS region: pass --region or set AWS_REGION (or a region in the AWS profile)",
             ));
         }
-        let config = aws_sdk_secretsmanager::config::Builder::from(&shared)
-            .interceptor(UserAgent)
-            .build();
-        Ok(AwsSource {
-            client: Client::from_conf(config),
-            credentials: shared.credentials_provider(),
-        })
+        match &options.role_arn {
+            Some(role_arn) => Ok(AwsSource::as_role(&shared, role_arn).await),
+            None => Ok(AwsSource::with(&shared, None)),
+        }
+    }
+
+    fn with(base: &aws_config::SdkConfig, role: Option<Arc<AssumedRole>>) -> AwsSource {
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(base).interceptor(UserAgent);
+        let credentials = match &role {
+            Some(role) => {
+                let shared = SharedCredentialsProvider::new(RoleCredentials(role.clone()));
+                config = config.credentials_provider(shared.clone());
+                Some(shared)
+            }
+            None => base.credentials_provider(),
+        };
+        AwsSource {
+            client: Client::from_conf(config.build()),
+            credentials,
+            role,
+            base: base.clone(),
+        }
+    }
+
+    /// A source whose calls are made as `role_arn`, assumed with `base`'s credentials, region,
+    /// endpoint and timeouts (`AWS_ENDPOINT_URL` and `--endpoint-url` apply to STS as well;
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` does not). Nothing is called yet.
+    async fn as_role(base: &aws_config::SdkConfig, role_arn: &str) -> AwsSource {
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .configure(base)
+            .session_name(ROLE_SESSION_NAME)
+            .build()
+            .await;
+        let role = Arc::new(AssumedRole {
+            provider,
+            primed: parking_lot::Mutex::new(None),
+        });
+        AwsSource::with(base, Some(role))
+    }
+
+    /// This source's base configuration as `role_arn` (a request's `roleArn`), the role
+    /// assumed now, as the agent does, so that a role that cannot be assumed is refused
+    /// before any Secrets Manager call; the client starts with these credentials, so this is
+    /// the role's one AssumeRole until they near their expiry.
+    pub async fn assume_role(&self, role_arn: &str) -> Result<AwsSource> {
+        let source = AwsSource::as_role(&self.base, role_arn).await;
+        if let Some(role) = &source.role {
+            role.prime().await.map_err(|e| {
+                Error::new(
+                    ErrorKind::AccessDenied,
+                    format!("assuming role {role_arn}: {}", chain(&e)),
+                )
+            })?;
+        }
+        Ok(source)
     }
 
     /// Resolves credentials now, so that a daemon without any fails at start-up with a clear
     /// cause instead of on every read.
     pub async fn check_credentials(&self) -> Result<()> {
         use aws_credential_types::provider::ProvideCredentials;
+        if let Some(role) = &self.role {
+            return role.prime().await.map_err(|e| {
+                Error::config(format!("cannot assume the role of role_arn: {}", chain(&e)))
+            });
+        }
         let Some(provider) = &self.credentials else {
             return Err(Error::config("no AWS credentials provider is configured"));
         };
@@ -130,6 +194,47 @@ impl AwsSource {
             .await
             .map(|_| ())
             .map_err(|e| Error::config(format!("no usable AWS credentials: {}", chain(&e))))
+    }
+}
+
+/// The session name of every AssumeRole, as CloudTrail shows it (the agent says
+/// `secrets-manager-provider`).
+pub const ROLE_SESSION_NAME: &str = "secretsfs";
+
+/// A role's credentials: the SDK's AssumeRoleProvider (one AssumeRole a call, no cache of its
+/// own; the client's identity cache keeps them until near their expiry and then asks again),
+/// and the credentials of a check made before the client's first call, handed to it once.
+#[derive(Debug)]
+struct AssumedRole {
+    provider: aws_config::sts::AssumeRoleProvider,
+    primed: parking_lot::Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl AssumedRole {
+    /// Assumes the role now, keeping the credentials for the client's first call.
+    async fn prime(&self) -> std::result::Result<(), CredentialsError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let credentials = self.provider.provide_credentials().await?;
+        *self.primed.lock() = Some(credentials);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct RoleCredentials(Arc<AssumedRole>);
+
+impl aws_credential_types::provider::ProvideCredentials for RoleCredentials {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let primed = self.0.primed.lock().take();
+            match primed {
+                Some(credentials) => Ok(credentials),
+                None => self.0.provider.provide_credentials().await,
+            }
+        })
     }
 }
 
