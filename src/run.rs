@@ -4,10 +4,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, Command, GetArgs, MountArgs, RenderArgs, ServeArgs, WatchArgs};
 use crate::daemon::{self, Readiness};
+use crate::engine::roles::{self, Roles};
 use crate::engine::{Change, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::fs::SecretsFs;
@@ -34,15 +36,29 @@ pub fn settings_for(cli: &Cli) -> Result<Settings> {
 
 /// Builds the source; a long-running front end also checks its credentials up front.
 pub async fn build_source(settings: &Settings, check_credentials: bool) -> Result<DynSource> {
+    Ok(build_source_and_roles(settings, check_credentials).await?.0)
+}
+
+/// The source, and how to build the source of a role of the HTTP API's `roleArn` (the aws
+/// source only): assumed on the base credentials, not on `role_arn`'s.
+async fn build_source_and_roles(
+    settings: &Settings,
+    check_credentials: bool,
+) -> Result<(DynSource, Option<roles::Connect>)> {
     Ok(match &settings.source {
         SourceSpec::Aws => {
-            let source = AwsSource::connect(&settings.aws).await?;
+            let source = Arc::new(AwsSource::connect(&settings.aws).await?);
             if check_credentials && settings.validate_credentials {
                 source.check_credentials().await?;
             }
-            Arc::new(source)
+            let base = source.clone();
+            let connect: roles::Connect = Arc::new(move |role_arn: String| {
+                let base = base.clone();
+                async move { Ok(Arc::new(base.assume_role(&role_arn).await?) as DynSource) }.boxed()
+            });
+            (source, Some(connect))
         }
-        SourceSpec::File(path) => Arc::new(FileSource::open(path)?),
+        SourceSpec::File(path) => (Arc::new(FileSource::open(path)?), None),
     })
 }
 
@@ -135,13 +151,20 @@ async fn start_http(
     policy: SharedPolicy,
     keys: &HttpOptions,
     insist_on_tcp: bool,
+    roles: Option<roles::Connect>,
 ) -> Result<Option<Listening>> {
     let token = tcp_token(keys, insist_on_tcp)?;
     let settings = keys.listeners(token.is_some());
     if settings.tcp.is_none() && settings.socket.is_none() {
         return Ok(None);
     }
-    let api = Arc::new(Api::new(engine, policy, token, &settings)?);
+    let mut api = Api::new(engine.clone(), policy, token, &settings)?;
+    if let Some(connect) = roles {
+        api = api.with_roles(Arc::new(
+            Roles::new(engine, connect, keys.max_roles).refreshing_ahead(),
+        ));
+    }
+    let api = Arc::new(api);
     Ok(Some(listen::start(api, &settings).await?))
 }
 
@@ -163,10 +186,8 @@ async fn mount(
     let hangup = watch_hangup()?;
     let mountpoint = mount::prepare_mountpoint(&args.mountpoint)?;
     let namespace = Namespace::new(settings.layout, &settings.prefix)?;
-    let engine = Arc::new(Engine::new(
-        build_source(&settings, true).await?,
-        settings.cache,
-    ));
+    let (source, roles) = build_source_and_roles(&settings, true).await?;
+    let engine = Arc::new(Engine::new(source, settings.cache));
     let policy = policy::shared(build_policy(&settings)?);
     let templates = Arc::new(Templates::load(
         &settings.sections.template,
@@ -198,7 +219,7 @@ async fn mount(
         return Err(e);
     }
     let http = if settings.http_enabled {
-        match start_http(engine.clone(), policy.clone(), &settings.http, false).await {
+        match start_http(engine.clone(), policy.clone(), &settings.http, false, roles).await {
             Ok(http) => http,
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
@@ -257,12 +278,10 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
     let _ = args;
     let mut stop = daemon::StopSignals::install()?;
     let hangup = watch_hangup()?;
-    let engine = Arc::new(Engine::new(
-        build_source(&settings, true).await?,
-        settings.cache,
-    ));
+    let (source, roles) = build_source_and_roles(&settings, true).await?;
+    let engine = Arc::new(Engine::new(source, settings.cache));
     let policy = policy::shared(build_policy(&settings)?);
-    let listening = start_http(engine.clone(), policy.clone(), &settings.http, true)
+    let listening = start_http(engine.clone(), policy.clone(), &settings.http, true, roles)
         .await?
         .expect("serve always listens on TCP");
     // As the agent, one line on stdout says where, for scripts and tests to wait on.

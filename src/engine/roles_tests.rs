@@ -171,7 +171,11 @@ async fn a_role_that_cannot_be_assumed_takes_no_place_and_is_tried_again() {
             other => panic!("{:?}", other.err()),
         }
     }
-    assert_eq!(f.connects.load(SeqCst), 2, "tried again at the next request");
+    assert_eq!(
+        f.connects.load(SeqCst),
+        2,
+        "tried again at the next request"
+    );
     assert!(f.roles.is_empty());
     // The one place is still free.
     f.roles.engine(&role("a")).await.unwrap();
@@ -181,8 +185,7 @@ async fn a_role_that_cannot_be_assumed_takes_no_place_and_is_tried_again() {
 async fn concurrent_first_requests_for_a_role_assume_it_once() {
     let f = fixture(20, CacheConfig::default());
     let arn = role("a");
-    let engines =
-        futures::future::join_all((0..8).map(|_| f.roles.engine(&arn))).await;
+    let engines = futures::future::join_all((0..8).map(|_| f.roles.engine(&arn))).await;
     assert!(engines.iter().all(Result::is_ok));
     assert_eq!(f.connects.load(SeqCst), 1);
 }

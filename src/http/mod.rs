@@ -24,6 +24,7 @@ use agent::{Body, Peer, Route};
 use token::Token;
 
 use crate::engine::Engine;
+use crate::engine::roles::Roles;
 use crate::error::{Error, Result};
 use crate::policy::SharedPolicy;
 
@@ -56,6 +57,8 @@ pub struct Api {
     token: Option<Token>,
     token_headers: Vec<HeaderName>,
     path_prefix: String,
+    /// The engines of `roleArn`'s roles; `None` where the source cannot assume roles.
+    roles: Option<Arc<Roles>>,
 }
 
 impl Api {
@@ -87,7 +90,14 @@ impl Api {
             token,
             token_headers,
             path_prefix: settings.path_prefix.clone(),
+            roles: None,
         })
+    }
+
+    /// Answers `roleArn` with these roles' engines (without: 400).
+    pub fn with_roles(mut self, roles: Arc<Roles>) -> Self {
+        self.roles = Some(roles);
+        self
     }
 
     /// Whether any token header carries the token (each compared in constant time).

@@ -214,6 +214,7 @@ impl Settings {
                 credentials_file: g.credentials_file_path.clone(),
                 use_fips: g.use_fips_endpoint,
                 use_dual_stack: g.use_dualstack_endpoint,
+                role_arn: g.role_arn.clone(),
             },
             validate_credentials: g.validate_credentials,
             cache: CacheConfig {

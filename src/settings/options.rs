@@ -71,6 +71,12 @@ pub struct GlobalOptions {
           value_parser = BoolishValueParser::new(), help_heading = "Source")]
     pub use_dualstack_endpoint: Option<bool>,
 
+    /// Read every secret as this IAM role, `arn:PARTITION:iam::ACCOUNT:role/NAME` (STS
+    /// AssumeRole on the credentials above; how a host reads another account's secrets).
+    #[arg(long, global = true, value_name = "ARN", env = "SECRETSFS_ROLE_ARN",
+          value_parser = parse_role_arn, help_heading = "Source")]
+    pub role_arn: Option<String>,
+
     /// Check the AWS credentials at start-up of `mount` and `serve`.
     #[arg(long, global = true, env = "SECRETSFS_VALIDATE_CREDENTIALS", value_name = "BOOL",
           action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "true",
@@ -275,6 +281,13 @@ pub struct HttpOptions {
           help_heading = "HTTP API")]
     pub max_conn: usize,
 
+    /// Roles the API's `roleArn` may use at once, 1-20; a request for one more: 400.
+    #[arg(long, value_name = "N", env = "SECRETSFS_MAX_ROLES",
+          default_value_t = crate::engine::roles::DEFAULT_MAX_ROLES,
+          value_parser = in_range::<usize>(1, crate::engine::roles::MAX_ROLES_LIMIT),
+          help_heading = "HTTP API")]
+    pub max_roles: usize,
+
     /// The prefix of the path route, GET PREFIX<secretId>; begins with /.
     #[arg(long, value_name = "PREFIX", env = "SECRETSFS_PATH_PREFIX",
           default_value = http::DEFAULT_PATH_PREFIX, value_parser = parse_path_prefix,
@@ -344,6 +357,17 @@ fn parse_source(s: &str) -> Result<SourceSpec, String> {
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.parse().map_err(|_| "expected an IP address".to_owned())
+}
+
+fn parse_role_arn(s: &str) -> Result<String, String> {
+    if crate::engine::roles::is_role_arn(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not an IAM role ARN ({})",
+            crate::engine::roles::ROLE_ARN_SHAPE
+        ))
+    }
 }
 
 fn parse_path_prefix(s: &str) -> Result<String, String> {

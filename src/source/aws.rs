@@ -224,7 +224,9 @@ impl AssumedRole {
 struct RoleCredentials(Arc<AssumedRole>);
 
 impl aws_credential_types::provider::ProvideCredentials for RoleCredentials {
-    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
     where
         Self: 'a,
     {

@@ -4,6 +4,7 @@
 //! README: JSON bodies say `Content-Type: application/json`, error messages are JSON-escaped,
 //! the token comparison is constant-time, and `/metrics` exists.
 
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use base64::Engine as _;
@@ -16,6 +17,8 @@ use serde::Serialize;
 use super::Api;
 use crate::audit::{Access, Front};
 use crate::caller::Caller;
+use crate::engine::Engine;
+use crate::engine::roles::{self, RoleRefusal};
 use crate::error::{Error, ErrorKind};
 use crate::policy;
 use crate::selector::{self, VersionRef};
@@ -39,6 +42,9 @@ pub struct Query {
     pub version_id: Option<String>,
     pub version_stage: Option<String>,
     pub refresh_now: bool,
+    /// The IAM role to read as (the agent's `roleArn`), of the shape [`roles::is_role_arn`]
+    /// checks.
+    pub role_arn: Option<String>,
 }
 
 /// An answer that is not a secret: a status and a plain-text or JSON body.
@@ -96,11 +102,23 @@ pub fn parse_query(query: Option<&str>, with_secret_id: bool) -> Result<Query, R
                     _ => return Err(Refusal::text(400, "invalid refreshNow value")),
                 }
             }
+            "roleArn" => parsed.role_arn = Some(value.into_owned()),
             other => return Err(Refusal::text(400, format!("unknown parameter: {other}"))),
         }
     }
     if with_secret_id && parsed.secret_id.is_empty() {
         return Err(Refusal::text(400, "missing parameter secretId"));
+    }
+    // As the agent: checked once the parameters are read, before anything is called.
+    if parsed
+        .role_arn
+        .as_deref()
+        .is_some_and(|arn| !roles::is_role_arn(arn))
+    {
+        return Err(Refusal::text(
+            400,
+            format!("invalid roleArn format, expected {}", roles::ROLE_ARN_SHAPE),
+        ));
     }
     Ok(parsed)
 }
@@ -221,8 +239,8 @@ async fn get_secret_unaudited(
     } else {
         version
     };
-    let served = api
-        .engine
+    let engine = engine_for(api, query.role_arn.as_deref()).await?;
+    let served = engine
         .secret_value(&query.secret_id, &version, query.refresh_now)
         .await
         .map_err(|e| refusal_for(&e))?;
@@ -241,6 +259,42 @@ async fn get_secret_unaudited(
         served.value.version_id.clone(),
         served.stale,
     ))
+}
+
+/// The engine that reads as `role_arn` (the base engine without one), with the agent's
+/// answers: past `max_roles`, 400 `MaxRolesExceeded`; a role that cannot be assumed, 403
+/// `AccessDeniedException` (the cause is logged, not answered).
+async fn engine_for(api: &Api, role_arn: Option<&str>) -> Result<Arc<Engine>, Refusal> {
+    let Some(role_arn) = role_arn else {
+        return Ok(api.engine.clone());
+    };
+    let Some(roles) = &api.roles else {
+        return Err(Refusal::aws(
+            400,
+            "InvalidParameterException",
+            Some("roleArn needs the aws source"),
+        ));
+    };
+    roles
+        .engine(role_arn)
+        .await
+        .map_err(|refusal| match refusal {
+            RoleRefusal::TooMany { max } => Refusal::aws(
+                400,
+                "MaxRolesExceeded",
+                Some(&format!(
+                    "The maximum number of assumed roles ({max}) has been reached. Unable to \
+                 assume the following role to create a client: {role_arn}"
+                )),
+            ),
+            RoleRefusal::NotAssumed(_) => Refusal::aws(
+                403,
+                "AccessDeniedException",
+                Some(&format!(
+                    "Failed to create caching client from role: {role_arn}"
+                )),
+            ),
+        })
 }
 
 /// Rejects what Secrets Manager would reject, before asking it.

@@ -155,3 +155,152 @@ fn the_success_body_keeps_the_agents_field_order_and_formats() {
     let body = success_body(&value(Payload::String(Zeroizing::new("s".into())), None));
     assert!(body.ends_with(r#""CreatedDate":null}"#), "{body}");
 }
+
+#[test]
+fn role_arn_is_a_parameter_of_both_routes_checked_for_its_shape() {
+    let arn = "arn:aws:iam::123456789012:role/reader";
+    let q = parse_query(Some(&format!("secretId=db&roleArn={arn}")), true).unwrap();
+    assert_eq!(q.role_arn.as_deref(), Some(arn));
+    let encoded = "arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Freader";
+    let q = parse_query(Some(&format!("roleArn={encoded}")), false).unwrap();
+    assert_eq!(q.role_arn.as_deref(), Some(arn));
+    let invalid = || {
+        text(
+            400,
+            "invalid roleArn format, expected arn:<partition>:iam::<account>:role/<name>",
+        )
+    };
+    for bad in [
+        "not-a-valid-arn",
+        "",
+        "arn:aws:iam::123456789012:user/reader",
+    ] {
+        assert_eq!(
+            parse_query(Some(&format!("secretId=db&roleArn={bad}")), true),
+            Err(invalid()),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        parse_query(Some("secretId=db&rolearn=x"), true),
+        Err(text(400, "unknown parameter: rolearn")),
+        "the name is case-sensitive, as in the agent"
+    );
+}
+
+mod roles {
+    use std::sync::Arc;
+
+    use futures::FutureExt;
+
+    use super::super::*;
+    use crate::cache::CacheConfig;
+    use crate::engine::roles::{Connect, Roles};
+    use crate::http::{Api, HttpSettings};
+    use crate::policy::{self, Defaults, Policy, SystemDirectory};
+    use crate::source::DynSource;
+    use crate::source::memory::MemorySource;
+
+    fn api(max_roles: Option<usize>) -> Api {
+        let source = Arc::new(MemorySource::new());
+        source.put("db", "base value");
+        let engine = Arc::new(Engine::new(source, CacheConfig::default()));
+        let defaults = Defaults {
+            uid: 0,
+            gid: 0,
+            file_mode: policy::DEFAULT_FILE_MODE,
+            dir_mode: policy::DEFAULT_DIR_MODE,
+        };
+        let policy = policy::shared(Policy::new(&[], defaults, &SystemDirectory).unwrap());
+        let settings = HttpSettings {
+            tcp: None,
+            socket: None,
+            max_conn: 10,
+            header_timeout: std::time::Duration::from_secs(5),
+            request_timeout: std::time::Duration::from_secs(5),
+            path_prefix: "/v1/".into(),
+            token_headers: vec!["X-Aws-Parameters-Secrets-Token".into()],
+        };
+        let api = Api::new(engine.clone(), policy, None, &settings).unwrap();
+        let Some(max) = max_roles else {
+            return api;
+        };
+        let connect: Connect = Arc::new(|role: String| {
+            async move {
+                if role.ends_with("/denied") {
+                    return Err(Error::new(ErrorKind::AccessDenied, "AccessDenied"));
+                }
+                let source = Arc::new(MemorySource::new());
+                source.put("db", &format!("value as {role}"));
+                Ok(source as DynSource)
+            }
+            .boxed()
+        });
+        api.with_roles(Arc::new(Roles::new(engine, connect, max)))
+    }
+
+    fn query(role: Option<&str>) -> Query {
+        Query {
+            secret_id: "db".into(),
+            role_arn: role.map(|r| format!("arn:aws:iam::123456789012:role/{r}")),
+            ..Query::default()
+        }
+    }
+
+    fn secret_string(body: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["SecretString"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn each_role_answers_its_own_value_and_refusals_are_the_agents() {
+        let api = api(Some(2));
+        let base = get_secret(&api, query(None), &Peer::Tcp).await.unwrap();
+        assert_eq!(secret_string(&base), "base value");
+        for role in ["a", "b"] {
+            let body = get_secret(&api, query(Some(role)), &Peer::Tcp)
+                .await
+                .unwrap();
+            assert_eq!(
+                secret_string(&body),
+                format!("value as arn:aws:iam::123456789012:role/{role}")
+            );
+        }
+        let past = get_secret(&api, query(Some("c")), &Peer::Tcp)
+            .await
+            .unwrap_err();
+        assert_eq!(past.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            past.body,
+            r#"{"__type":"MaxRolesExceeded","message":"The maximum number of assumed roles (2) has been reached. Unable to assume the following role to create a client: arn:aws:iam::123456789012:role/c"}"#
+        );
+        assert!(past.json);
+    }
+
+    #[tokio::test]
+    async fn a_role_that_cannot_be_assumed_is_403_and_without_roles_400() {
+        let api = api(Some(2));
+        let denied = get_secret(&api, query(Some("denied")), &Peer::Tcp)
+            .await
+            .unwrap_err();
+        assert_eq!(denied.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            denied.body,
+            r#"{"__type":"AccessDeniedException","message":"Failed to create caching client from role: arn:aws:iam::123456789012:role/denied"}"#
+        );
+        let without = api_without_roles().await;
+        let refused = get_secret(&without, query(Some("a")), &Peer::Tcp)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(
+            refused.body.contains("InvalidParameterException"),
+            "{}",
+            refused.body
+        );
+    }
+
+    async fn api_without_roles() -> Api {
+        api(None)
+    }
+}

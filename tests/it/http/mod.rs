@@ -12,6 +12,7 @@ mod metrics;
 mod moto;
 mod mount;
 mod parity;
+mod roles;
 mod socket;
 mod token;
 mod upstream;

@@ -1,6 +1,7 @@
 //! Test harness shared by the integration tests.
 
 pub mod cli;
+pub mod counting_proxy;
 pub mod fake_sm;
 pub mod http;
 pub mod moto;

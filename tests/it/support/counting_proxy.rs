@@ -1,0 +1,241 @@
+//! A recording HTTP proxy in front of moto: it forwards every request unchanged and notes its
+//! operation (Secrets Manager's `X-Amz-Target`, STS's `Action=`) and the access key id that
+//! signed it, so that a test can count AssumeRole calls and see which credentials each
+//! Secrets Manager call was made with (moto itself shows neither).
+//!
+//! It runs on its own thread and runtime, so it answers whatever the test does with its own
+//! (blocking reads of a mount included). Access key ids are compared, never printed. It
+//! refuses AssumeRole of roles named `.../denied` (see [`REFUSED_ROLE_SUFFIX`]).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// AssumeRole of a role whose ARN ends so is refused here, as STS refuses a role whose trust
+/// policy does not name the caller (moto grants every AssumeRole).
+pub const REFUSED_ROLE_SUFFIX: &str = "/denied";
+
+const ACCESS_DENIED: &[u8] = b"<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+<Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: \
+sts:AssumeRole</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId>\
+</ErrorResponse>";
+
+/// One request that went through: its operation and the access key id that signed it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub op: String,
+    pub key_id: String,
+}
+
+pub struct CountingProxy {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CountingProxy {
+    /// A proxy to `upstream` (moto's `http://127.0.0.1:PORT`).
+    pub fn start(upstream: &str) -> CountingProxy {
+        let upstream: SocketAddr = upstream
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("counting proxy: cannot use upstream {upstream}"));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("counting proxy: bind");
+        listener
+            .set_nonblocking(true)
+            .expect("counting proxy: nonblocking");
+        let addr = listener.local_addr().expect("counting proxy: address");
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let (shutdown, mut stop) = oneshot::channel();
+        let seen_by_server = seen.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("counting proxy: runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let seen = seen_by_server.clone();
+                            tokio::spawn(async move {
+                                let service = service_fn(move |request| {
+                                    forward(upstream, seen.clone(), request)
+                                });
+                                let _ = http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        CountingProxy {
+            addr,
+            seen,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many requests of `op` went through.
+    pub fn calls(&self, op: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.op == op)
+            .count()
+    }
+
+    /// The access key ids of the requests of `op`, in order.
+    pub fn key_ids(&self, op: &str) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|s| s.op == op)
+            .map(|s| s.key_id.clone())
+            .collect()
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn forward(
+    upstream: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let op = match header("x-amz-target").rsplit_once('.') {
+        Some((_, op)) => op.to_owned(),
+        None => form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default(),
+    };
+    let authorization = header("authorization");
+    let key_id = authorization
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').next())
+        .unwrap_or("")
+        .to_owned();
+    let refused = op == "AssumeRole"
+        && form_urlencoded::parse(&body)
+            .any(|(k, v)| k == "RoleArn" && v.ends_with(REFUSED_ROLE_SUFFIX));
+    seen.lock().unwrap().push(Seen { op, key_id });
+    if refused {
+        let mut response = Response::new(Full::new(Bytes::from_static(ACCESS_DENIED)));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/xml"),
+        );
+        return Ok(response);
+    }
+
+    // One request per upstream connection, read to its end.
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\n",
+        parts.method,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    for (name, value) in &parts.headers {
+        if name == "connection" || name == "content-length" || name == "transfer-encoding" {
+            continue;
+        }
+        head.push_str(&format!(
+            "{}: {}\r\n",
+            name,
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut stream = tokio::net::TcpStream::connect(upstream).await?;
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&body).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    parse_response(&answer).ok_or_else(|| std::io::Error::other("unreadable answer from moto"))
+}
+
+/// A whole HTTP/1.x response (Content-Length or to the end; not chunked) as hyper's.
+fn parse_response(raw: &[u8]) -> Option<Response<Full<Bytes>>> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::from_u16(status).ok()?;
+    let mut length = None;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let (name, value) = (name.trim(), value.trim());
+        let lower = name.to_ascii_lowercase();
+        if lower == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
+            return None;
+        }
+        if lower == "content-length" {
+            length = value.parse::<usize>().ok();
+            continue;
+        }
+        if lower == "connection" || lower == "keep-alive" {
+            continue;
+        }
+        response.headers_mut().append(
+            hyper::header::HeaderName::from_bytes(name.as_bytes()).ok()?,
+            hyper::header::HeaderValue::from_str(value).ok()?,
+        );
+    }
+    let body = &raw[end + 4..];
+    let body = match length {
+        Some(n) => body.get(..n)?,
+        None => body,
+    };
+    *response.body_mut() = Full::new(Bytes::copy_from_slice(body));
+    Some(response)
+}
