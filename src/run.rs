@@ -15,14 +15,15 @@ use crate::fuse::mount;
 use crate::fuse::namespace::Namespace;
 use crate::fuse::templates::Templates;
 use crate::hooks::Hooks;
-use crate::http::Api;
 use crate::http::listen::{self, Listening};
 use crate::http::token::Token;
+use crate::http::{Api, ParameterEngines};
 use crate::policy::{self, Policy, SharedPolicy, SystemDirectory};
 use crate::selector::Selector;
 use crate::settings::{HttpOptions, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
+use crate::source::ssm::{Shape, SsmSource};
 use crate::source::{DynSource, SourceSpec};
 use crate::template::Template;
 use crate::watch::{AbortOnDrop, BeforeTelling, Fire, PathOf, WatchPattern, Watcher};
@@ -37,6 +38,13 @@ pub async fn build_source(settings: &Settings, check_credentials: bool) -> Resul
     Ok(match &settings.source {
         SourceSpec::Aws => {
             let source = AwsSource::connect(&settings.aws).await?;
+            if check_credentials && settings.validate_credentials {
+                source.check_credentials().await?;
+            }
+            Arc::new(source)
+        }
+        SourceSpec::Ssm => {
+            let source = SsmSource::connect(&settings.ssm_aws, true, Shape::Value).await?;
             if check_credentials && settings.validate_credentials {
                 source.check_credentials().await?;
             }
@@ -75,7 +83,10 @@ async fn render(settings: &Settings, args: &RenderArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.template)
         .map_err(|e| Error::config(format!("template {name}: cannot read it: {e}")))?;
     let template = Template::compile(&name, &text)?;
-    let engine = Engine::new(build_source(settings, false).await?, settings.cache);
+    let engine = Engine::new(
+        build_source(settings, false).await?,
+        settings.source_cache(),
+    );
     let resolved = engine
         .render(&template)
         .await
@@ -101,7 +112,7 @@ async fn watch(settings: &Settings, args: &WatchArgs) -> Result<u8> {
     }
     let engine = Arc::new(Engine::new(
         build_source(settings, true).await?,
-        settings.cache,
+        settings.source_cache(),
     ));
     crate::watch::command::supervise(engine, args, settings.cache.list_ttl).await
 }
@@ -133,22 +144,27 @@ fn tcp_token(keys: &HttpOptions, insist: bool) -> Result<Option<Token>> {
 async fn start_http(
     engine: Arc<Engine>,
     policy: SharedPolicy,
-    keys: &HttpOptions,
+    settings_all: &Settings,
     insist_on_tcp: bool,
 ) -> Result<Option<Listening>> {
+    let keys = &settings_all.http;
     let token = tcp_token(keys, insist_on_tcp)?;
     let settings = keys.listeners(token.is_some());
     if settings.tcp.is_none() && settings.socket.is_none() {
         return Ok(None);
     }
-    let api = Arc::new(Api::new(engine, policy, token, &settings)?);
+    let parameters = ParameterEngines::new(settings_all.ssm_aws.clone(), settings_all.ssm_cache);
+    let api = Arc::new(Api::new(engine, policy, token, &settings)?.with_parameters(parameters));
     Ok(Some(listen::start(api, &settings).await?))
 }
 
 async fn get(settings: &Settings, args: &GetArgs) -> Result<()> {
     // Parsed before the source is even built: an invalid selector costs nothing upstream.
     let selector = Selector::parse(&args.selector)?;
-    let engine = Engine::new(build_source(settings, false).await?, settings.cache);
+    let engine = Engine::new(
+        build_source(settings, false).await?,
+        settings.source_cache(),
+    );
     let resolved = engine.get(&selector).await?;
     write_out(resolved.bytes())
 }
@@ -162,10 +178,13 @@ async fn mount(
     let mut stop = daemon::StopSignals::install()?;
     let hangup = watch_hangup()?;
     let mountpoint = mount::prepare_mountpoint(&args.mountpoint)?;
-    let namespace = Namespace::new(settings.layout, &settings.prefix)?;
+    let namespace = match settings.source {
+        SourceSpec::Ssm => Namespace::for_parameters(settings.layout, &settings.prefix)?,
+        _ => Namespace::new(settings.layout, &settings.prefix)?,
+    };
     let engine = Arc::new(Engine::new(
         build_source(&settings, true).await?,
-        settings.cache,
+        settings.source_cache(),
     ));
     let policy = policy::shared(build_policy(&settings)?);
     let templates = Arc::new(Templates::load(
@@ -198,7 +217,7 @@ async fn mount(
         return Err(e);
     }
     let http = if settings.http_enabled {
-        match start_http(engine.clone(), policy.clone(), &settings.http, false).await {
+        match start_http(engine.clone(), policy.clone(), &settings, false).await {
             Ok(http) => http,
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
@@ -259,10 +278,10 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
     let hangup = watch_hangup()?;
     let engine = Arc::new(Engine::new(
         build_source(&settings, true).await?,
-        settings.cache,
+        settings.source_cache(),
     ));
     let policy = policy::shared(build_policy(&settings)?);
-    let listening = start_http(engine.clone(), policy.clone(), &settings.http, true)
+    let listening = start_http(engine.clone(), policy.clone(), &settings, true)
         .await?
         .expect("serve always listens on TCP");
     // As the agent, one line on stdout says where, for scripts and tests to wait on.

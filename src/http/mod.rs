@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod listen;
 pub mod metrics;
+pub mod parameters;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use hyper::header::{HeaderMap, HeaderName};
 use hyper::{Request, Response, StatusCode};
 
 use agent::{Body, Peer, Route};
+pub use parameters::ParameterEngines;
 use token::Token;
 
 use crate::engine::Engine;
@@ -56,6 +58,8 @@ pub struct Api {
     token: Option<Token>,
     token_headers: Vec<HeaderName>,
     path_prefix: String,
+    /// The engines of the Parameter Store route; without them it answers 500.
+    parameters: Option<ParameterEngines>,
 }
 
 impl Api {
@@ -87,7 +91,14 @@ impl Api {
             token,
             token_headers,
             path_prefix: settings.path_prefix.clone(),
+            parameters: None,
         })
+    }
+
+    /// Serves `/systemsmanager/parameters/get` from these engines.
+    pub fn with_parameters(mut self, parameters: ParameterEngines) -> Self {
+        self.parameters = Some(parameters);
+        self
     }
 
     /// Whether any token header carries the token (each compared in constant time).
@@ -142,6 +153,12 @@ impl Api {
                     hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
                 );
                 response
+            }
+            Route::Parameter(query) => {
+                match agent::parameter::get_parameter(self, query, peer).await {
+                    Ok(body) => agent::respond(StatusCode::OK, body, true),
+                    Err(r) => agent::respond(r.status, r.body, r.json),
+                }
             }
             Route::Get(query) => match agent::get_secret(self, query, peer).await {
                 Ok(body) => agent::respond(StatusCode::OK, body, true),
