@@ -12,7 +12,6 @@ use tokio::sync::OnceCell;
 use crate::cache::CacheConfig;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::source::DynSource;
 use crate::source::aws::AwsOptions;
 use crate::source::ssm::{Shape, SsmSource};
 
@@ -31,18 +30,6 @@ impl ParameterEngines {
             decrypted: OnceCell::new(),
             encrypted: OnceCell::new(),
         }
-    }
-
-    /// Engines over given sources (unit tests): `decrypted` answers WithDecryption=true.
-    pub fn with_sources(decrypted: DynSource, encrypted: DynSource, cache: CacheConfig) -> Self {
-        let engines = ParameterEngines::new(AwsOptions::default(), cache);
-        let _ = engines
-            .decrypted
-            .set(Arc::new(Engine::new(decrypted, cache)));
-        let _ = engines
-            .encrypted
-            .set(Arc::new(Engine::new(encrypted, cache)));
-        engines
     }
 
     /// The engine answering WithDecryption=`decrypt`, built (client included) the first time.

@@ -104,7 +104,7 @@ impl SsmSource {
         check_credentials(self.credentials.as_ref()).await
     }
 
-    fn into_value(&self, parameter: Parameter, stages: Vec<String>) -> SecretValue {
+    fn value_of(&self, parameter: Parameter, stages: Vec<String>) -> SecretValue {
         let created = parameter.last_modified_date.and_then(system_time);
         let name = parameter.name.clone().unwrap_or_default();
         let arn = parameter.arn.clone().unwrap_or_default();
@@ -198,7 +198,7 @@ impl SecretSource for SsmSource {
             (None, None) => vec![AWSCURRENT.to_owned()],
             (Some(_), _) => Vec::new(),
         };
-        Ok(self.into_value(parameter, stages))
+        Ok(self.value_of(parameter, stages))
     }
 
     async fn describe_secret(&self, secret_id: &str) -> Result<SecretDescription> {
@@ -318,7 +318,7 @@ impl SecretSource for SsmSource {
                     let parameter = found.swap_remove(pos);
                     return Some((
                         id.clone(),
-                        Ok(self.into_value(parameter, vec![AWSCURRENT.to_owned()])),
+                        Ok(self.value_of(parameter, vec![AWSCURRENT.to_owned()])),
                     ));
                 }
                 // Unmatched and not said invalid: asked for alone by the caller.

@@ -333,3 +333,36 @@ async fn ssm_http_route_answers_get_parameter_as_the_service() {
         .await;
     assert_eq!(r.status, 400, "forwarded");
 }
+
+/// The Lambda extension's variables reach their settings, below our own variables.
+#[tokio::test]
+async fn extension_variables_map_onto_settings_below_ours() {
+    let env = [
+        ("SSM_PARAMETER_STORE_TTL", "42"),
+        ("SECRETS_MANAGER_TTL", "9"),
+        ("SECRETSFS_TTL", "7"),
+        ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1500"),
+        ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "0"),
+        ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "100"),
+        ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "5"),
+        ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "NONE"),
+    ];
+    let mut command = crate::support::cli::command(&["check-config"], &env);
+    let out = tokio::time::timeout(crate::support::cli::DEADLINE, command.output())
+        .await
+        .expect("check-config finishes")
+        .expect("secretsfs runs");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "ssm_ttl = 42    # flag or environment",
+        "ttl = 7    # flag or environment",
+        "timeout = 2    # flag or environment",
+        "ssm_timeout = 300    # flag or environment",
+        "cache_size = 100    # flag or environment",
+        "max_conn = 5    # flag or environment",
+        "log_level = off    # flag or environment",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
+    }
+}
