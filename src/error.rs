@@ -147,11 +147,13 @@ impl Error {
     }
 }
 
-/// Maps a Secrets Manager error code onto its kind. Unknown codes are not transient: masking
+/// Maps a Secrets Manager (or Parameter Store) error code onto its kind. Unknown codes are not transient: masking
 /// an error we do not understand with a stale value would hide it.
 pub fn classify_code(code: &str) -> ErrorKind {
     match code {
-        "ResourceNotFoundException" => ErrorKind::NotFound,
+        "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => {
+            ErrorKind::NotFound
+        }
         "AccessDeniedException"
         | "UnrecognizedClientException"
         | "InvalidSignatureException"
@@ -160,16 +162,25 @@ pub fn classify_code(code: &str) -> ErrorKind {
         | "InvalidClientTokenId"
         | "ExpiredTokenException"
         | "NotAuthorized" => ErrorKind::AccessDenied,
-        "DecryptionFailure" => ErrorKind::Decryption,
+        // Parameter Store's SecureString: the KMS key is wrong, disabled or not usable.
+        "DecryptionFailure"
+        | "InvalidKeyId"
+        | "KMSAccessDeniedException"
+        | "KMSDisabledException"
+        | "KMSInvalidStateException"
+        | "KMSNotFoundException" => ErrorKind::Decryption,
         "InvalidRequestException"
         | "InvalidParameterException"
         | "InvalidNextTokenException"
-        | "ValidationException" => ErrorKind::InvalidRequest,
+        | "ValidationException"
+        | "ValidationError"
+        | "ParameterVersionLabelLimitExceeded" => ErrorKind::InvalidRequest,
         "ThrottlingException"
         | "Throttling"
         | "TooManyRequestsException"
         | "RequestLimitExceeded"
         | "InternalServiceError"
+        | "InternalServerError"
         | "InternalFailure"
         | "ServiceUnavailable"
         | "ServiceUnavailableException"
@@ -227,6 +238,13 @@ mod tests {
             classify_code("InvalidRequestException"),
             ErrorKind::InvalidRequest
         );
+        assert_eq!(classify_code("ParameterNotFound"), ErrorKind::NotFound);
+        assert_eq!(
+            classify_code("ParameterVersionNotFound"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(classify_code("InvalidKeyId"), ErrorKind::Decryption);
+        assert_eq!(classify_code("InternalServerError"), ErrorKind::Unavailable);
         assert_eq!(classify_code("SomethingNew"), ErrorKind::Internal);
     }
 

@@ -17,14 +17,15 @@ use crate::fuse::mount;
 use crate::fuse::namespace::Namespace;
 use crate::fuse::templates::Templates;
 use crate::hooks::Hooks;
-use crate::http::Api;
 use crate::http::listen::{self, Listening};
 use crate::http::token::Token;
+use crate::http::{Api, ParameterEngines};
 use crate::policy::{self, Policy, SharedPolicy, SystemDirectory};
 use crate::selector::Selector;
 use crate::settings::{HttpOptions, Settings};
 use crate::source::aws::AwsSource;
 use crate::source::file::FileSource;
+use crate::source::ssm::{Shape, SsmSource};
 use crate::source::{DynSource, SourceSpec};
 use crate::template::Template;
 use crate::watch::{AbortOnDrop, BeforeTelling, Fire, PathOf, WatchPattern, Watcher};
@@ -57,6 +58,13 @@ async fn build_source_and_roles(
                 async move { Ok(Arc::new(base.assume_role(&role_arn).await?) as DynSource) }.boxed()
             });
             (source, Some(connect))
+        }
+        SourceSpec::Ssm => {
+            let source = SsmSource::connect(&settings.ssm_aws, true, Shape::Value).await?;
+            if check_credentials && settings.validate_credentials {
+                source.check_credentials().await?;
+            }
+            (Arc::new(source), None)
         }
         SourceSpec::File(path) => (Arc::new(FileSource::open(path)?), None),
     })
@@ -91,7 +99,10 @@ async fn render(settings: &Settings, args: &RenderArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.template)
         .map_err(|e| Error::config(format!("template {name}: cannot read it: {e}")))?;
     let template = Template::compile(&name, &text)?;
-    let engine = Engine::new(build_source(settings, false).await?, settings.cache);
+    let engine = Engine::new(
+        build_source(settings, false).await?,
+        settings.source_cache(),
+    );
     let resolved = engine
         .render(&template)
         .await
@@ -117,7 +128,7 @@ async fn watch(settings: &Settings, args: &WatchArgs) -> Result<u8> {
     }
     let engine = Arc::new(Engine::new(
         build_source(settings, true).await?,
-        settings.cache,
+        settings.source_cache(),
     ));
     crate::watch::command::supervise(engine, args, settings.cache.list_ttl).await
 }
@@ -149,16 +160,19 @@ fn tcp_token(keys: &HttpOptions, insist: bool) -> Result<Option<Token>> {
 async fn start_http(
     engine: Arc<Engine>,
     policy: SharedPolicy,
-    keys: &HttpOptions,
+    settings_all: &Settings,
     insist_on_tcp: bool,
     roles: Option<roles::Connect>,
 ) -> Result<Option<Listening>> {
+    let keys = &settings_all.http;
     let token = tcp_token(keys, insist_on_tcp)?;
     let settings = keys.listeners(token.is_some());
     if settings.tcp.is_none() && settings.socket.is_none() {
         return Ok(None);
     }
-    let mut api = Api::new(engine.clone(), policy, token, &settings)?;
+    let mut api = Api::new(engine.clone(), policy, token, &settings)?.with_parameters(
+        ParameterEngines::new(settings_all.ssm_aws.clone(), settings_all.ssm_cache),
+    );
     if let Some(connect) = roles {
         api = api.with_roles(Arc::new(
             Roles::new(engine, connect, keys.max_roles).refreshing_ahead(),
@@ -171,7 +185,10 @@ async fn start_http(
 async fn get(settings: &Settings, args: &GetArgs) -> Result<()> {
     // Parsed before the source is even built: an invalid selector costs nothing upstream.
     let selector = Selector::parse(&args.selector)?;
-    let engine = Engine::new(build_source(settings, false).await?, settings.cache);
+    let engine = Engine::new(
+        build_source(settings, false).await?,
+        settings.source_cache(),
+    );
     let resolved = engine.get(&selector).await?;
     write_out(resolved.bytes())
 }
@@ -185,9 +202,12 @@ async fn mount(
     let mut stop = daemon::StopSignals::install()?;
     let hangup = watch_hangup()?;
     let mountpoint = mount::prepare_mountpoint(&args.mountpoint)?;
-    let namespace = Namespace::new(settings.layout, &settings.prefix)?;
+    let namespace = match settings.source {
+        SourceSpec::Ssm => Namespace::for_parameters(settings.layout, &settings.prefix)?,
+        _ => Namespace::new(settings.layout, &settings.prefix)?,
+    };
     let (source, roles) = build_source_and_roles(&settings, true).await?;
-    let engine = Arc::new(Engine::new(source, settings.cache));
+    let engine = Arc::new(Engine::new(source, settings.source_cache()));
     let policy = policy::shared(build_policy(&settings)?);
     let templates = Arc::new(Templates::load(
         &settings.sections.template,
@@ -219,7 +239,7 @@ async fn mount(
         return Err(e);
     }
     let http = if settings.http_enabled {
-        match start_http(engine.clone(), policy.clone(), &settings.http, false, roles).await {
+        match start_http(engine.clone(), policy.clone(), &settings, false, roles).await {
             Ok(http) => http,
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
@@ -279,9 +299,9 @@ async fn serve(cli: &Cli, args: &ServeArgs, settings: Settings) -> Result<()> {
     let mut stop = daemon::StopSignals::install()?;
     let hangup = watch_hangup()?;
     let (source, roles) = build_source_and_roles(&settings, true).await?;
-    let engine = Arc::new(Engine::new(source, settings.cache));
+    let engine = Arc::new(Engine::new(source, settings.source_cache()));
     let policy = policy::shared(build_policy(&settings)?);
-    let listening = start_http(engine.clone(), policy.clone(), &settings.http, true, roles)
+    let listening = start_http(engine.clone(), policy.clone(), &settings, true, roles)
         .await?
         .expect("serve always listens on TCP");
     // As the agent, one line on stdout says where, for scripts and tests to wait on.

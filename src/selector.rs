@@ -96,6 +96,42 @@ impl Selector {
         })
     }
 
+    /// A Parameter Store selector file name's parts (`NAME:3`, `NAME:label`), `name` the
+    /// parameter's name: digits are a version number (the version id), anything else a label
+    /// (the stage). Only labels Parameter Store accepts pass (1-100 letters, digits, `.`, `-`,
+    /// `_`, not starting with a digit, `aws` or `ssm`), so nothing invalid is ever asked for.
+    pub fn of_parameter(name: &str, suffix: &str) -> Result<Self> {
+        let invalid = |why: &str| {
+            Error::invalid_selector(format!("invalid parameter selector {name}:{suffix}: {why}"))
+        };
+        validate_name(name).map_err(|why| invalid(&why))?;
+        let mut selector = Selector::whole(name);
+        if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
+            match suffix.parse::<u64>() {
+                Ok(n) if n >= 1 && n <= i64::MAX as u64 => {
+                    selector.version_id = Some(n.to_string());
+                }
+                _ => return Err(invalid("a version number is 1 or more")),
+            }
+            return Ok(selector);
+        }
+        let lower = suffix.to_ascii_lowercase();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_".contains(c);
+        if suffix.is_empty() || suffix.len() > 100 || !suffix.chars().all(allowed) {
+            return Err(invalid(
+                "a label is 1 to 100 letters, digits, '.', '-' or '_'",
+            ));
+        }
+        if suffix.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(invalid("a label cannot begin with a digit"));
+        }
+        if lower.starts_with("aws") || lower.starts_with("ssm") {
+            return Err(invalid("a label cannot begin with aws or ssm"));
+        }
+        selector.version_stage = Some(suffix.to_owned());
+        Ok(selector)
+    }
+
     pub fn parse(input: &str) -> Result<Self> {
         parse(input)
             .map_err(|why| Error::invalid_selector(format!("invalid selector {input:?}: {why}")))
@@ -334,6 +370,38 @@ mod tests {
 
     fn p(s: &str) -> Selector {
         Selector::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parameter_selectors_are_version_numbers_or_labels() {
+        let sel = Selector::of_parameter("/app/db-url", "3").unwrap();
+        assert_eq!(sel.version_id.as_deref(), Some("3"));
+        assert_eq!(sel.version_stage, None);
+        let sel = Selector::of_parameter("/app/db-url", "prod").unwrap();
+        assert_eq!(sel.version_stage.as_deref(), Some("prod"));
+        assert_eq!(sel.version_id, None);
+        assert_eq!(sel.version_ref(), VersionRef::stage("prod"));
+        for bad in [
+            "",
+            "0",
+            "99999999999999999999",
+            "3a",
+            "awsx",
+            "SSM1",
+            "a:b",
+            "a b",
+        ] {
+            assert!(
+                Selector::of_parameter("/app/db-url", bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(Selector::of_parameter("/app/d b", "3").is_err());
+        // The secrets grammar is unchanged: `x:3` is still a JSON key there.
+        assert_eq!(
+            Selector::parse("x:3").unwrap().json_key.as_deref(),
+            Some("3")
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::cache::Op;
 use crate::cache::flight::Candidate;
 use crate::error::{ErrorKind, Result};
 use crate::selector::VersionRef;
-use crate::source::{BATCH_LIMIT, SecretValue};
+use crate::source::SecretValue;
 
 /// The answers of one batch call, each taken by the fetch of its own name.
 type BatchResult = futures::future::Shared<
@@ -46,7 +46,7 @@ impl Engine {
             .cloned()
             .collect();
         let mut fetches = Vec::new();
-        for chunk in missing.chunks(BATCH_LIMIT) {
+        for chunk in missing.chunks(self.source.batch_limit().max(1)) {
             let batch = self.batch_call(chunk.to_vec());
             for name in chunk {
                 let key = (name.clone(), current.clone());
@@ -119,7 +119,7 @@ impl Engine {
         }
         if !current.is_empty() {
             let names: Vec<String> = current.into_iter().map(|(n, _)| n.clone()).collect();
-            for chunk in names.chunks(BATCH_LIMIT) {
+            for chunk in names.chunks(self.source.batch_limit().max(1)) {
                 let batch = self.maybe_batch(chunk);
                 for name in chunk {
                     let key = (name.clone(), VersionRef::current());
@@ -136,9 +136,10 @@ impl Engine {
         }
     }
 
-    /// Refreshes the AWSCURRENT values of `names`, 20 a batch call.
+    /// Refreshes the AWSCURRENT values of `names`, [`crate::source::SecretSource::batch_limit`]
+    /// (20 for Secrets Manager) a batch call.
     fn refresh_current(&self, names: &[String]) {
-        for chunk in names.chunks(BATCH_LIMIT) {
+        for chunk in names.chunks(self.source.batch_limit().max(1)) {
             let batch = self.maybe_batch(chunk);
             for name in chunk {
                 let key = (name.clone(), VersionRef::current());

@@ -35,6 +35,9 @@ impl std::fmt::Display for Layout {
 pub struct Namespace {
     layout: Layout,
     prefix: String,
+    /// Parameter Store (`--source ssm`): names begin with `/` (the path `app/x` is the name
+    /// `/app/x`), and selector file names are Parameter Store's `NAME:3` / `NAME:label`.
+    parameters: bool,
 }
 
 /// What a listing says a path is.
@@ -55,7 +58,26 @@ impl Namespace {
                 .map_err(|why| Error::config(format!("invalid --prefix {prefix:?}: {why}")))?;
             format!("{trimmed}/")
         };
-        Ok(Namespace { layout, prefix })
+        Ok(Namespace {
+            layout,
+            prefix,
+            parameters: false,
+        })
+    }
+
+    /// The namespace of Parameter Store's hierarchy (`--source ssm`): every name begins with
+    /// `/`, which the paths leave out, and selector file names are `NAME:VERSION` or
+    /// `NAME:LABEL` ([`Selector::of_parameter`]); JSON keys are not offered.
+    pub fn for_parameters(layout: Layout, prefix: &str) -> Result<Self> {
+        let mut namespace = Namespace::new(layout, prefix)?;
+        namespace.prefix = format!("/{}", namespace.prefix);
+        namespace.parameters = true;
+        Ok(namespace)
+    }
+
+    /// Whether this is the namespace of Parameter Store's hierarchy.
+    pub fn is_parameters(&self) -> bool {
+        self.parameters
     }
 
     pub fn layout(&self) -> Layout {
@@ -86,6 +108,22 @@ impl Namespace {
         let path = self.path_of(&selector.secret_id)?;
         let whole = selector.json_key.is_none() && selector.version_id.is_none();
         match self.layout {
+            Layout::Flat if self.parameters => {
+                let suffix = match (&selector.json_key, &selector.version_id) {
+                    (Some(_), _) => return None,
+                    (None, Some(number)) => format!(":{number}"),
+                    (None, None) => match selector.version_stage.as_deref() {
+                        None | Some(selector::AWSCURRENT) => String::new(),
+                        Some(label) => format!(":{label}"),
+                    },
+                };
+                let shown = format!("{path}{suffix}");
+                shown
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(valid_component)
+                    .then_some(shown)
+            }
             Layout::Flat => {
                 let shown = Selector {
                     secret_id: path.to_owned(),
@@ -112,6 +150,11 @@ impl Namespace {
     /// A selector file name (`db:password`, `db::AWSPREVIOUS`) in the directory `parent`:
     /// `None` when `name` is not a selector, the parse result when it is.
     pub fn selector_in(&self, parent: &str, name: &str) -> Option<Result<Selector>> {
+        if self.parameters {
+            let (base, suffix) = name.split_once(':')?;
+            let full = self.secret_name(&join(parent, base));
+            return Some(Selector::of_parameter(&full, suffix));
+        }
         name.contains(':')
             .then(|| Selector::parse(&self.secret_name(&join(parent, name))))
     }
@@ -338,6 +381,43 @@ mod tests {
         assert_eq!(sel.version_stage.as_deref(), Some("AWSPREVIOUS"));
         assert!(ns.selector_in("", "db").is_none());
         assert!(ns.selector_in("", "db:a:b:c:d").unwrap().is_err());
+    }
+
+    #[test]
+    fn parameters_are_named_with_a_leading_slash_and_selected_by_version_or_label() {
+        let ns = Namespace::for_parameters(Layout::Flat, "").unwrap();
+        assert_eq!(ns.prefix(), "/");
+        assert_eq!(ns.secret_name("app/prod/db-url"), "/app/prod/db-url");
+        assert_eq!(ns.path_of("/app/prod/db-url"), Some("app/prod/db-url"));
+        assert_eq!(ns.path_of("no-slash"), None);
+        let sel = ns.selector_in("app/prod", "db-url:3").unwrap().unwrap();
+        assert_eq!(sel.secret_id, "/app/prod/db-url");
+        assert_eq!(sel.version_id.as_deref(), Some("3"));
+        assert_eq!(sel.json_key, None);
+        assert_eq!(
+            ns.path_of_selector(&sel).as_deref(),
+            Some("app/prod/db-url:3")
+        );
+        let sel = ns.selector_in("app/prod", "db-url:prod").unwrap().unwrap();
+        assert_eq!(sel.version_stage.as_deref(), Some("prod"));
+        assert_eq!(
+            ns.path_of_selector(&sel).as_deref(),
+            Some("app/prod/db-url:prod")
+        );
+        assert!(ns.selector_in("", "db-url").is_none());
+        assert!(ns.selector_in("", "db-url:a:b").unwrap().is_err());
+        assert!(ns.selector_in("", "db-url::AWSPREVIOUS").unwrap().is_err());
+        let tree = Tree::build(&ns, &listing(&["/app/prod/db-url", "/app/key"]));
+        assert_eq!(
+            tree.children("app"),
+            [
+                ("key".into(), EntryKind::Secret),
+                ("prod".into(), EntryKind::Dir)
+            ]
+        );
+        let under = Namespace::for_parameters(Layout::Flat, "app").unwrap();
+        assert_eq!(under.prefix(), "/app/");
+        assert_eq!(under.secret_name("key"), "/app/key");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod listen;
 pub mod metrics;
+pub mod parameters;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use hyper::header::{HeaderMap, HeaderName};
 use hyper::{Request, Response, StatusCode};
 
 use agent::{Body, Peer, Route};
+pub use parameters::ParameterEngines;
 use token::Token;
 
 use crate::engine::Engine;
@@ -59,6 +61,8 @@ pub struct Api {
     path_prefix: String,
     /// The engines of `roleArn`'s roles; `None` where the source cannot assume roles.
     roles: Option<Arc<Roles>>,
+    /// The engines of the Parameter Store route; without them it answers 500.
+    parameters: Option<ParameterEngines>,
 }
 
 impl Api {
@@ -91,12 +95,19 @@ impl Api {
             token_headers,
             path_prefix: settings.path_prefix.clone(),
             roles: None,
+            parameters: None,
         })
     }
 
     /// Answers `roleArn` with these roles' engines (without: 400).
     pub fn with_roles(mut self, roles: Arc<Roles>) -> Self {
         self.roles = Some(roles);
+        self
+    }
+
+    /// Serves `/systemsmanager/parameters/get` from these engines.
+    pub fn with_parameters(mut self, parameters: ParameterEngines) -> Self {
+        self.parameters = Some(parameters);
         self
     }
 
@@ -152,6 +163,12 @@ impl Api {
                     hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
                 );
                 response
+            }
+            Route::Parameter(query) => {
+                match agent::parameter::get_parameter(self, query, peer).await {
+                    Ok(body) => agent::respond(StatusCode::OK, body, true),
+                    Err(r) => agent::respond(r.status, r.body, r.json),
+                }
             }
             Route::Get(query) => match agent::get_secret(self, query, peer).await {
                 Ok(body) => agent::respond(StatusCode::OK, body, true),

@@ -21,7 +21,38 @@ pub const SDK_VARIABLES: &[(&str, &[&str])] = &[
     ),
     ("use_fips_endpoint", &["AWS_USE_FIPS_ENDPOINT"]),
     ("use_dualstack_endpoint", &["AWS_USE_DUALSTACK_ENDPOINT"]),
+    // The AWS Parameters and Secrets Lambda Extension's variables, where they mean something
+    // here. `_MILLIS` values are turned into whole seconds (rounded up; 0, the extension's
+    // "no timeout", is the longest allowed); see `extension_value`.
+    ("http_port", &["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"]),
+    ("cache_size", &["PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE"]),
+    (
+        "max_conn",
+        &["PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS"],
+    ),
+    ("log_level", &["PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL"]),
+    ("ttl", &["SECRETS_MANAGER_TTL"]),
+    ("ssm_ttl", &["SSM_PARAMETER_STORE_TTL"]),
+    ("timeout", &["SECRETS_MANAGER_TIMEOUT_MILLIS"]),
+    ("ssm_timeout", &["SSM_PARAMETER_STORE_TIMEOUT_MILLIS"]),
 ];
+
+/// The longest timeout a setting allows, what the extension's `_MILLIS` 0 ("none") becomes.
+const LONGEST_TIMEOUT_SECONDS: u64 = 300;
+
+/// The text a variable of [`SDK_VARIABLES`] gives its setting: as it is, except the
+/// extension's milliseconds, which become whole seconds rounded up (text that is not a number
+/// is passed on for the setting's parser to refuse).
+pub fn extension_value(variable: &str, value: String) -> String {
+    if !variable.ends_with("_MILLIS") {
+        return value;
+    }
+    match value.trim().parse::<u64>() {
+        Ok(0) => LONGEST_TIMEOUT_SECONDS.to_string(),
+        Ok(millis) => millis.div_ceil(1000).to_string(),
+        Err(_) => value,
+    }
+}
 
 /// How a key of the AWS Secrets Manager Agent's config file maps onto ours.
 #[derive(Debug, Clone, Copy)]
@@ -192,6 +223,22 @@ mod tests {
         for k in RELOADED_ON_SIGHUP {
             assert!(declared(k), "RELOADED_ON_SIGHUP: {k}");
         }
+        assert_eq!(
+            extension_value("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "1500".into()),
+            "2"
+        );
+        assert_eq!(
+            extension_value("SECRETS_MANAGER_TIMEOUT_MILLIS", "0".into()),
+            "300"
+        );
+        assert_eq!(
+            extension_value("SECRETS_MANAGER_TIMEOUT_MILLIS", "x".into()),
+            "x"
+        );
+        assert_eq!(
+            extension_value("SECRETS_MANAGER_TTL", "1500".into()),
+            "1500"
+        );
         for (k, _) in SDK_VARIABLES {
             assert!(declared(k), "SDK_VARIABLES: {k}");
         }

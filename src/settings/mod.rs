@@ -79,6 +79,9 @@ pub struct Settings {
     pub aws: AwsOptions,
     pub validate_credentials: bool,
     pub cache: CacheConfig,
+    /// Parameter Store's client options (its own timeout) and cache (its own TTL).
+    pub ssm_aws: AwsOptions,
+    pub ssm_cache: CacheConfig,
     pub defaults: Defaults,
     pub log_level: Option<String>,
     pub log_file: Option<PathBuf>,
@@ -158,7 +161,7 @@ impl Settings {
                 let (_, names) = keys::SDK_VARIABLES.iter().find(|(k, _)| *k == key)?;
                 names
                     .iter()
-                    .find_map(|n| env(n))
+                    .find_map(|n| env(n).map(|v| keys::extension_value(n, v)))
                     .map(|v| vec![OsString::from(v)])
             };
             let (texts, origin) = if let Some(texts) = given.0.get(&key) {
@@ -202,31 +205,43 @@ impl Settings {
     ) -> Settings {
         let g = &options.global;
         let m = &options.mount;
+        let aws = AwsOptions {
+            region: g.region.clone(),
+            profile: g.profile.clone(),
+            endpoint_url: g.endpoint_url.clone(),
+            timeout: Some(Duration::from_secs(g.timeout)),
+            credentials: None,
+            credentials_file: g.credentials_file_path.clone(),
+            use_fips: g.use_fips_endpoint,
+            use_dual_stack: g.use_dualstack_endpoint,
+            role_arn: g.role_arn.clone(),
+        };
+        let cache = CacheConfig {
+            ttl: Duration::from_secs(g.ttl),
+            ttl_jitter: f64::from(g.ttl_jitter) / 100.0,
+            max_stale: Duration::from_secs(g.max_stale),
+            negative_ttl: Duration::from_secs(g.negative_ttl),
+            list_ttl: Duration::from_secs(g.list_ttl),
+            max_entries: g.cache_size,
+            max_bytes: g.cache_bytes,
+            ..CacheConfig::default()
+        };
         Settings {
             config_path,
             source: g.source.clone(),
-            aws: AwsOptions {
-                region: g.region.clone(),
-                profile: g.profile.clone(),
-                endpoint_url: g.endpoint_url.clone(),
-                timeout: Some(Duration::from_secs(g.timeout)),
-                credentials: None,
-                credentials_file: g.credentials_file_path.clone(),
-                use_fips: g.use_fips_endpoint,
-                use_dual_stack: g.use_dualstack_endpoint,
-                role_arn: g.role_arn.clone(),
+            ssm_aws: AwsOptions {
+                timeout: Some(Duration::from_secs(g.ssm_timeout)),
+                // Parameter Store is read with the host's own credentials.
+                role_arn: None,
+                ..aws.clone()
             },
+            ssm_cache: CacheConfig {
+                ttl: Duration::from_secs(g.ssm_ttl),
+                ..cache
+            },
+            aws,
             validate_credentials: g.validate_credentials,
-            cache: CacheConfig {
-                ttl: Duration::from_secs(g.ttl),
-                ttl_jitter: f64::from(g.ttl_jitter) / 100.0,
-                max_stale: Duration::from_secs(g.max_stale),
-                negative_ttl: Duration::from_secs(g.negative_ttl),
-                list_ttl: Duration::from_secs(g.list_ttl),
-                max_entries: g.cache_size,
-                max_bytes: g.cache_bytes,
-                ..CacheConfig::default()
-            },
+            cache,
             defaults: Defaults {
                 uid: g.uid.unwrap_or_default(),
                 gid: g.gid.unwrap_or_default(),
@@ -247,6 +262,15 @@ impl Settings {
             options,
             origins,
             sections: file.sections.clone(),
+        }
+    }
+
+    /// The cache of the source the mount and `get` read: Parameter Store's TTL for
+    /// `--source ssm`.
+    pub fn source_cache(&self) -> CacheConfig {
+        match self.source {
+            SourceSpec::Ssm => self.ssm_cache,
+            _ => self.cache,
         }
     }
 

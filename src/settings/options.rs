@@ -24,8 +24,9 @@ use crate::source::SourceSpec;
 /// Settings every command takes, before or after the subcommand.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct GlobalOptions {
-    /// Where secrets come from: `aws` (Secrets Manager) or `file:PATH` (a JSON file).
-    #[arg(long, global = true, value_name = "aws|file:PATH", value_parser = parse_source,
+    /// Where secrets come from: `aws` (Secrets Manager), `ssm` (Parameter Store) or
+    /// `file:PATH` (a JSON file).
+    #[arg(long, global = true, value_name = "aws|ssm|file:PATH", value_parser = parse_source,
           default_value = "aws", env = "SECRETSFS_SOURCE", help_heading = "Source")]
     #[serde(serialize_with = "shown")]
     pub source: SourceSpec,
@@ -46,6 +47,11 @@ pub struct GlobalOptions {
     #[arg(long, global = true, value_name = "SECONDS", env = "SECRETSFS_TIMEOUT",
           default_value_t = 10, value_parser = in_range::<u64>(1, 300), help_heading = "Source")]
     pub timeout: u64,
+
+    /// Deadline of one Parameter Store call, retries included, 1-300 seconds.
+    #[arg(long, global = true, value_name = "SECONDS", env = "SECRETSFS_SSM_TIMEOUT",
+          default_value_t = 10, value_parser = in_range::<u64>(1, 300), help_heading = "Source")]
+    pub ssm_timeout: u64,
 
     /// An AWS shared credentials file to use instead of ~/.aws/credentials.
     #[arg(
@@ -90,6 +96,13 @@ pub struct GlobalOptions {
           default_value_t = cache::DEFAULT_TTL.as_secs(), value_parser = in_range::<u64>(0, 86400),
           help_heading = "Cache")]
     pub ttl: u64,
+
+    /// How long a fetched Parameter Store value is served before it is fetched again (the
+    /// HTTP API's parameters, and the mount with `--source ssm`), 0-86400 seconds.
+    #[arg(long, global = true, value_name = "SECONDS", env = "SECRETSFS_SSM_TTL",
+          default_value_t = cache::DEFAULT_TTL.as_secs(), value_parser = in_range::<u64>(0, 86400),
+          help_heading = "Cache")]
+    pub ssm_ttl: u64,
 
     /// Up to this percentage is taken off each value's TTL at random, so that a fleet of hosts
     /// does not refresh in lockstep, 0-50.

@@ -67,14 +67,18 @@ fn flag(arg: &Arg) -> String {
 
 fn environment(arg: &Arg) -> String {
     let key = keys::key(arg);
-    let names: Vec<String> = match keys::SDK_VARIABLES.iter().find(|(k, _)| *k == key) {
-        Some((_, names)) => names.iter().map(|n| n.to_string()).collect(),
-        None => arg
-            .get_env()
-            .map(|e| e.to_string_lossy().into_owned())
-            .into_iter()
-            .collect(),
-    };
+    // Ours first (it wins), then the SDK's or the Lambda extension's.
+    let names: Vec<String> = arg
+        .get_env()
+        .map(|e| e.to_string_lossy().into_owned())
+        .into_iter()
+        .chain(
+            keys::SDK_VARIABLES
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .flat_map(|(_, names)| names.iter().map(|n| n.to_string())),
+        )
+        .collect();
     let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
     names.join(", ")
 }

@@ -70,56 +70,64 @@ pub struct AwsSource {
     base: aws_config::SdkConfig,
 }
 
-impl AwsSource {
-    pub async fn connect(options: &AwsOptions) -> Result<Self> {
-        let timeout = options.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(timeout)
-                    .operation_attempt_timeout(timeout / ATTEMPT_TIMEOUT_SHARE)
-                    .build(),
-            );
-        if let Some(region) = &options.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(profile) = &options.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(url) = &options.endpoint_url {
-            if options.use_fips == Some(true) {
-                // The SDK would ignore one of them without a word.
-                return Err(Error::config(
-                    "use_fips_endpoint and endpoint_url cannot be combined: a custom endpoint \
-                     is used as it is, FIPS or not; drop one of them",
-                ));
-            }
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(fips) = options.use_fips {
-            loader = loader.use_fips(fips);
-        }
-        if let Some(dual_stack) = options.use_dual_stack {
-            loader = loader.use_dual_stack(dual_stack);
-        }
-        if let Some(path) = &options.credentials_file {
-            use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
-            let files = EnvConfigFiles::builder()
-                .include_default_config_file(true)
-                .with_file(EnvConfigFileKind::Credentials, path)
-                .build();
-            loader = loader.profile_files(files);
-        }
-        if let Some(credentials) = &options.credentials {
-            loader = loader.credentials_provider(credentials.clone());
-        }
-        let shared = loader.load().await;
-        if shared.region().is_none() {
+/// The SDK's shared configuration for `options`: region, profile, endpoint, credentials,
+/// retries and timeouts; each service's client is built from it (this source and
+/// [`super::ssm::SsmSource`]).
+pub(super) async fn shared_config(options: &AwsOptions) -> Result<aws_config::SdkConfig> {
+    let timeout = options.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .operation_attempt_timeout(timeout / ATTEMPT_TIMEOUT_SHARE)
+                .build(),
+        );
+    if let Some(region) = &options.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &options.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &options.endpoint_url {
+        if options.use_fips == Some(true) {
+            // The SDK would ignore one of them without a word.
             return Err(Error::config(
-                "no AWS region: pass --region or set AWS_REGION (or a region in the AWS profile)",
+                "use_fips_endpoint and endpoint_url cannot be combined: a custom endpoint \
+                 is used as it is, FIPS or not; drop one of them",
             ));
         }
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(fips) = options.use_fips {
+        loader = loader.use_fips(fips);
+    }
+    if let Some(dual_stack) = options.use_dual_stack {
+        loader = loader.use_dual_stack(dual_stack);
+    }
+    if let Some(path) = &options.credentials_file {
+        use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+        let files = EnvConfigFiles::builder()
+            .include_default_config_file(true)
+            .with_file(EnvConfigFileKind::Credentials, path)
+            .build();
+        loader = loader.profile_files(files);
+    }
+    if let Some(credentials) = &options.credentials {
+        loader = loader.credentials_provider(credentials.clone());
+    }
+    let shared = loader.load().await;
+    if shared.region().is_none() {
+        return Err(Error::config(
+            "no AWS region: pass --region or set AWS_REGION (or a region in the AWS profile)",
+        ));
+    }
+    Ok(shared)
+}
+
+impl AwsSource {
+    pub async fn connect(options: &AwsOptions) -> Result<Self> {
+        let shared = shared_config(options).await?;
         match &options.role_arn {
             Some(role_arn) => Ok(AwsSource::as_role(&shared, role_arn).await),
             None => Ok(AwsSource::with(&shared, None)),
@@ -180,21 +188,28 @@ impl AwsSource {
     /// Resolves credentials now, so that a daemon without any fails at start-up with a clear
     /// cause instead of on every read.
     pub async fn check_credentials(&self) -> Result<()> {
-        use aws_credential_types::provider::ProvideCredentials;
         if let Some(role) = &self.role {
             return role.prime().await.map_err(|e| {
                 Error::config(format!("cannot assume the role of role_arn: {}", chain(&e)))
             });
         }
-        let Some(provider) = &self.credentials else {
-            return Err(Error::config("no AWS credentials provider is configured"));
-        };
-        provider
-            .provide_credentials()
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::config(format!("no usable AWS credentials: {}", chain(&e))))
+        check_credentials(self.credentials.as_ref()).await
     }
+}
+
+/// Resolves credentials now (see [`AwsSource::check_credentials`]).
+pub(super) async fn check_credentials(
+    credentials: Option<&aws_credential_types::provider::SharedCredentialsProvider>,
+) -> Result<()> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = credentials else {
+        return Err(Error::config("no AWS credentials provider is configured"));
+    };
+    provider
+        .provide_credentials()
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::config(format!("no usable AWS credentials: {}", chain(&e))))
 }
 
 /// The session name of every AssumeRole, as CloudTrail shows it (the agent says
@@ -243,7 +258,7 @@ impl aws_credential_types::provider::ProvideCredentials for RoleCredentials {
 /// Appends `secretsfs/<version>` to the user agent, so that CloudTrail and the service's own
 /// metrics can tell secretsfs's calls apart (the SDK's `app_name` does not allow a `/`).
 #[derive(Debug)]
-struct UserAgent;
+pub(super) struct UserAgent;
 
 const USER_AGENT_SUFFIX: &str = concat!("secretsfs/", env!("CARGO_PKG_VERSION"));
 
@@ -298,12 +313,12 @@ impl ValueParts {
     }
 }
 
-fn system_time(d: DateTime) -> Option<SystemTime> {
+pub(super) fn system_time(d: DateTime) -> Option<SystemTime> {
     SystemTime::try_from(d).ok()
 }
 
 /// Turns an SDK failure into an engine error, keeping the code and status for pass-through.
-fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
+pub(super) fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
@@ -394,7 +409,7 @@ fn unreadable(what: &str, status: u16, body: Option<&[u8]>, err: &dyn StdError) 
 
 /// The messages of an error and its sources on one line, each said once: the SDK nests
 /// errors that repeat their source's text.
-fn chain(err: &(dyn StdError + 'static)) -> String {
+pub(super) fn chain(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(err);
     while let Some(e) = cur {

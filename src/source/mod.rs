@@ -8,6 +8,7 @@ pub mod aws;
 pub mod file;
 #[cfg(any(test, feature = "memory-source"))]
 pub mod memory;
+pub mod ssm;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -134,12 +135,20 @@ pub trait SecretSource: Send + Sync + 'static {
     /// matched to is left out (the caller asks for it alone); the call fails as a whole only
     /// when the batch itself failed.
     async fn batch_get_secret_value(&self, secret_ids: &[String]) -> Result<Vec<BatchItem>>;
+
+    /// At most this many ids go into one [`SecretSource::batch_get_secret_value`] call: the
+    /// engine cuts its batches to it (GetParameters takes 10 names, BatchGetSecretValue 20).
+    fn batch_limit(&self) -> usize {
+        BATCH_LIMIT
+    }
 }
 
 /// How `--source` names a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     Aws,
+    /// Parameter Store: parameters by their hierarchical names (`/app/db` as `app/db`).
+    Ssm,
     File(std::path::PathBuf),
 }
 
@@ -148,9 +157,10 @@ impl std::str::FromStr for SourceSpec {
     fn from_str(s: &str) -> Result<Self> {
         match s.split_once(':') {
             _ if s == "aws" => Ok(SourceSpec::Aws),
+            _ if s == "ssm" => Ok(SourceSpec::Ssm),
             Some(("file", path)) if !path.is_empty() => Ok(SourceSpec::File(path.into())),
             _ => Err(Error::config(format!(
-                "invalid source {s:?}: expected 'aws' or 'file:PATH'"
+                "invalid source {s:?}: expected 'aws', 'ssm' or 'file:PATH'"
             ))),
         }
     }
@@ -160,6 +170,7 @@ impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceSpec::Aws => f.write_str("aws"),
+            SourceSpec::Ssm => f.write_str("ssm"),
             SourceSpec::File(path) => write!(f, "file:{}", path.display()),
         }
     }
@@ -186,6 +197,8 @@ mod tests {
             "file:/x/y.json".parse::<SourceSpec>().unwrap(),
             SourceSpec::File("/x/y.json".into())
         );
+        assert_eq!("ssm".parse::<SourceSpec>().unwrap(), SourceSpec::Ssm);
+        assert_eq!(SourceSpec::Ssm.to_string(), "ssm");
         assert!("file:".parse::<SourceSpec>().is_err());
         assert!("s3".parse::<SourceSpec>().is_err());
     }

@@ -13,5 +13,6 @@ mod hooks;
 mod http;
 mod moto_tier;
 mod mount;
+mod ssm;
 mod systemd;
 mod watch;

@@ -56,7 +56,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn text(status: u16, body: impl Into<String>) -> Self {
+    pub(crate) fn text(status: u16, body: impl Into<String>) -> Self {
         Refusal {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body: body.into(),
@@ -64,7 +64,7 @@ impl Refusal {
         }
     }
 
-    fn aws(status: u16, code: &str, message: Option<&str>) -> Self {
+    pub(crate) fn aws(status: u16, code: &str, message: Option<&str>) -> Self {
         #[derive(Serialize)]
         struct AwsError<'a> {
             #[serde(rename = "__type")]
@@ -85,6 +85,8 @@ impl Refusal {
 pub const PING: &str = "/ping";
 pub const METRICS: &str = "/metrics";
 pub const GET: &str = "/secretsmanager/get";
+/// The AWS Parameters and Secrets Lambda Extension's Parameter Store route.
+pub const PARAMETER: &str = "/systemsmanager/parameters/get";
 const FORWARDED: &str = "x-forwarded-for";
 
 /// Parses the query of `/secretsmanager/get` (`with_secret_id`) or of the path route.
@@ -144,6 +146,7 @@ pub fn route<B>(api: &Api, req: &Request<B>, peer: &Peer) -> Result<Route, Refus
         PING => Ok(Route::Ping),
         METRICS => Ok(Route::Metrics),
         GET => Ok(Route::Get(parse_query(req.uri().query(), true)?)),
+        PARAMETER => Ok(Route::Parameter(parameter::parse_query(req.uri().query())?)),
         _ => match path.strip_prefix(api.path_prefix.as_str()) {
             Some(id) if !id.is_empty() => {
                 let mut query = parse_query(req.uri().query(), false)?;
@@ -161,6 +164,7 @@ pub enum Route {
     Ping,
     Metrics,
     Get(Query),
+    Parameter(parameter::Query),
 }
 
 /// Answers a GetSecretValue request from the shared cache, with its audit record.
@@ -320,7 +324,7 @@ fn validate(query: &Query) -> Result<(), Refusal> {
     Ok(())
 }
 
-async fn authorize(api: &Api, caller: &Caller, secret_id: &str) -> Result<(), Refusal> {
+pub(crate) async fn authorize(api: &Api, caller: &Caller, secret_id: &str) -> Result<(), Refusal> {
     let name = name_of(secret_id);
     // An owned snapshot rather than a load() guard: the check may wait for a group lookup,
     // and guards are not meant to be held that long.
@@ -443,5 +447,6 @@ pub fn respond(status: StatusCode, body: String, json: bool) -> Response<Body> {
     response
 }
 
+pub mod parameter;
 #[cfg(test)]
 mod tests;

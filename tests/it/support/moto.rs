@@ -78,6 +78,17 @@ impl Moto {
             .build();
         aws_sdk_secretsmanager::Client::from_conf(config)
     }
+
+    /// A Parameter Store client for this server, like [`Moto::client`].
+    pub async fn ssm_client(&self) -> aws_sdk_ssm::Client {
+        let config = aws_sdk_ssm::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("x", "x", None, None, "moto-test"))
+            .endpoint_url(self.endpoint_url())
+            .build();
+        aws_sdk_ssm::Client::from_conf(config)
+    }
 }
 
 impl Drop for Moto {
