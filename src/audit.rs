@@ -39,6 +39,16 @@ pub struct Access<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// Whether a record of this decision would be written: what a caller checks before building
+/// one, so that an unlogged access costs nothing.
+pub fn enabled(allowed: bool) -> bool {
+    if allowed {
+        tracing::enabled!(target: TARGET, tracing::Level::INFO)
+    } else {
+        tracing::enabled!(target: TARGET, tracing::Level::WARN)
+    }
+}
+
 impl Access<'_> {
     pub fn log(&self) {
         let process = self.pid.and_then(process_name);

@@ -69,6 +69,7 @@ impl Resolved {
                 stages: vec!["AWSCURRENT".into()],
                 created: None,
                 payload: crate::source::Payload::Binary(Zeroizing::new(bytes.to_vec())),
+                answer: Default::default(),
             }),
             extracted: None,
             stale: false,

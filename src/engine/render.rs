@@ -106,6 +106,7 @@ impl Engine {
                 stages: Vec::new(),
                 created: newest,
                 payload: Payload::Binary(bytes),
+                answer: Default::default(),
             }),
             extracted: None,
             stale,

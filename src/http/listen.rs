@@ -88,6 +88,10 @@ async fn accept_tcp(listener: TcpListener, api: Arc<Api>, settings: HttpSettings
             tracing::warn!(error = %e, "cannot limit the hop count; dropping the connection");
             continue;
         }
+        // An answer is one small write: Nagle would hold it for the client's ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let permit = limit.clone().try_acquire_owned().ok();
         tokio::spawn(serve(
             stream,

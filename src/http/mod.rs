@@ -171,7 +171,7 @@ impl Api {
                 }
             }
             Route::Get(query) => match agent::get_secret(self, query, peer).await {
-                Ok(body) => agent::respond(StatusCode::OK, body, true),
+                Ok(body) => agent::respond_bytes(StatusCode::OK, body, true),
                 Err(r) => agent::respond(r.status, r.body, r.json),
             },
         }

@@ -309,6 +309,7 @@ impl ValueParts {
             stages: self.version_stages.unwrap_or_default(),
             created: self.created_date.and_then(system_time),
             payload,
+            answer: Default::default(),
         }
     }
 }

@@ -176,6 +176,7 @@ impl FileSource {
                 Payload::String(s) => Payload::String(Zeroizing::new(s.as_str().to_owned())),
                 Payload::Binary(b) => Payload::Binary(Zeroizing::new(b.to_vec())),
             },
+            answer: Default::default(),
         }
     }
 

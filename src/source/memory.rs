@@ -149,6 +149,7 @@ impl MemorySource {
             stages: v.stages.clone(),
             created: Some(v.created),
             payload,
+            answer: Default::default(),
         })
     }
 }

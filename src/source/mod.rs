@@ -63,6 +63,9 @@ pub struct SecretValue {
     pub stages: Vec<String>,
     pub created: Option<SystemTime>,
     pub payload: Payload,
+    /// The HTTP API's answer for this version, rendered on its first request and shared by
+    /// every later one; it goes (zeroed) with the value.
+    pub answer: std::sync::OnceLock<hyper::body::Bytes>,
 }
 
 /// What DescribeSecret answers, reduced to what the front ends present.

@@ -137,6 +137,7 @@ impl SsmSource {
             stages,
             created,
             payload: Payload::String(payload),
+            answer: Default::default(),
         }
     }
 }

@@ -154,6 +154,7 @@ mod tests {
             stages: vec!["AWSCURRENT".into()],
             created: None,
             payload: Payload::String(Zeroizing::new(text.into())),
+            answer: Default::default(),
         }
     }
 

@@ -168,17 +168,25 @@ pub enum Route {
 }
 
 /// Answers a GetSecretValue request from the shared cache, with its audit record.
-pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<String, Refusal> {
-    let described = describe(&query);
-    let result = get_secret_unaudited(api, query, peer).await;
-    let (version, stale, reason) = match &result {
-        Ok((_, version, stale)) => (Some(version.as_str()), *stale, None),
-        Err(r) => (None, false, Some(r.body.as_str())),
-    };
+pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<Bytes, Refusal> {
+    let result = get_secret_unaudited(api, &query, peer).await;
     // Denied is the policy's answer (403); a failure to fetch was an allowed access.
     let allowed = !matches!(&result, Err(r) if r.status == StatusCode::FORBIDDEN);
-    audit(peer, &described, allowed, version, stale, reason);
-    result.map(|(body, _, _)| body)
+    if crate::audit::enabled(allowed) {
+        let (version, stale, reason) = match &result {
+            Ok(served) => (Some(served.version_id.as_str()), served.stale, None),
+            Err(r) => (None, false, Some(r.body.as_str())),
+        };
+        audit(peer, &describe(&query), allowed, version, stale, reason);
+    }
+    result.map(|served| served.body)
+}
+
+/// What a request was answered: the body, and for the audit record its version.
+struct Answered {
+    body: Bytes,
+    version_id: String,
+    stale: bool,
 }
 
 /// One audit record of the HTTP API.
@@ -225,12 +233,8 @@ fn describe(query: &Query) -> String {
     s
 }
 
-async fn get_secret_unaudited(
-    api: &Api,
-    query: Query,
-    peer: &Peer,
-) -> Result<(String, String, bool), Refusal> {
-    validate(&query)?;
+async fn get_secret_unaudited(api: &Api, query: &Query, peer: &Peer) -> Result<Answered, Refusal> {
+    validate(query)?;
     if let Peer::Unix(caller) = peer {
         authorize(api, caller, &query.secret_id).await?;
     }
@@ -258,11 +262,22 @@ async fn get_secret_unaudited(
         // The id may have been an ARN: judge the name it resolved to as well.
         authorize(api, caller, &served.value.name).await?;
     }
-    Ok((
-        success_body(&served.value),
-        served.value.version_id.clone(),
-        served.stale,
-    ))
+    // Rendered once per cached version and shared: a hit costs no serialization, and the
+    // buffer is zeroed when the last answer of a version that left the cache is sent.
+    let body = served
+        .value
+        .answer
+        .get_or_init(|| {
+            Bytes::from_owner(zeroize::Zeroizing::new(
+                success_body(&served.value).into_bytes(),
+            ))
+        })
+        .clone();
+    Ok(Answered {
+        body,
+        version_id: served.value.version_id.clone(),
+        stale: served.stale,
+    })
 }
 
 /// The engine that reads as `role_arn` (the base engine without one), with the agent's
@@ -434,12 +449,16 @@ fn success_body(value: &SecretValue) -> String {
 }
 
 pub fn respond(status: StatusCode, body: String, json: bool) -> Response<Body> {
+    respond_bytes(status, Bytes::from(body), json)
+}
+
+pub fn respond_bytes(status: StatusCode, body: Bytes, json: bool) -> Response<Body> {
     let content_type = if json {
         "application/json"
     } else {
         "text/plain; charset=utf-8"
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response
         .headers_mut()

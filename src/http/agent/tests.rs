@@ -132,6 +132,7 @@ fn value(payload: Payload, created_ms: Option<u64>) -> SecretValue {
         stages: vec!["AWSCURRENT".into()],
         created: created_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         payload,
+        answer: Default::default(),
     }
 }
 
@@ -247,9 +248,22 @@ mod roles {
         }
     }
 
-    fn secret_string(body: &str) -> String {
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    fn secret_string(body: &[u8]) -> String {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
         v["SecretString"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_version_is_rendered_once_and_its_answer_shared() {
+        let api = api(None);
+        let first = get_secret(&api, query(None), &Peer::Tcp).await.unwrap();
+        let second = get_secret(&api, query(None), &Peer::Tcp).await.unwrap();
+        assert_eq!(secret_string(&first), "base value");
+        assert_eq!(
+            first.as_ptr(),
+            second.as_ptr(),
+            "the same buffer, not a copy"
+        );
     }
 
     #[tokio::test]
