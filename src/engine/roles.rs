@@ -9,11 +9,15 @@
 //!
 //! As in the agent, at most `max_roles` roles are kept (20 by default, the agent's default and
 //! upper bound); a request for one more is refused, and a role that cannot be assumed takes
-//! no place and is tried again at its next request. See docs/ARCHITECTURE.md#cache.
+//! no place: its refusal is remembered for [`REFUSAL_REMEMBERED`] (so a client asking again
+//! and again does not turn each request into an STS call), then it is tried again. See
+//! docs/ARCHITECTURE.md#cache.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::future::BoxFuture;
 use tokio::sync::OnceCell;
@@ -31,6 +35,10 @@ pub const ROLE_ARN_SHAPE: &str = "arn:<partition>:iam::<account>:role/<name>";
 
 /// How often the same role's failure (or the bound) is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a role that could not be assumed is answered with that refusal without asking
+/// STS again (the negative cache's default).
+pub const REFUSAL_REMEMBERED: Duration = Duration::from_secs(10);
 
 /// Builds the source of a role (the aws source's `assume_role`), assuming it first, so that a
 /// role that cannot be assumed fails here.
@@ -78,6 +86,8 @@ pub struct Roles {
     slots: parking_lot::Mutex<HashMap<String, Arc<OnceCell<Arc<Engine>>>>>,
     /// When each role's failure (and the bound, under "") was last logged.
     logged: parking_lot::Mutex<HashMap<String, Instant>>,
+    /// Roles refused lately: until when, and why.
+    refused: parking_lot::Mutex<HashMap<String, (Instant, Error)>>,
     refresh_ahead: bool,
     refreshers: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -90,6 +100,7 @@ impl Roles {
             max: max.clamp(1, MAX_ROLES_LIMIT),
             slots: Default::default(),
             logged: Default::default(),
+            refused: Default::default(),
             refresh_ahead: false,
             refreshers: Default::default(),
         }
@@ -114,6 +125,11 @@ impl Roles {
     /// The engine of `role_arn` (checked by [`is_role_arn`] before), built on first use;
     /// concurrent first requests for one role wait for one AssumeRole.
     pub async fn engine(&self, role_arn: &str) -> std::result::Result<Arc<Engine>, RoleRefusal> {
+        if let Some((until, err)) = self.refused.lock().get(role_arn)
+            && Instant::now() < *until
+        {
+            return Err(RoleRefusal::NotAssumed(err.clone()));
+        }
         let slot = {
             let mut slots = self.slots.lock();
             match slots.get(role_arn) {
@@ -172,6 +188,12 @@ impl Roles {
                 if self.due_to_log(role_arn) {
                     tracing::warn!(role = role_arn, error = %err, "cannot assume the role: its requests are refused");
                 }
+                let now = Instant::now();
+                let mut refused = self.refused.lock();
+                if refused.len() > 4 * MAX_ROLES_LIMIT {
+                    refused.retain(|_, (until, _)| now < *until);
+                }
+                refused.insert(role_arn.to_owned(), (now + REFUSAL_REMEMBERED, err.clone()));
                 Err(RoleRefusal::NotAssumed(err))
             }
         }

@@ -161,21 +161,20 @@ async fn past_max_roles_a_new_role_is_refused_and_known_ones_still_served() {
     assert_eq!(f.roles.len(), 2);
 }
 
-#[tokio::test]
-async fn a_role_that_cannot_be_assumed_takes_no_place_and_is_tried_again() {
+#[tokio::test(start_paused = true)]
+async fn a_role_that_cannot_be_assumed_takes_no_place_and_is_tried_again_later() {
     let f = fixture(1, CacheConfig::default());
-    for _ in 0..2 {
+    for _ in 0..3 {
         let refused = f.roles.engine(&role("denied")).await;
         match refused {
             Err(RoleRefusal::NotAssumed(e)) => assert_eq!(e.kind(), ErrorKind::AccessDenied),
             other => panic!("{:?}", other.err()),
         }
     }
-    assert_eq!(
-        f.connects.load(SeqCst),
-        2,
-        "tried again at the next request"
-    );
+    assert_eq!(f.connects.load(SeqCst), 1, "the refusal is remembered");
+    tokio::time::advance(super::REFUSAL_REMEMBERED).await;
+    assert!(f.roles.engine(&role("denied")).await.is_err());
+    assert_eq!(f.connects.load(SeqCst), 2, "then tried again");
     assert!(f.roles.is_empty());
     // The one place is still free.
     f.roles.engine(&role("a")).await.unwrap();

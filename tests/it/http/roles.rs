@@ -139,6 +139,7 @@ async fn roles_past_max_roles_are_400_and_a_refused_role_403() {
     // A role STS refuses: 403 as the agent answers it, no Secrets Manager call, one log line.
     let served = serve(&strs(&aws_args(&proxy.endpoint_url())), &[]).await;
     let before = proxy.calls("GetSecretValue");
+    let assumed_before = proxy.calls("AssumeRole");
     let denied = "arn:aws:iam::123456789012:role/denied";
     for _ in 0..3 {
         let r = http::get(served.addr, &format!("/v1/{NAME}?roleArn={denied}")).await;
@@ -150,6 +151,11 @@ async fn roles_past_max_roles_are_400_and_a_refused_role_403() {
         );
     }
     assert_eq!(proxy.calls("GetSecretValue"), before);
+    assert_eq!(
+        proxy.calls("AssumeRole") - assumed_before,
+        1,
+        "the refusal is remembered: one AssumeRole for three requests"
+    );
     let log = served.stop().await;
     let lines = log
         .lines()
