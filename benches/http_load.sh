@@ -71,7 +71,10 @@ else
     export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
     "$(dirname "$moto")/python" - "$value" <<'PY'
 import sys, boto3
-boto3.client("secretsmanager").create_secret(Name="bench/one-kib", SecretString=sys.argv[1])
+import os
+client = boto3.client("secretsmanager", region_name="us-east-1",
+                      endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+client.create_secret(Name="bench/one-kib", SecretString=sys.argv[1])
 PY
     "$bin" --source aws --log-level error serve --http-port "$secretsfs_port" > "$work/secretsfs.out" &
     secretsfs_pid=$!

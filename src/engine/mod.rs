@@ -254,6 +254,17 @@ impl Engine {
         self.values.needs_fetch(&key)
     }
 
+    /// A whole secret version from the cache alone (fresh, stale-if-error, or a cached
+    /// not-found): `None` means a fetch is needed.
+    pub fn cached_value(
+        &self,
+        secret_id: &str,
+        version: &VersionRef,
+    ) -> Option<Result<Served<SecretValue>>> {
+        self.values
+            .try_get(&(secret_id.to_owned(), version.clone()))
+    }
+
     pub fn get_cached(&self, selector: &Selector) -> Option<Result<Resolved>> {
         let key = (selector.secret_id.clone(), selector.version_ref());
         let outcome = self.values.try_get(&key)?;

@@ -182,6 +182,66 @@ pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<Bytes, R
     result.map(|served| served.body)
 }
 
+/// Answers a GetSecretValue request from the cache alone, without waiting: `None` when that
+/// takes a fetch, a role, a refresh or the policy (the Unix socket), which the full path
+/// does. Audited like it.
+pub fn get_secret_cached(api: &Api, query: &Query, peer: &Peer) -> Option<Result<Bytes, Refusal>> {
+    if !matches!(peer, Peer::Tcp) || query.refresh_now || query.role_arn.is_some() {
+        return None;
+    }
+    let result = match validate(query) {
+        Err(r) => Err(r),
+        Ok(()) => {
+            let version = requested_version(query);
+            match api.engine.cached_value(&query.secret_id, &version)? {
+                Ok(served) => Ok(answered(&served)),
+                Err(e) => Err(refusal_for(&e)),
+            }
+        }
+    };
+    if crate::audit::enabled(true) {
+        let (version, stale, reason) = match &result {
+            Ok(served) => (Some(served.version_id.as_str()), served.stale, None),
+            Err(r) => (None, false, Some(r.body.as_str())),
+        };
+        audit(peer, &describe(query), true, version, stale, reason);
+    }
+    Some(result.map(|served| served.body))
+}
+
+/// The version a request asks for: AWSCURRENT when it names none.
+fn requested_version(query: &Query) -> VersionRef {
+    let version = VersionRef {
+        stage: query.version_stage.clone(),
+        version_id: query.version_id.clone(),
+    };
+    if version.stage.is_none() && version.version_id.is_none() {
+        VersionRef::current()
+    } else {
+        version
+    }
+}
+
+/// The answer of a served value: its body, rendered once per cached version and shared (a
+/// hit costs no serialization, and the buffer is zeroed when the last answer of a version
+/// that left the cache is sent).
+fn answered(served: &crate::cache::Served<SecretValue>) -> Answered {
+    let body = served
+        .value
+        .answer
+        .get_or_init(|| {
+            Bytes::from_owner(zeroize::Zeroizing::new(
+                success_body(&served.value).into_bytes(),
+            ))
+        })
+        .clone();
+    Answered {
+        body,
+        version_id: served.value.version_id.clone(),
+        stale: served.stale,
+    }
+}
+
 /// What a request was answered: the body, and for the audit record its version.
 struct Answered {
     body: Bytes,
@@ -238,15 +298,7 @@ async fn get_secret_unaudited(api: &Api, query: &Query, peer: &Peer) -> Result<A
     if let Peer::Unix(caller) = peer {
         authorize(api, caller, &query.secret_id).await?;
     }
-    let version = VersionRef {
-        stage: query.version_stage.clone(),
-        version_id: query.version_id.clone(),
-    };
-    let version = if version.stage.is_none() && version.version_id.is_none() {
-        VersionRef::current()
-    } else {
-        version
-    };
+    let version = requested_version(query);
     let engine = engine_for(api, query.role_arn.as_deref()).await?;
     let served = engine
         .secret_value(&query.secret_id, &version, query.refresh_now)
@@ -262,22 +314,7 @@ async fn get_secret_unaudited(api: &Api, query: &Query, peer: &Peer) -> Result<A
         // The id may have been an ARN: judge the name it resolved to as well.
         authorize(api, caller, &served.value.name).await?;
     }
-    // Rendered once per cached version and shared: a hit costs no serialization, and the
-    // buffer is zeroed when the last answer of a version that left the cache is sent.
-    let body = served
-        .value
-        .answer
-        .get_or_init(|| {
-            Bytes::from_owner(zeroize::Zeroizing::new(
-                success_body(&served.value).into_bytes(),
-            ))
-        })
-        .clone();
-    Ok(Answered {
-        body,
-        version_id: served.value.version_id.clone(),
-        stale: served.stale,
-    })
+    Ok(answered(&served))
 }
 
 /// The engine that reads as `role_arn` (the base engine without one), with the agent's
