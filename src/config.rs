@@ -204,6 +204,35 @@ pub fn file_error(path: &Path, why: &str) -> Error {
     Error::config(format!("config file {}: {why}", path.display()))
 }
 
+/// The entries of a table array of the file (`[[hook]]`, `[[template]]`), each deserialized,
+/// with the label its errors start with: `KIND "VALUE"` where the entry has a `label_key`,
+/// else `KIND N` (1-based).
+pub fn table_entries<T: serde::de::DeserializeOwned>(
+    value: Option<toml::Value>,
+    kind: &str,
+    label_key: &str,
+) -> std::result::Result<Vec<(String, T)>, String> {
+    let entries = match value {
+        None => return Ok(Vec::new()),
+        Some(toml::Value::Array(entries)) => entries,
+        Some(_) => return Err(format!("`{kind}` must be a table array: write [[{kind}]]")),
+    };
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let label = match entry.get(label_key).and_then(toml::Value::as_str) {
+                Some(value) => format!("{kind} {value:?}"),
+                None => format!("{kind} {}", i + 1),
+            };
+            let parsed = entry
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("{label}: {}", one_line(&e.to_string())))?;
+            Ok((label, parsed))
+        })
+        .collect()
+}
+
 /// toml's messages quote the offending line over several lines; errors here are one line.
 fn one_line(message: &str) -> String {
     message

@@ -117,28 +117,29 @@ impl Engine {
                 let _ = values.get_unread(&key, move || load).await;
             });
         }
-        if !current.is_empty() {
-            let names: Vec<String> = current.into_iter().map(|(n, _)| n.clone()).collect();
-            for chunk in names.chunks(self.source.batch_limit().max(1)) {
-                let batch = self.maybe_batch(chunk);
-                for name in chunk {
-                    let key = (name.clone(), VersionRef::current());
-                    let load = match &batch {
-                        Some(batch) => self.taken_from_batch(batch.clone(), name.clone()),
-                        None => self.single_load(key.clone()),
-                    };
-                    let values = self.values.clone();
-                    tokio::spawn(async move {
-                        let _ = values.get_unread(&key, move || load).await;
-                    });
-                }
-            }
+        let names: Vec<String> = current.into_iter().map(|(n, _)| n.clone()).collect();
+        for (key, load) in self.current_loads(&names) {
+            let values = self.values.clone();
+            tokio::spawn(async move {
+                let _ = values.get_unread(&key, move || load).await;
+            });
         }
     }
 
-    /// Refreshes the AWSCURRENT values of `names`, [`crate::source::SecretSource::batch_limit`]
-    /// (20 for Secrets Manager) a batch call.
+    /// Refreshes the AWSCURRENT values of `names`, batched.
     fn refresh_current(&self, names: &[String]) {
+        for (key, load) in self.current_loads(names) {
+            drop(self.values.refresh_ahead(&key, move || load));
+        }
+    }
+
+    /// The fetch of each of `names`' AWSCURRENT value, [`crate::source::SecretSource::batch_limit`]
+    /// (20 for Secrets Manager) to a batch call, or one call each where batches are refused.
+    fn current_loads(
+        &self,
+        names: &[String],
+    ) -> Vec<(ValueKey, BoxFuture<'static, Result<SecretValue>>)> {
+        let mut loads = Vec::with_capacity(names.len());
         for chunk in names.chunks(self.source.batch_limit().max(1)) {
             let batch = self.maybe_batch(chunk);
             for name in chunk {
@@ -147,9 +148,10 @@ impl Engine {
                     Some(batch) => self.taken_from_batch(batch.clone(), name.clone()),
                     None => self.single_load(key.clone()),
                 };
-                drop(self.values.refresh_ahead(&key, move || load));
+                loads.push((key, load));
             }
         }
+        loads
     }
 
     /// A batch call for `ids`, unless the batch call was refused lately or there is one id.

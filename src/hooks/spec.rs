@@ -206,20 +206,9 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 /// The `hook` table array of the config file, each entry deserialized and checked, with
 /// one-line errors that name the hook (`hook "nginx-cert": ...` or `hook 2: ...`).
 pub fn parse_specs(value: Option<toml::Value>) -> Result<Vec<HookSpec>, String> {
-    let entries = match value {
-        None => return Ok(Vec::new()),
-        Some(toml::Value::Array(entries)) => entries,
-        Some(_) => return Err("`hook` must be a table array: write [[hook]]".into()),
-    };
+    let entries = crate::config::table_entries::<HookSpec>(value, "hook", "name")?;
     let mut specs: Vec<HookSpec> = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.into_iter().enumerate() {
-        let label = match entry.get("name").and_then(toml::Value::as_str) {
-            Some(name) => format!("hook {name:?}"),
-            None => format!("hook {}", i + 1),
-        };
-        let spec: HookSpec = entry
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("{label}: {}", one_line(&e.to_string())))?;
+    for (i, (label, spec)) in entries.into_iter().enumerate() {
         spec.check().map_err(|why| format!("{label}: {why}"))?;
         let name = spec.display_name(i);
         if specs
@@ -232,13 +221,4 @@ pub fn parse_specs(value: Option<toml::Value>) -> Result<Vec<HookSpec>, String> 
         specs.push(spec);
     }
     Ok(specs)
-}
-
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(": ")
 }

@@ -111,20 +111,9 @@ impl TemplateSpec {
 /// The `template` table array of the config file, each entry deserialized, checked and its
 /// source compiled, with one-line errors naming the template (`template "app/db.yml": ...`).
 pub fn parse_specs(value: Option<toml::Value>) -> std::result::Result<Vec<TemplateSpec>, String> {
-    let entries = match value {
-        None => return Ok(Vec::new()),
-        Some(toml::Value::Array(entries)) => entries,
-        Some(_) => return Err("`template` must be a table array: write [[template]]".into()),
-    };
+    let entries = crate::config::table_entries::<TemplateSpec>(value, "template", "path")?;
     let mut specs: Vec<TemplateSpec> = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.into_iter().enumerate() {
-        let label = match entry.get("path").and_then(toml::Value::as_str) {
-            Some(path) => format!("template {path:?}"),
-            None => format!("template {}", i + 1),
-        };
-        let spec: TemplateSpec = entry
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("{label}: {}", one_line(&e.to_string())))?;
+    for (label, spec) in entries {
         spec.check().map_err(|why| format!("{label}: {why}"))?;
         for other in &specs {
             if other.path == spec.path {
@@ -151,13 +140,4 @@ pub fn parse_specs(value: Option<toml::Value>) -> std::result::Result<Vec<Templa
         specs.push(spec);
     }
     Ok(specs)
-}
-
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(": ")
 }

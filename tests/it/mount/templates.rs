@@ -64,6 +64,31 @@ fn three_inputs(fake: &FakeSecretsManager) {
     );
 }
 
+/// Opens the template, reads `head` bytes, rotates `app/db`, waits for a new open to show the
+/// new rendering, then reads the rest of the old file: it must be the old rendering, whole.
+async fn an_open_file_keeps_its_rendering_across_a_rotation(
+    fake: &FakeSecretsManager,
+    path: &Path,
+    head: usize,
+) {
+    let mut open = std::fs::File::open(path).unwrap();
+    let mut first = vec![0u8; head];
+    open.read_exact(&mut first).unwrap();
+    put_db(fake, "pw-two-longer");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read(path).unwrap() != expected("pw-two-longer").as_bytes() {
+        assert!(Instant::now() < deadline, "the rotation never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = Vec::new();
+    open.read_to_end(&mut rest).unwrap();
+    first.extend(rest);
+    assert!(
+        first == expected("pw-one").as_bytes(),
+        "the old rendering, whole"
+    );
+}
+
 #[tokio::test]
 async fn a_template_renders_exactly_and_an_open_file_keeps_its_rendering_across_a_rotation() {
     let fake = FakeSecretsManager::start();
@@ -87,22 +112,7 @@ async fn a_template_renders_exactly_and_an_open_file_keeps_its_rendering_across_
         .collect();
     assert!(listed.contains(&"database.yml".to_owned()), "{listed:?}");
 
-    let mut open = std::fs::File::open(&path).unwrap();
-    let mut head = [0u8; 11];
-    open.read_exact(&mut head).unwrap();
-    put_db(&fake, "pw-two-longer");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read(&path).unwrap() != expected("pw-two-longer").as_bytes() {
-        assert!(Instant::now() < deadline, "the rotation never showed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut rest = Vec::new();
-    open.read_to_end(&mut rest).unwrap();
-    let whole: Vec<u8> = head.iter().chain(&rest).copied().collect();
-    assert!(
-        whole == expected("pw-one").as_bytes(),
-        "the old rendering, whole"
-    );
+    an_open_file_keeps_its_rendering_across_a_rotation(&fake, &path, 11).await;
     let log = m.log();
     assert!(
         !log.contains("pw-one") && !log.contains("pw-two"),
@@ -287,20 +297,5 @@ async fn without_kernel_cache_an_open_template_reads_its_rendering_to_the_end() 
     let config = config(dir.path(), &[("db.yml", DATABASE_YML, "")], "");
     let m = Mounted::start(&strs(&global(&fake, &config)), &["--no-kernel-cache"]).await;
     let path = m.path("db.yml");
-    let mut open = std::fs::File::open(&path).unwrap();
-    let mut head = [0u8; 5];
-    open.read_exact(&mut head).unwrap();
-    put_db(&fake, "pw-two-longer");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read(&path).unwrap() != expected("pw-two-longer").as_bytes() {
-        assert!(Instant::now() < deadline, "the rotation never showed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut rest = Vec::new();
-    open.read_to_end(&mut rest).unwrap();
-    let whole: Vec<u8> = head.iter().chain(&rest).copied().collect();
-    assert!(
-        whole == expected("pw-one").as_bytes(),
-        "the old rendering, whole"
-    );
+    an_open_file_keeps_its_rendering_across_a_rotation(&fake, &path, 5).await;
 }
