@@ -19,6 +19,7 @@ use super::{AbortOnDrop, Fire, Noticed, WatchPattern, Watcher};
 use crate::cli::WatchArgs;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
+use crate::hooks::parse_signal;
 
 /// The signals passed on to COMMAND.
 const FORWARDED: [Signal; 6] = [
@@ -38,7 +39,9 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
         .map(|s| WatchPattern::parse(s))
         .collect::<Result<Vec<_>>>()?;
     let notify = match &args.signal {
-        Some(name) => Some(parse_signal(name)?),
+        Some(name) => Some(parse_signal(name).ok_or_else(|| {
+            Error::config(format!("invalid --signal {name:?}: not a signal name"))
+        })?),
         None => None,
     };
     // COMMAND starts with every named secret readable, as a template would: a typo or a
@@ -107,17 +110,6 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
             }
         }
     }
-}
-
-fn parse_signal(name: &str) -> Result<Signal> {
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse()
-        .map_err(|_| Error::config(format!("invalid --signal {name:?}: not a signal name")))
 }
 
 fn start(args: &WatchArgs) -> Result<Child> {

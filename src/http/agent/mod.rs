@@ -170,16 +170,21 @@ pub enum Route {
 /// Answers a GetSecretValue request from the shared cache, with its audit record.
 pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<Bytes, Refusal> {
     let result = get_secret_unaudited(api, &query, peer).await;
+    audit_answer(peer, &query, &result);
+    result.map(|served| served.body)
+}
+
+/// The audit record of a GetSecretValue answer, built only when it is written.
+fn audit_answer(peer: &Peer, query: &Query, result: &Result<Answered, Refusal>) {
     // Denied is the policy's answer (403); a failure to fetch was an allowed access.
-    let allowed = !matches!(&result, Err(r) if r.status == StatusCode::FORBIDDEN);
+    let allowed = !matches!(result, Err(r) if r.status == StatusCode::FORBIDDEN);
     if crate::audit::enabled(allowed) {
-        let (version, stale, reason) = match &result {
+        let (version, stale, reason) = match result {
             Ok(served) => (Some(served.version_id.as_str()), served.stale, None),
             Err(r) => (None, false, Some(r.body.as_str())),
         };
-        audit(peer, &describe(&query), allowed, version, stale, reason);
+        audit(peer, &describe(query), allowed, version, stale, reason);
     }
-    result.map(|served| served.body)
 }
 
 /// Answers a GetSecretValue request from the cache alone, without waiting: `None` when that
@@ -199,13 +204,7 @@ pub fn get_secret_cached(api: &Api, query: &Query, peer: &Peer) -> Option<Result
             }
         }
     };
-    if crate::audit::enabled(true) {
-        let (version, stale, reason) = match &result {
-            Ok(served) => (Some(served.version_id.as_str()), served.stale, None),
-            Err(r) => (None, false, Some(r.body.as_str())),
-        };
-        audit(peer, &describe(query), true, version, stale, reason);
-    }
+    audit_answer(peer, query, &result);
     Some(result.map(|served| served.body))
 }
 
