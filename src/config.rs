@@ -51,6 +51,8 @@ pub struct ConfigFile {
     pub sections: Sections,
     /// `sections.secrets`, checked and compiled.
     pub secrets: Option<SecretsList>,
+    /// `sections.template`'s templates, compiled, in the same order.
+    pub templates: Vec<crate::template::Template>,
 }
 
 impl ConfigFile {
@@ -98,7 +100,8 @@ impl ConfigFile {
             .try_into()
             .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
         file.sections.hook = crate::hooks::parse_specs(hooks)?;
-        file.sections.template = crate::template::parse_specs(templates)?;
+        (file.sections.template, file.templates) =
+            crate::template::parse_specs(templates)?.into_iter().unzip();
         file.secrets =
             SecretsList::new(&file.sections.secrets).map_err(|e| e.message().to_owned())?;
         Ok(file)

@@ -209,8 +209,9 @@ async fn mount(
     let (source, roles) = build_source_and_roles(&settings, true).await?;
     let engine = Arc::new(Engine::new(source, settings.source_cache()));
     let policy = policy::shared(build_policy(&settings)?);
-    let templates = Arc::new(Templates::load(
+    let templates = Arc::new(Templates::new(
         &settings.sections.template,
+        &settings.templates,
         &settings.defaults,
         &SystemDirectory,
     )?);

@@ -23,15 +23,17 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// Loads and compiles every template, resolving its owner and group now.
-    pub fn load(
+    /// The templates the config file declared (`specs`) and compiled (`compiled`, in the same
+    /// order), their owners and groups resolved now.
+    pub fn new(
         specs: &[TemplateSpec],
+        compiled: &[Template],
         defaults: &Defaults,
         directory: &dyn Directory,
     ) -> Result<Self> {
         let mut by_path = BTreeMap::new();
-        for spec in specs {
-            let template = Template::load(spec)?;
+        for (spec, template) in specs.iter().zip(compiled) {
+            let template = template.clone();
             let attrs = spec.attrs(defaults, directory)?;
             let mounted = MountedTemplate {
                 template,

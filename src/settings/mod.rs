@@ -92,6 +92,8 @@ pub struct Settings {
     pub kernel_cache: bool,
     /// The config file's `secrets` list: what the mount presents and fetches at start.
     pub secrets: Option<crate::secrets_list::SecretsList>,
+    /// `sections.template`'s templates, compiled when the file was read, in the same order.
+    pub templates: Vec<crate::template::Template>,
     pub wait_for_secrets: bool,
     pub http_enabled: bool,
     pub http: HttpOptions,
@@ -256,6 +258,7 @@ impl Settings {
             prefix: m.prefix.clone(),
             kernel_cache: !m.no_kernel_cache,
             secrets: file.secrets.clone(),
+            templates: file.templates.clone(),
             wait_for_secrets: m.wait_for_secrets,
             http_enabled: !m.no_http,
             http: options.http.clone(),
@@ -324,15 +327,13 @@ impl Settings {
         }
         // What each template reads, found when it was compiled: what a reader needs the
         // policy to allow, and what one render fetches.
-        for spec in &self.sections.template {
-            if let Ok(template) = crate::template::Template::load(spec) {
-                let inputs: Vec<String> = template.inputs().iter().map(|s| s.to_string()).collect();
-                out.push_str(&format!(
-                    "# template {} reads: {}\n",
-                    spec.path,
-                    inputs.join(", ")
-                ));
-            }
+        for (spec, template) in self.sections.template.iter().zip(&self.templates) {
+            let inputs: Vec<String> = template.inputs().iter().map(|s| s.to_string()).collect();
+            out.push_str(&format!(
+                "# template {} reads: {}\n",
+                spec.path,
+                inputs.join(", ")
+            ));
         }
         out
     }

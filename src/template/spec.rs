@@ -110,12 +110,14 @@ impl TemplateSpec {
 
 /// The `template` table array of the config file, each entry deserialized, checked and its
 /// source compiled, with one-line errors naming the template (`template "app/db.yml": ...`).
-pub fn parse_specs(value: Option<toml::Value>) -> std::result::Result<Vec<TemplateSpec>, String> {
+pub fn parse_specs(
+    value: Option<toml::Value>,
+) -> std::result::Result<Vec<(TemplateSpec, super::Template)>, String> {
     let entries = crate::config::table_entries::<TemplateSpec>(value, "template", "path")?;
-    let mut specs: Vec<TemplateSpec> = Vec::with_capacity(entries.len());
+    let mut specs: Vec<(TemplateSpec, super::Template)> = Vec::with_capacity(entries.len());
     for (label, spec) in entries {
         spec.check().map_err(|why| format!("{label}: {why}"))?;
-        for other in &specs {
+        for (other, _) in &specs {
             if other.path == spec.path {
                 return Err(format!("{label}: another template has the same path"));
             }
@@ -134,10 +136,10 @@ pub fn parse_specs(value: Option<toml::Value>) -> std::result::Result<Vec<Templa
                 ));
             }
         }
-        // Compiled now so that check-config and the start of the daemon see a syntax error;
-        // its message names the template already.
-        super::Template::load(&spec).map_err(|e| e.message().to_owned())?;
-        specs.push(spec);
+        // Compiled once, here: check-config and the start of the daemon see a syntax error
+        // (its message names the template already), and the mount takes the compiled one.
+        let template = super::Template::load(&spec).map_err(|e| e.message().to_owned())?;
+        specs.push((spec, template));
     }
     Ok(specs)
 }
