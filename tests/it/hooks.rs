@@ -6,12 +6,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_secretsmanager::Client;
-
 use crate::support::cli::{aws_args, strs};
 use crate::support::fake_sm::FakeSecretsManager;
 use crate::support::http::public_tempdir;
-use crate::support::moto::Moto;
+use crate::support::moto::{Moto, create_string, put_string};
 use crate::support::mount::{Http, Mounted, alive};
 
 const TTL_SECONDS: u64 = 2;
@@ -36,28 +34,6 @@ fn unit_capabilities() -> Vec<String> {
     ["setpriv", "--bounding-set", &set, "--inh-caps", &set]
         .map(str::to_owned)
         .to_vec()
-}
-
-async fn create(sm: &Client, name: &str, value: &str) -> String {
-    let out = sm
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
-    out.version_id().unwrap().to_owned()
-}
-
-async fn put(sm: &Client, name: &str, value: &str) -> String {
-    let out = sm
-        .put_secret_value()
-        .secret_id(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
-    out.version_id().unwrap().to_owned()
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -97,10 +73,10 @@ impl Drop for NobodysProcess {
 async fn rotations_fire_hooks_once_as_configured_under_the_units_capabilities() {
     let moto = Moto::start();
     let sm = moto.client().await;
-    create(&sm, "app/db", r#"{"password":"pw-first-7c1e","host":"h1"}"#).await;
-    create(&sm, "app/cert", "cert-first-93ad").await;
-    create(&sm, "tls/cert", "tls-cert-1").await;
-    create(&sm, "tls/key", "tls-key-1").await;
+    create_string(&sm, "app/db", r#"{"password":"pw-first-7c1e","host":"h1"}"#).await;
+    create_string(&sm, "app/cert", "cert-first-93ad").await;
+    create_string(&sm, "tls/cert", "tls-cert-1").await;
+    create_string(&sm, "tls/key", "tls-key-1").await;
     let out = public_tempdir();
     let (records, read_at_hook, uid, tls) = (
         out.path().join("records"),
@@ -175,11 +151,11 @@ debounce = 0
     // Watched values are fetched unread; give the first fetch its moment.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let db_v2 = put(&sm, "app/db", r#"{"password":"pw-first-7c1e","host":"h2"}"#).await;
+    let db_v2 = put_string(&sm, "app/db", r#"{"password":"pw-first-7c1e","host":"h2"}"#).await;
     tokio::time::sleep(FIRED_WITHIN).await;
     assert!(lines(&records).is_empty(), "another key changed: no fire");
 
-    let db_v3 = put(
+    let db_v3 = put_string(
         &sm,
         "app/db",
         r#"{"password":"pw-second-51b0","host":"h2"}"#,
@@ -200,7 +176,7 @@ debounce = 0
         "the hook read the new value through the mount"
     );
 
-    put(&sm, "app/cert", "cert-second-0b2f").await;
+    put_string(&sm, "app/cert", "cert-second-0b2f").await;
     assert_eq!(until_lines(&uid, 1).await, ["65534"], "ran as nobody");
     let deadline = Instant::now() + FIRED_WITHIN;
     while alive(nobody.0.id() as i32) && !exited(&nobody) {
@@ -212,8 +188,8 @@ debounce = 0
     }
 
     // A certificate and its key rotated together: one run that names both.
-    put(&sm, "tls/cert", "tls-cert-2").await;
-    put(&sm, "tls/key", "tls-key-2").await;
+    put_string(&sm, "tls/cert", "tls-cert-2").await;
+    put_string(&sm, "tls/key", "tls-key-2").await;
     assert_eq!(until_lines(&tls, 1).await, ["tls/cert tls/key"]);
 
     // Refreshes that find the same versions fire nothing more.
@@ -299,7 +275,7 @@ async fn a_hundred_watched_secrets_cost_at_most_six_calls_per_ttl_at_moto() {
     let moto = Moto::start();
     let sm = moto.client().await;
     for i in 0..SECRETS {
-        create(&sm, &format!("bulk/s{i:03}"), "v").await;
+        create_string(&sm, &format!("bulk/s{i:03}"), "v").await;
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");

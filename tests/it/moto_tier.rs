@@ -11,7 +11,7 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::primitives::Blob;
 
 use crate::support::cli;
-use crate::support::moto::Moto;
+use crate::support::moto::{Moto, create_string, put_string};
 use crate::support::mount::Mounted;
 
 const EXIT_NOT_FOUND: i32 = 66;
@@ -162,45 +162,6 @@ async fn get_of_missing_json_key_exits_66_without_leaking_the_secret() {
     let leaks = stderr.contains("p@ss:w/rd");
     assert!(!leaks, "get {selector}: stderr contains the secret value");
     assert_not_found(&out, &selector);
-}
-
-struct Created {
-    arn: String,
-    version_id: String,
-}
-
-async fn create_string(sm: &Client, name: &str, value: &str) -> Created {
-    let out = sm
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("creating {name}: {}", DisplayErrorContext(&e)));
-    Created {
-        arn: out
-            .arn()
-            .unwrap_or_else(|| panic!("moto returned no ARN for {name}"))
-            .to_owned(),
-        version_id: out
-            .version_id()
-            .unwrap_or_else(|| panic!("moto returned no version id for {name}"))
-            .to_owned(),
-    }
-}
-
-async fn put_string(sm: &Client, name: &str, value: &str) {
-    sm.put_secret_value()
-        .secret_id(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "putting a new value into {name}: {}",
-                DisplayErrorContext(&e)
-            )
-        });
 }
 
 enum Version<'a> {

@@ -8,7 +8,7 @@ use aws_sdk_ssm::Client;
 use aws_sdk_ssm::error::DisplayErrorContext;
 use aws_sdk_ssm::types::ParameterType;
 
-use crate::support::cli::strs;
+use crate::support::cli::{source_args, strs};
 use crate::support::http::{self, Conn, Served, TOKEN, TOKEN_HEADER};
 use crate::support::moto::Moto;
 use crate::support::mount::Mounted;
@@ -19,16 +19,7 @@ const PASSWORD: &str = "s3cure:pa/ss";
 const LIST: &str = "a,b,c";
 
 fn ssm_args(endpoint_url: &str) -> Vec<String> {
-    [
-        "--source",
-        "ssm",
-        "--endpoint-url",
-        endpoint_url,
-        "--region",
-        "us-east-1",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    source_args("ssm", endpoint_url)
 }
 
 async fn put(ssm: &Client, name: &str, value: &str, kind: ParameterType) -> i64 {

@@ -126,9 +126,15 @@ pub const DEMO_VALUES: [(&str, &[u8]); 6] = [
 /// `--source aws --endpoint-url URL --region us-east-1`: the AWS source against a local
 /// endpoint (the fake Secrets Manager or moto).
 pub fn aws_args(endpoint_url: &str) -> Vec<String> {
+    source_args("aws", endpoint_url)
+}
+
+/// `--source SOURCE --endpoint-url URL --region us-east-1`: an AWS source (`aws`, `ssm`)
+/// against a local endpoint.
+pub fn source_args(source: &str, endpoint_url: &str) -> Vec<String> {
     [
         "--source",
-        "aws",
+        source,
         "--endpoint-url",
         endpoint_url,
         "--region",

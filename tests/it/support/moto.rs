@@ -219,3 +219,55 @@ fn log_tail(path: &Path) -> String {
         Err(e) => format!("(log unreadable: {e})"),
     }
 }
+
+/// A secret moto created: what a test compares reads against.
+pub struct Created {
+    pub arn: String,
+    pub version_id: String,
+}
+
+/// Creates a string secret in moto.
+pub async fn create_string(
+    sm: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+) -> Created {
+    use aws_sdk_secretsmanager::error::DisplayErrorContext;
+    let out = sm
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating {name}: {}", DisplayErrorContext(&e)));
+    Created {
+        arn: out
+            .arn()
+            .unwrap_or_else(|| panic!("moto returned no ARN for {name}"))
+            .to_owned(),
+        version_id: out
+            .version_id()
+            .unwrap_or_else(|| panic!("moto returned no version id for {name}"))
+            .to_owned(),
+    }
+}
+
+/// Puts a new AWSCURRENT string value (a rotation); its version id.
+pub async fn put_string(sm: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> String {
+    use aws_sdk_secretsmanager::error::DisplayErrorContext;
+    let out = sm
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "putting a new value into {name}: {}",
+                DisplayErrorContext(&e)
+            )
+        });
+    out.version_id()
+        .unwrap_or_else(|| panic!("moto returned no version id for {name}"))
+        .to_owned()
+}
