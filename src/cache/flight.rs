@@ -375,11 +375,20 @@ where
     /// True when a read of `key` would start a fetch: nothing servable is cached and no fetch
     /// is under way. Counts nothing and leaves recency alone.
     pub fn needs_fetch(&self, key: &K) -> bool {
+        self.would_fetch(key, false)
+    }
+
+    /// Whether a read of `key` would start a fetch; `ahead` also asks that it is not waiting
+    /// out the back-off of failed fetches ahead of readers.
+    fn would_fetch(&self, key: &K, ahead: bool) -> bool {
         let Some(slot) = self.inner.slots.get(key).map(|s| s.value().clone()) else {
             return true;
         };
         let state = slot.state.lock();
-        state.flight.is_none() && state.answer(Instant::now(), &self.inner.timing).is_none()
+        let now = Instant::now();
+        state.flight.is_none()
+            && state.answer(now, &self.inner.timing).is_none()
+            && !(ahead && state.ahead_retry.is_some_and(|(retry, _)| now < retry))
     }
 
     pub fn contains(&self, key: &K) -> bool {
@@ -456,14 +465,7 @@ where
     /// Whether fetching `key` ahead of readers is due: a read would fetch it, and it is not
     /// waiting out the back-off of failed fetches.
     pub fn fetch_ahead_due(&self, key: &K) -> bool {
-        let Some(slot) = self.inner.slots.get(key).map(|s| s.value().clone()) else {
-            return true;
-        };
-        let state = slot.state.lock();
-        let now = Instant::now();
-        state.flight.is_none()
-            && state.answer(now, &self.inner.timing).is_none()
-            && state.ahead_retry.is_none_or(|(retry, _)| now >= retry)
+        self.would_fetch(key, true)
     }
 
     /// Makes the cached values of the keys `which` selects due now: the next read fetches
