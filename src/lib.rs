@@ -31,6 +31,7 @@ pub mod fuse;
 pub mod hardening;
 pub mod hooks;
 pub mod http;
+pub mod log_throttle;
 pub mod policy;
 pub mod run;
 pub mod secrets_list;

@@ -33,9 +33,6 @@ pub const MAX_ROLES_LIMIT: usize = 20;
 /// What a role ARN must look like (the agent's check), before anything is called.
 pub const ROLE_ARN_SHAPE: &str = "arn:<partition>:iam::<account>:role/<name>";
 
-/// How often the same role's failure (or the bound) is logged.
-const LOG_EVERY: Duration = Duration::from_secs(60);
-
 /// How long a role that could not be assumed is answered with that refusal without asking
 /// STS again (the negative cache's default).
 pub const REFUSAL_REMEMBERED: Duration = Duration::from_secs(10);
@@ -84,8 +81,8 @@ pub struct Roles {
     max: usize,
     /// One slot per role in use; a slot being filled counts towards the bound.
     slots: parking_lot::Mutex<HashMap<String, Arc<OnceCell<Arc<Engine>>>>>,
-    /// When each role's failure (and the bound, under "") was last logged.
-    logged: parking_lot::Mutex<HashMap<String, Instant>>,
+    /// Each role's failure (and the bound, under "") is logged once a minute at most.
+    logged: crate::log_throttle::LogThrottle,
     /// Roles refused lately: until when, and why.
     refused: parking_lot::Mutex<HashMap<String, (Instant, Error)>>,
     refresh_ahead: bool,
@@ -136,7 +133,7 @@ impl Roles {
                 Some(slot) => slot.clone(),
                 None if slots.len() >= self.max => {
                     drop(slots);
-                    if self.due_to_log("") {
+                    if self.logged.due("").is_some() {
                         tracing::warn!(
                             max_roles = self.max,
                             role = role_arn,
@@ -185,7 +182,7 @@ impl Roles {
                         slots.remove(role_arn);
                     }
                 }
-                if self.due_to_log(role_arn) {
+                if self.logged.due(role_arn).is_some() {
                     tracing::warn!(role = role_arn, error = %err, "cannot assume the role: its requests are refused");
                 }
                 let now = Instant::now();
@@ -195,22 +192,6 @@ impl Roles {
                 }
                 refused.insert(role_arn.to_owned(), (now + REFUSAL_REMEMBERED, err.clone()));
                 Err(RoleRefusal::NotAssumed(err))
-            }
-        }
-    }
-
-    /// Whether a line about `key` is due (one a minute), noting it if so.
-    fn due_to_log(&self, key: &str) -> bool {
-        let now = Instant::now();
-        let mut logged = self.logged.lock();
-        if logged.len() > 4 * MAX_ROLES_LIMIT {
-            logged.retain(|_, at| now.duration_since(*at) < LOG_EVERY);
-        }
-        match logged.get(key) {
-            Some(at) if now.duration_since(*at) < LOG_EVERY => false,
-            _ => {
-                logged.insert(key.to_owned(), now);
-                true
             }
         }
     }

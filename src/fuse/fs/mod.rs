@@ -108,8 +108,8 @@ pub struct SecretsFs {
     only_tree: std::sync::OnceLock<Arc<Tree>>,
     /// The config file's templates, files of their own beside the secrets.
     templates: Arc<Templates>,
-    /// Per template path: when its failure was last logged, and how many were left out since.
-    template_reports: Mutex<HashMap<String, (Instant, u64)>>,
+    /// A template's failure is logged once a minute at most, per template path.
+    template_reports: crate::log_throttle::LogThrottle,
 }
 
 impl SecretsFs {
@@ -137,7 +137,7 @@ impl SecretsFs {
             only: None,
             only_tree: std::sync::OnceLock::new(),
             templates: Arc::default(),
-            template_reports: Mutex::new(HashMap::new()),
+            template_reports: Default::default(),
         }
     }
 

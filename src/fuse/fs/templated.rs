@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use tokio::time::Instant;
 
 use super::{Attr, DENIED, FsResult, SecretsFs, audit};
 use crate::caller::Caller;
@@ -16,9 +15,6 @@ use crate::fuse::inodes::{Identity, Node, NodeKind};
 use crate::fuse::templates::MountedTemplate;
 use crate::policy;
 use crate::template::OnMissing;
-
-/// A template's failure is logged once a minute at most, with how many were left out.
-const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl SecretsFs {
     /// Whether `caller` may read the template: its own mode, then every input's policy.
@@ -65,19 +61,10 @@ impl SecretsFs {
                 } else {
                     Errno::EIO
                 };
-                let mut reported = self.template_reports.lock();
-                let now = Instant::now();
-                match reported.get_mut(path) {
-                    Some((at, left_out)) if now.duration_since(*at) < REPORT_EVERY => {
-                        *left_out += 1;
-                    }
-                    _ => {
-                        let left_out = reported.get(path).map_or(0, |(_, n)| *n);
-                        tracing::warn!(template = path, input = failure.input.as_deref().unwrap_or(""),
-                            cause = %failure.cause, errno = %errno, left_out,
-                            "template could not be rendered");
-                        reported.insert(path.to_owned(), (now, 0));
-                    }
+                if let Some(left_out) = self.template_reports.due(path) {
+                    tracing::warn!(template = path, input = failure.input.as_deref().unwrap_or(""),
+                        cause = %failure.cause, errno = %errno, left_out,
+                        "template could not be rendered");
                 }
                 Err(errno)
             }
