@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::cli::{aws_args, run, strs};
-use crate::support::fake_sm::{FakeSecretsManager, Op, SecretData};
+use crate::support::fake_sm::{FakeSecretsManager, Fault, Op, SecretData};
 use crate::support::mount::Mounted;
 use crate::support::nobody::as_nobody;
 
@@ -298,4 +298,51 @@ async fn without_kernel_cache_an_open_template_reads_its_rendering_to_the_end() 
     let m = Mounted::start(&strs(&global(&fake, &config)), &["--no-kernel-cache"]).await;
     let path = m.path("db.yml");
     an_open_file_keeps_its_rendering_across_a_rotation(&fake, &path, 5).await;
+}
+
+#[tokio::test]
+async fn with_only_get_secret_value_allowed_templates_render_and_hooks_fire() {
+    let fake = FakeSecretsManager::start();
+    three_inputs(&fake);
+    for op in [Op::ListSecrets, Op::BatchGetSecretValue] {
+        fake.inject(op, Fault::AccessDenied, usize::MAX);
+    }
+    fake.allow_reading_only(&["app/db", "app/api-key", "app/cert.der"]);
+    let dir = tempfile::tempdir().unwrap();
+    let fired = dir.path().join("fired");
+    let hook = format!(
+        "[[hook]]\nsecrets = [\"app/db:password\"]\ndebounce = 0\n\
+         exec = [\"/bin/sh\", \"-c\", \"echo $SECRETSFS_NEW_VERSION >> {}\"]\n",
+        fired.display()
+    );
+    let config = config(dir.path(), &[("app/database.yml", DATABASE_YML, "")], &hook);
+    let m = Mounted::start(&strs(&global(&fake, &config)), &[]).await;
+    // No listing: the template and its directory are still there, and it renders.
+    let listed: Vec<String> = std::fs::read_dir(m.path("app"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(listed, ["database.yml"]);
+    assert!(std::fs::read(m.path("app/database.yml")).unwrap() == expected("pw-one").as_bytes());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    put_db(&fake, "pw-two");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&fired)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the hook never fired:\n{}",
+            m.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(std::fs::read(m.path("app/database.yml")).unwrap() == expected("pw-two").as_bytes());
+    let log = m.log();
+    assert!(
+        log.contains("BatchGetSecretValue is refused"),
+        "the refused batch call is said once:\n{log}"
+    );
+    assert_eq!(log.matches("BatchGetSecretValue is refused").count(), 1);
 }
