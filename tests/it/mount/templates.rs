@@ -89,6 +89,25 @@ async fn an_open_file_keeps_its_rendering_across_a_rotation(
     );
 }
 
+/// Rotates `app/db` (once the first fetch has settled) and waits until the hook that writes
+/// to `fired` has run.
+async fn rotate_db_until_the_hook_fires(fake: &FakeSecretsManager, m: &Mounted, fired: &Path) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    put_db(fake, "pw-two");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(fired)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the hook never fired:\n{}",
+            m.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_template_renders_exactly_and_an_open_file_keeps_its_rendering_across_a_rotation() {
     let fake = FakeSecretsManager::start();
@@ -261,20 +280,7 @@ async fn check_config_shows_what_a_template_reads_and_a_hook_may_name_a_template
     );
     let m = Mounted::start(&strs(&global(&fake, &config)), &[]).await;
     assert!(std::fs::read(m.path("app/database.yml")).unwrap() == expected("pw-one").as_bytes());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    put_db(&fake, "pw-two");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read_to_string(&fired)
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the hook never fired:\n{}",
-            m.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rotate_db_until_the_hook_fires(&fake, &m, &fired).await;
     // One change of app/db, seen by the two inputs that read it: one run (debounce 0 may
     // split them, so at most two lines, both naming app/db).
     let lines: Vec<String> = std::fs::read_to_string(&fired)
@@ -324,20 +330,7 @@ async fn with_only_get_secret_value_allowed_templates_render_and_hooks_fire() {
         .collect();
     assert_eq!(listed, ["database.yml"]);
     assert!(std::fs::read(m.path("app/database.yml")).unwrap() == expected("pw-one").as_bytes());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    put_db(&fake, "pw-two");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read_to_string(&fired)
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the hook never fired:\n{}",
-            m.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rotate_db_until_the_hook_fires(&fake, &m, &fired).await;
     assert!(std::fs::read(m.path("app/database.yml")).unwrap() == expected("pw-two").as_bytes());
     let log = m.log();
     assert!(
