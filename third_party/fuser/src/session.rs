@@ -221,6 +221,33 @@ impl<FS: Filesystem> Session<FS> {
         Ok(session)
     }
 
+    /// Wrap a /dev/fuse file descriptor whose connection is already initialized: a process
+    /// that served it before did the INIT handshake and handed the descriptor over (through
+    /// systemd's file descriptor store, or across an exec). The kernel never sends INIT twice on
+    /// a connection, so this does not wait for one, and `Filesystem::init` is not called: the
+    /// capabilities negotiated by the first process stay in force. Nothing is mounted or
+    /// unmounted by this session.
+    pub fn from_initialized_fd(
+        filesystem: FS,
+        fd: OwnedFd,
+        acl: SessionACL,
+        config: Config,
+    ) -> Self {
+        Session {
+            filesystem: FilesystemHolder {
+                fs: Some(filesystem),
+            },
+            ch: Channel::new(Arc::new(DevFuse(File::from(fd)))),
+            mount: UmountOnDrop {
+                mount: Arc::new(Mutex::new(None)),
+            },
+            allowed: acl,
+            session_owner: geteuid(),
+            proto_version: None,
+            config,
+        }
+    }
+
     /// Run the session loop in a background thread. If the returned handle is dropped,
     /// the filesystem is unmounted and the given session ends.
     pub fn spawn(self) -> io::Result<BackgroundSession> {
