@@ -21,9 +21,12 @@ use std::time::SystemTime;
 
 use parking_lot::{Mutex, RwLock};
 
+use self::journal::{Journal, Record};
 use crate::cache::budget::{Budget, Member};
 use crate::engine::Resolved;
 use crate::selector::Selector;
+
+pub mod journal;
 
 pub const ROOT: u64 = 1;
 
@@ -117,12 +120,18 @@ struct Table {
     next: u64,
     /// The engine's budget, which the bytes versions hold are charged to.
     budget: Arc<Budget>,
+    /// Where the table's changes are written for a process that takes over the mount.
+    journal: Option<Journal>,
+    /// Handle numbers below this may have been given to the kernel (journaled in blocks).
+    handle_bound: u64,
 }
 
 #[derive(Debug)]
 pub struct Inodes {
     table: RwLock<Table>,
     budget: Arc<Budget>,
+    /// The table's `handle_bound`, readable without its lock.
+    handles_journaled: AtomicU64,
 }
 
 impl Inodes {
@@ -152,8 +161,11 @@ impl Inodes {
                 dormant: VecDeque::new(),
                 next: ROOT + 1,
                 budget: budget.clone(),
+                journal: None,
+                handle_bound: 0,
             }),
             budget: budget.clone(),
+            handles_journaled: AtomicU64::new(0),
         });
         budget.join(Arc::downgrade(&inodes) as std::sync::Weak<dyn Member>);
         inodes
@@ -172,6 +184,7 @@ impl Inodes {
             let entry = table.by_ino.get_mut(&ino).expect("tables agree");
             if entry.node.kind == kind {
                 entry.lookups += 1;
+                table.log(Record::Ref(ino));
                 return ino;
             }
             // Replaced: the old number stays valid for the references the kernel still holds.
@@ -191,6 +204,7 @@ impl Inodes {
                 lookups: 1,
             },
         );
+        table.log_node(ino);
         ino
     }
 
@@ -251,16 +265,30 @@ impl Inodes {
         };
         let stamp = self.budget.stamp();
         table.hold_bytes(&version, resolved, stamp);
-        let entry = table.by_ino.entry(ino).or_insert_with(|| Entry {
-            node: Node {
-                path: Arc::from(path),
-                kind,
-                version: Some(version),
-            },
-            lookups: 0,
-        });
-        entry.lookups += 1;
-        let node = entry.node.clone();
+        let node = match table.by_ino.get_mut(&ino) {
+            Some(entry) => {
+                entry.lookups += 1;
+                let node = entry.node.clone();
+                table.log(Record::Ref(ino));
+                node
+            }
+            None => {
+                let node = Node {
+                    path: Arc::from(path),
+                    kind,
+                    version: Some(version),
+                };
+                table.by_ino.insert(
+                    ino,
+                    Entry {
+                        node: node.clone(),
+                        lookups: 1,
+                    },
+                );
+                table.log_node(ino);
+                node
+            }
+        };
         drop(table);
         self.budget.enforce(stamp);
         (ino, node)
@@ -301,7 +329,9 @@ impl Inodes {
             return;
         };
         entry.lookups = entry.lookups.saturating_sub(n);
-        if entry.lookups > 0 {
+        let held = entry.lookups > 0;
+        table.log(Record::Forget(ino, n));
+        if held {
             return;
         }
         let node = table.by_ino.remove(&ino).expect("just seen").node;
@@ -382,6 +412,27 @@ impl Inodes {
 }
 
 impl Table {
+    fn log_node(&mut self, ino: u64) {
+        if self.journal.is_some()
+            && let Some(saved) = self.by_ino.get(&ino).map(|e| journal::saved(ino, e))
+        {
+            self.log(Record::Node(saved));
+        }
+    }
+
+    fn log(&mut self, record: Record) {
+        let Some(mut journal) = self.journal.take() else {
+            return;
+        };
+        journal.append(&record);
+        if journal.wants_compaction()
+            && let Err(e) = journal.compact(self.snapshot())
+        {
+            journal.break_with(&e);
+        }
+        self.journal = Some(journal);
+    }
+
     fn take_number(&mut self) -> u64 {
         let ino = self.next;
         self.next += 1;

@@ -2,7 +2,6 @@
 //! open directory, so that a listing read in several calls is one listing.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use nix::errno::Errno;
 use tokio::time::Instant;
@@ -89,7 +88,7 @@ impl SecretsFs {
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         match self.inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
             NodeKind::File(_) | NodeKind::Template(_) => Err(Errno::ENOTDIR),
-            _ => Ok(self.next_handle.fetch_add(1, Relaxed)),
+            _ => Ok(self.new_handle()),
         }
     }
 

@@ -141,6 +141,35 @@ impl SecretsFs {
         }
     }
 
+    /// A number for a new open file or directory, never one the kernel may still hold from a
+    /// process this one took over from.
+    fn new_handle(&self) -> u64 {
+        let fh = self
+            .next_handle
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inodes.note_handle(fh);
+        fh
+    }
+
+    /// Journals the kernel's inodes from now on, for a process that may take over the mount.
+    pub fn start_journal(&self) -> std::io::Result<()> {
+        self.inodes.start_journal()
+    }
+
+    /// Answers the kernel's inode and handle numbers as the process that journaled them in
+    /// `slots` did, before serving a connection taken over from it.
+    pub fn resume_journal(&self, slots: [std::os::fd::OwnedFd; 2]) -> std::io::Result<()> {
+        let free = self.inodes.resume_journal(slots)?;
+        self.next_handle
+            .fetch_max(free, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Copies of the journal's memory files, for the file descriptor store.
+    pub fn journal_fds(&self) -> Option<std::io::Result<[std::os::fd::OwnedFd; 2]>> {
+        self.inodes.journal_fds()
+    }
+
     /// Shows these templates at their paths.
     pub fn with_templates(mut self, templates: Arc<Templates>) -> Self {
         self.templates = templates;

@@ -2,7 +2,6 @@
 //! its version id (docs/ARCHITECTURE.md#read-paths).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use nix::errno::Errno;
 
@@ -32,7 +31,7 @@ impl SecretsFs {
             }
         };
         audit(caller, &selector.to_string(), Some(&resolved), None);
-        let fh = self.next_handle.fetch_add(1, Relaxed);
+        let fh = self.new_handle();
         self.handles.lock().insert(fh, resolved);
         Ok(fh)
     }
@@ -48,7 +47,7 @@ impl SecretsFs {
             errno
         })?;
         audit(caller, path, Some(&resolved), None);
-        let fh = self.next_handle.fetch_add(1, Relaxed);
+        let fh = self.new_handle();
         self.handles.lock().insert(fh, resolved);
         Ok(fh)
     }

@@ -150,3 +150,104 @@ fn held_entries_name_their_parent() {
         vec![(ROOT, "prod".into(), prod), (prod, "db".into(), db)]
     );
 }
+
+/// A second table that takes over the journal of `inodes`, as a restarted process does.
+fn taken_over(inodes: &Inodes) -> Arc<Inodes> {
+    let slots = inodes.journal_fds().expect("journaling").unwrap();
+    let next = table(BUDGET);
+    next.resume_journal(slots).unwrap();
+    next
+}
+
+#[test]
+fn a_process_taking_over_answers_the_same_numbers_with_the_same_references() {
+    let inodes = table(BUDGET);
+    let before = inodes.intern_dir("prod", NodeKind::Dir);
+    inodes.start_journal().unwrap();
+    let prod = inodes.intern_dir("prod", NodeKind::Dir);
+    assert_eq!(prod, before);
+    let old = file(&inodes, "prod/db", "v1", b"one");
+    let new = file(&inodes, "prod/db", "v2", b"two!");
+    file(&inodes, "prod/db", "v2", b"two!");
+    let gone = file(&inodes, "prod/api", "v1", b"x");
+    inodes.forget(gone, 1);
+
+    let next = taken_over(&inodes);
+    assert_eq!(next.peek("prod"), Some(prod));
+    assert_eq!(
+        next.peek("prod/db"),
+        Some(new),
+        "the newest version is the current one"
+    );
+    assert_eq!(next.peek("prod/api"), None, "forgotten before the restart");
+    let node = next
+        .get(old)
+        .expect("an open file's old version is still answered");
+    let old_version = node.version.unwrap();
+    assert_eq!(
+        (&*old_version.identity.version_id, old_version.size),
+        ("v1", 3)
+    );
+    assert!(old_version.bytes().is_none(), "values are never journaled");
+    // Same bytes, same version: the same number; the kernel's two references are both known.
+    let (again, _) = next.intern_file("prod/db", &selector("prod/db"), &version("v2", b"two!"));
+    assert_eq!(again, new);
+    next.forget(new, 2);
+    assert!(
+        next.get(new).is_some(),
+        "three references were counted, two returned"
+    );
+    next.forget(new, 1);
+    assert!(next.get(new).is_none());
+    next.forget(prod, 1);
+    assert!(
+        next.get(prod).is_some(),
+        "two lookups of prod: one reference is left"
+    );
+    next.forget(prod, 1);
+    assert!(next.get(prod).is_none());
+    let fresh = next.intern_dir("staging", NodeKind::Dir);
+    assert!(fresh > gone, "numbers are never given out twice");
+}
+
+#[test]
+fn a_torn_last_record_loses_only_itself() {
+    use std::os::unix::fs::FileExt;
+    let inodes = table(BUDGET);
+    inodes.start_journal().unwrap();
+    let db = file(&inodes, "db", "v1", b"one");
+    let [a, b] = inodes.journal_fds().unwrap().unwrap();
+    for slot in [a, b] {
+        let slot = std::fs::File::from(slot);
+        let end = slot.metadata().unwrap().len();
+        if end > 64 {
+            slot.write_all_at(br#"{"r":"#, end).unwrap();
+        }
+    }
+    let next = taken_over(&inodes);
+    assert_eq!(next.peek("db"), Some(db));
+}
+
+#[test]
+fn compaction_keeps_the_table_and_handles_are_never_given_twice() {
+    let inodes = table(BUDGET);
+    inodes.start_journal().unwrap();
+    let db = file(&inodes, "db", "v1", b"one");
+    // Enough references to outgrow the slot several times over.
+    for _ in 0..150_000 {
+        inodes.intern_file("db", &selector("db"), &version("v1", b"one"));
+    }
+    inodes.forget(db, 150_000);
+    inodes.note_handle(1);
+    inodes.note_handle(5000);
+    let next = taken_over(&inodes);
+    assert_eq!(next.peek("db"), Some(db));
+    assert!(next.get(db).is_some(), "one reference was left");
+    let slots = next.journal_fds().unwrap().unwrap();
+    let third = table(BUDGET);
+    let free = third.resume_journal(slots).unwrap();
+    assert!(
+        free > 5000,
+        "handle numbers up to 5000 were given out; {free} is not past them"
+    );
+}
