@@ -461,7 +461,7 @@ impl Mounted {
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(2, 8);
-        let session = mount::mount(fs, runtime.handle().clone(), &mountpoint, threads)
+        let (session, _fuse) = mount::mount(fs, runtime.handle().clone(), &mountpoint, threads)
             .unwrap_or_else(|e| panic!("mount: {e}"));
         let guard = MountGuard {
             session: Some(session),

@@ -85,6 +85,13 @@ pub struct MountArgs {
     #[arg(short, long)]
     pub foreground: bool,
 
+    /// Give the FUSE connection and the inode journal to systemd's file descriptor store
+    /// (FileDescriptorStoreMax=): a restart, or a crash, takes the mount over without a reader
+    /// seeing an error, and SIGTERM leaves the mount to the store. On by itself when systemd
+    /// sets $FDSTORE. Without it, SIGUSR2 still hands the mount over by exec.
+    #[arg(long)]
+    pub fd_store: bool,
+
     #[command(flatten)]
     pub options: MountOptions,
 

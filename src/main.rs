@@ -25,6 +25,10 @@ fn main() -> ExitCode {
     // First, so that no core can ever hold a secret; what it could not do waits for the log.
     let hardening = secretsfs::hardening::harden();
     let mut cli = Cli::parse_args();
+    if let Command::Mount(_) = &cli.command {
+        // Before any thread: it takes LISTEN_* out of the environment.
+        secretsfs::fuse::handover::take_from_env();
+    }
     let mut readiness = Readiness::none();
     if let Command::CheckConfig(args) = &cli.command
         && let Some(file) = &args.file

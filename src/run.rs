@@ -2,6 +2,7 @@
 //! do the command.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -13,9 +14,9 @@ use crate::engine::roles::{self, Roles};
 use crate::engine::{Change, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::fs::SecretsFs;
-use crate::fuse::mount;
 use crate::fuse::namespace::Namespace;
 use crate::fuse::templates::Templates;
+use crate::fuse::{handover, mount};
 use crate::hooks::Hooks;
 use crate::http::listen::{self, Listening};
 use crate::http::token::Token;
@@ -201,7 +202,22 @@ async fn mount(
 ) -> Result<()> {
     let mut stop = daemon::StopSignals::install()?;
     let hangup = watch_hangup()?;
-    let mountpoint = mount::prepare_mountpoint(&args.mountpoint)?;
+    // A connection handed over is taken over only while a mount still uses it.
+    let handed = handover::take().filter(|handed| {
+        let alive = handed.is_alive();
+        if !alive {
+            tracing::warn!("the FUSE connection handed over has ended (unmounted); mounting anew");
+        }
+        alive
+    });
+    let mountpoint = match &handed {
+        // Not probed: nothing answers the mount until this process does.
+        Some(_) => std::path::absolute(&args.mountpoint)
+            .map_err(|e| Error::config(format!("mountpoint: {e}")))?,
+        None => mount::prepare_mountpoint(&args.mountpoint)?,
+    };
+    let to_store = args.fd_store
+        || std::env::var("FDSTORE").is_ok_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
     let namespace = match settings.source {
         SourceSpec::Ssm => Namespace::for_parameters(settings.layout, &settings.prefix)?,
         _ => Namespace::new(settings.layout, &settings.prefix)?,
@@ -229,14 +245,62 @@ async fn mount(
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 8);
-    let session = mount::mount(
-        fs.clone(),
-        tokio::runtime::Handle::current(),
-        &mountpoint,
-        threads,
-    )?;
+    let mounted_here = handed.is_none();
+    let (session, fuse) = match handed {
+        Some(handed) => {
+            fs.resume_journal(handed.journal).map_err(|e| {
+                Error::config(format!("cannot read the inode journal handed over: {e}"))
+            })?;
+            let taken = mount::take_over(
+                fs.clone(),
+                tokio::runtime::Handle::current(),
+                handed.fuse,
+                threads,
+            )?;
+            tracing::info!(mountpoint = %mountpoint.display(),
+                "took over the mount from the previous process");
+            taken
+        }
+        None => {
+            let mounted = mount::mount(
+                fs.clone(),
+                tokio::runtime::Handle::current(),
+                &mountpoint,
+                threads,
+            )?;
+            if let Err(e) = fs.start_journal() {
+                tracing::warn!(error = %e, "cannot journal the inode table; a restart will \
+                    not take over this mount");
+            }
+            mounted
+        }
+    };
+    let journal = match fs.journal_fds().transpose() {
+        Ok(journal) => journal,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot keep the inode journal for a hand-over");
+            None
+        }
+    };
+    let stored = to_store
+        && mounted_here
+        && match &journal {
+            Some(journal) => match handover::store(fuse.as_fd(), journal) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot give the mount to systemd's file \
+                        descriptor store; a restart will mount anew");
+                    false
+                }
+            },
+            None => false,
+        };
+    // Taken over from the store: it still holds the connection.
+    let stored = stored || (to_store && !mounted_here);
     if let Err(e) = mount::wait_until_answering(&mountpoint).await {
-        let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
+        if mounted_here {
+            let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
+        }
         return Err(e);
     }
     let http = if settings.http_enabled {
@@ -286,7 +350,13 @@ async fn mount(
         policy,
         Some(policy_changed),
     ));
-    mount::serve_until_stopped(session, &mountpoint, &mut stop).await?;
+    let handover = mount::Handover {
+        fuse,
+        journal,
+        stored,
+        mounted_here,
+    };
+    mount::serve_until_stopped(session, &mountpoint, &mut stop, handover).await?;
     reload.abort();
     deliveries.abort();
     drop(http);

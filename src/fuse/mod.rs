@@ -8,6 +8,7 @@
 
 pub mod adapter;
 pub mod fs;
+pub mod handover;
 pub mod inodes;
 pub mod mount;
 pub mod namespace;

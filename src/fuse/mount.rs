@@ -2,6 +2,7 @@
 //! waiting until the mount answers, and unmounting.
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,13 +88,7 @@ fn unescape_mount_path(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Mounts and starts serving; returns once the kernel handshake is done.
-pub fn mount(
-    fs: Arc<SecretsFs>,
-    runtime: tokio::runtime::Handle,
-    mountpoint: &Path,
-    threads: usize,
-) -> Result<BackgroundSession> {
+fn config(threads: usize) -> Config {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -107,12 +102,53 @@ pub fn mount(
     // allow_other: other users and containers reach the mount; the kernel enforces modes.
     config.acl = SessionACL::All;
     config.n_threads = Some(threads);
-    config.clone_fd = true;
-    let session = fuser::Session::new(FuseFs::new(fs, runtime), mountpoint, &config)
+    // One descriptor for every worker (docs/ARCHITECTURE.md#restarts).
+    config.clone_fd = false;
+    config
+}
+
+/// Mounts and starts serving; returns once the kernel handshake is done, with a copy of the
+/// connection's descriptor for a hand-over.
+pub fn mount(
+    fs: Arc<SecretsFs>,
+    runtime: tokio::runtime::Handle,
+    mountpoint: &Path,
+    threads: usize,
+) -> Result<(BackgroundSession, OwnedFd)> {
+    let session = fuser::Session::new(FuseFs::new(fs, runtime), mountpoint, &config(threads))
         .map_err(|e| mount_error(mountpoint, &e))?;
-    session
+    let fuse = session
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::config(format!("cannot keep the FUSE descriptor: {e}")))?;
+    let session = session
         .spawn()
-        .map_err(|e| Error::config(format!("cannot start the FUSE session: {e}")))
+        .map_err(|e| Error::config(format!("cannot start the FUSE session: {e}")))?;
+    Ok((session, fuse))
+}
+
+/// Serves a connection a previous process handed over: the kernel's requests that it read and
+/// never answered are sent again, and those that came in the gap have been waiting.
+pub fn take_over(
+    fs: Arc<SecretsFs>,
+    runtime: tokio::runtime::Handle,
+    fuse: OwnedFd,
+    threads: usize,
+) -> Result<(BackgroundSession, OwnedFd)> {
+    let kept = fuse
+        .try_clone()
+        .map_err(|e| Error::config(format!("cannot keep the FUSE descriptor: {e}")))?;
+    let session = fuser::Session::from_initialized_fd(
+        FuseFs::new(fs, runtime),
+        fuse,
+        SessionACL::All,
+        config(threads),
+    );
+    super::handover::resend(session.as_fd());
+    let session = session
+        .spawn()
+        .map_err(|e| Error::config(format!("cannot start the FUSE session: {e}")))?;
+    Ok((session, kept))
 }
 
 /// Tells the kernel to drop the attributes and entries it caches of every inode it holds, so
@@ -187,24 +223,62 @@ pub async fn wait_until_answering(mountpoint: &Path) -> Result<()> {
     }
 }
 
-/// Serves until SIGTERM or SIGINT (then unmounts) or until someone else unmounts.
+/// What a mount keeps for handing itself over to the process that follows it.
+pub struct Handover {
+    pub fuse: OwnedFd,
+    /// The inode journal's memory files; none if they could not be made.
+    pub journal: Option<[OwnedFd; 2]>,
+    /// The store holds the connection: a stop leaves the mount to it.
+    pub stored: bool,
+    /// This process mounted (rather than took the connection over).
+    pub mounted_here: bool,
+}
+
+/// Serves until SIGTERM or SIGINT (then unmounts, unless the file descriptor store keeps the
+/// mount for the next process) or until someone else unmounts. SIGUSR2 hands the mount over to
+/// a new process by exec.
 pub async fn serve_until_stopped(
     session: BackgroundSession,
     mountpoint: &Path,
     stop: &mut crate::daemon::StopSignals,
+    handover: Handover,
 ) -> Result<()> {
     let mut poll = tokio::time::interval(UNMOUNT_POLL);
+    let mut exec_signal =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+            .map_err(|e| Error::config(format!("cannot watch SIGUSR2: {e}")))?;
     let signal = loop {
         tokio::select! {
             signal = stop.next() => break Some(signal),
             _ = poll.tick() => if session.guard.is_finished() { break None },
+            _ = exec_signal.recv() => hand_over_by_exec(&handover),
         }
     };
     match signal {
+        Some(signal) if handover.stored => {
+            tracing::info!(
+                signal,
+                "stopping; the mount stays, for the next process to take over \
+                from the file descriptor store"
+            );
+            crate::daemon::notify_systemd(sd_notify::NotifyState::Stopping);
+            // Dropping the session would unmount.
+            std::mem::forget(session);
+        }
         Some(signal) => {
             tracing::info!(signal, "unmounting");
             crate::daemon::notify_systemd(sd_notify::NotifyState::Stopping);
-            let unmounted = tokio::task::spawn_blocking(move || session.umount_and_join()).await;
+            let path = mountpoint.to_owned();
+            let mounted_here = handover.mounted_here;
+            let unmounted = tokio::task::spawn_blocking(move || {
+                if mounted_here {
+                    return session.umount_and_join();
+                }
+                // A session taken over from another process has no mount of its own.
+                umount2(&path, MntFlags::empty()).map_err(io::Error::from)?;
+                session.join()
+            })
+            .await;
             if let Ok(Err(e)) = unmounted {
                 // Busy (files open): detach now; the kernel ends the session when they close.
                 tracing::warn!(error = %e, "unmount failed; detaching the mount lazily");
@@ -220,6 +294,16 @@ pub async fn serve_until_stopped(
         }
     }
     Ok(())
+}
+
+fn hand_over_by_exec(handover: &Handover) {
+    let Some(journal) = &handover.journal else {
+        tracing::error!("SIGUSR2: cannot hand the mount over: there is no inode journal");
+        return;
+    };
+    tracing::info!("SIGUSR2: handing the mount over to a new process (exec)");
+    let e = super::handover::exec(handover.fuse.as_fd(), journal);
+    tracing::error!(error = %e, "the hand-over by exec failed; this process goes on serving");
 }
 
 #[cfg(test)]

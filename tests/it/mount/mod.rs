@@ -8,6 +8,7 @@ mod least_privilege;
 mod lifecycle;
 mod reading;
 mod refresh_ahead;
+mod restarts;
 mod rotation;
 mod secrets_list;
 mod templates;
