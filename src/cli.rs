@@ -59,6 +59,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Render a template file to stdout, from the same cache and source as `get` (no mount).
     Render(RenderArgs),
+    /// For the mount unit's ExecStopPost=: unmount MOUNTPOINT unless systemd is restarting
+    /// UNIT (whose next process takes the mount over from the file descriptor store).
+    StopPost(StopPostArgs),
     /// Print the man page (roff) generated from this command line, for packaging.
     #[command(hide = true)]
     Man,
@@ -68,6 +71,15 @@ pub enum Command {
 pub struct ServeArgs {
     #[command(flatten)]
     pub http: HttpOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StopPostArgs {
+    /// The unit whose stop this is (`%n` in the unit file).
+    #[arg(long, default_value = "secretsfs.service")]
+    pub unit: String,
+    /// The unit's mountpoint.
+    pub mountpoint: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

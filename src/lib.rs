@@ -38,6 +38,7 @@ pub mod secrets_list;
 pub mod selector;
 pub mod settings;
 pub mod source;
+pub mod stop_post;
 pub mod template;
 pub mod watch;
 

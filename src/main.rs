@@ -30,6 +30,14 @@ fn main() -> ExitCode {
         secretsfs::fuse::handover::take_from_env();
     }
     let mut readiness = Readiness::none();
+    if let Command::StopPost(args) = &cli.command {
+        // Needs no settings: a broken config file must not keep a stopping unit's mount.
+        let _ = init_logging(Some("info"), "info", LogTo::Stderr, None);
+        return match secretsfs::stop_post::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(&err, &mut readiness),
+        };
+    }
     if let Command::CheckConfig(args) = &cli.command
         && let Some(file) = &args.file
     {

@@ -79,6 +79,7 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
         Command::Serve(args) => serve(&cli, args, settings).await,
         Command::Watch(args) => return watch(&settings, args).await,
         Command::Render(args) => render(&settings, args).await,
+        Command::StopPost(args) => crate::stop_post::run(args),
         Command::CheckConfig(_) => {
             print!("{}", settings.render());
             Ok(())

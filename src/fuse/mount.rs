@@ -51,7 +51,7 @@ pub fn prepare_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn is_secretsfs_mount(path: &Path) -> bool {
+pub fn is_secretsfs_mount(path: &Path) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
         return false;
     };

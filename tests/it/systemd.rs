@@ -385,7 +385,8 @@ fn the_mount_unit_keeps_the_host_mount_namespace() {
 fn the_mount_unit_is_hardened_without_a_namespace() {
     let unit = Unit::load(MOUNT_UNIT);
     assert!(
-        unit.one("ExecStart").ends_with(" mount -f /secrets"),
+        unit.one("ExecStart")
+            .ends_with(" mount -f --fd-store /secrets"),
         "{}",
         unit.one("ExecStart")
     );
@@ -393,6 +394,12 @@ fn the_mount_unit_is_hardened_without_a_namespace() {
     unit.expect("NotifyAccess", "main");
     unit.expect("Restart", "on-failure");
     unit.expect("KillSignal", "SIGTERM");
+    // The store keeps the connection across restarts; stop-post unmounts on a stop only.
+    unit.expect("FileDescriptorStoreMax", "4");
+    unit.expect(
+        "ExecStopPost",
+        "+/usr/bin/secretsfs stop-post --unit %n /secrets",
+    );
     unit.expect("Environment", TOKEN_ENV);
     assert!(!unit.has("User"), "mount(2) needs root");
     // mount(2) and umount2(2); --mlock beyond RLIMIT_MEMLOCK; hooks as another user and

@@ -305,3 +305,51 @@ fn sigusr2_hands_the_mount_over_by_exec_without_a_failed_read() {
     );
     assert_eq!(mounts_at(&mnt), 0, "without the store, SIGTERM unmounts");
 }
+
+/// `secretsfs stop-post`, as the unit's ExecStopPost= runs it, with a `systemctl` that reports
+/// `job` running on the unit.
+fn stop_post(mnt: &Path, job: &str, bin: &Path) -> String {
+    let systemctl = bin.join("systemctl");
+    std::fs::write(
+        &systemctl,
+        format!("#!/bin/sh\necho '12 other.service start waiting'\necho '13 secretsfs.service {job} running'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &systemctl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = std::process::Command::new(SECRETSFS)
+        .args(["stop-post", "--unit", "secretsfs.service"])
+        .arg(mnt)
+        .env("PATH", path)
+        .env("SERVICE_RESULT", "success")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn stop_post_keeps_the_mount_for_a_restart_and_unmounts_on_a_stop() {
+    let (dir, mnt) = mountpoint();
+    let log = dir.path().join("log");
+    let _unmount = DetachOnDrop(mnt.clone());
+    let store = FdStore::new();
+    let mut daemon = start(&store, &mnt, &[], &log);
+    assert!(store.wait_ready(1, READY), "{}", read(&log));
+    assert_eq!(sigterm(&mut daemon), Some(0));
+    let said = stop_post(&mnt, "restart", dir.path());
+    assert!(said.contains("keeping the mount"), "{said}");
+    assert_eq!(mounts_at(&mnt), 1);
+    let mut daemon = start(&store, &mnt, &[], &log);
+    assert!(store.wait_ready(2, READY), "{}", read(&log));
+    assert!(reads_demo(&mnt));
+    assert_eq!(sigterm(&mut daemon), Some(0));
+    let said = stop_post(&mnt, "stop", dir.path());
+    assert!(said.contains("unmounting"), "{said}");
+    store.release();
+    assert_eq!(mounts_at(&mnt), 0, "systemctl stop unmounts");
+}
