@@ -88,6 +88,25 @@ pub struct UpstreamCalls {
     pub batch_get_secret_value: u64,
 }
 
+impl StatsSnapshot {
+    /// Adds `other`'s counts to these.
+    pub fn absorb(&mut self, other: &StatsSnapshot) {
+        self.hits += other.hits;
+        self.negative_hits += other.negative_hits;
+        self.misses += other.misses;
+        self.coalesced_waits += other.coalesced_waits;
+        self.stale_serves += other.stale_serves;
+        self.refreshes_ahead += other.refreshes_ahead;
+        self.evictions += other.evictions;
+        self.upstream_errors += other.upstream_errors;
+        let (mine, theirs) = (&mut self.upstream_calls, &other.upstream_calls);
+        mine.get_secret_value += theirs.get_secret_value;
+        mine.describe_secret += theirs.describe_secret;
+        mine.list_secrets += theirs.list_secrets;
+        mine.batch_get_secret_value += theirs.batch_get_secret_value;
+    }
+}
+
 impl UpstreamCalls {
     pub fn get(&self, op: Op) -> u64 {
         match op {

@@ -238,6 +238,11 @@ impl Engine {
         self.stats.snapshot()
     }
 
+    /// The source's name of the call behind `op` (GetParameter for a Parameter Store source).
+    pub fn operation_name(&self, op: crate::cache::Op) -> &'static str {
+        self.source.operation_name(op)
+    }
+
     /// The bytes a selector names, from the cache or from one (shared) upstream fetch.
     pub async fn get(&self, selector: &Selector) -> Result<Resolved> {
         let served = self

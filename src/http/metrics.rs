@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::cache::{Op, StatsSnapshot};
+use crate::engine::Engine;
 use crate::engine::UPSTREAM_LATENCY;
 
 /// Upstream latencies span a cached-credentials round trip to a throttled retry.
@@ -50,11 +51,25 @@ pub fn count_response(status: u16) {
     }
 }
 
-/// The exposition text, with the cache counters as they are now.
-pub fn render(stats: &StatsSnapshot) -> String {
+/// The exposition text, with the cache counters as they are now: the main engine's, and the
+/// parameters route's (`secretsfs_parameters_*`) once it has engines.
+pub fn render(main: &Engine, parameters: Option<&StatsSnapshot>) -> String {
     let Some(handle) = handle() else {
         return String::new();
     };
+    record("secretsfs", &main.stats(), |op| main.operation_name(op));
+    if let Some(stats) = parameters {
+        record(
+            "secretsfs_parameters",
+            stats,
+            crate::source::ssm::operation_name,
+        );
+    }
+    handle.run_upkeep();
+    handle.render()
+}
+
+fn record(prefix: &str, stats: &StatsSnapshot, operation_name: impl Fn(Op) -> &'static str) {
     let counters = [
         ("secretsfs_cache_hits_total", stats.hits),
         ("secretsfs_cache_negative_hits_total", stats.negative_hits),
@@ -72,12 +87,12 @@ pub fn render(stats: &StatsSnapshot) -> String {
         ("secretsfs_upstream_errors_total", stats.upstream_errors),
     ];
     for (name, value) in counters {
+        let name = format!("{prefix}{}", name.trim_start_matches("secretsfs"));
         metrics::counter!(name).absolute(value);
     }
     for op in Op::ALL {
-        metrics::counter!("secretsfs_upstream_calls_total", "operation" => op.name())
-            .absolute(stats.upstream_calls.get(op));
+        metrics::counter!(format!("{prefix}_upstream_calls_total"),
+            "operation" => operation_name(op))
+        .absolute(stats.upstream_calls.get(op));
     }
-    handle.run_upkeep();
-    handle.render()
 }

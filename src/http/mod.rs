@@ -175,8 +175,12 @@ impl Api {
         match route {
             Route::Ping => agent::respond(StatusCode::OK, "healthy".into(), false),
             Route::Metrics => {
-                let mut response =
-                    agent::respond(StatusCode::OK, metrics::render(&self.engine.stats()), false);
+                let parameters = self.parameters.as_ref().and_then(|p| p.stats());
+                let mut response = agent::respond(
+                    StatusCode::OK,
+                    metrics::render(&self.engine, parameters.as_ref()),
+                    false,
+                );
                 response.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
                     hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -41,9 +41,23 @@ impl ParameterEngines {
         };
         cell.get_or_try_init(|| async {
             let source = SsmSource::connect(&self.options, decrypt, Shape::Answer).await?;
-            Ok(Arc::new(Engine::new(Arc::new(source), self.cache)))
+            let engine = Arc::new(Engine::new(Arc::new(source), self.cache));
+            // Parameters read within their TTL are refreshed before it ends, as secrets are.
+            tokio::spawn(engine.clone().refresh_ahead());
+            Ok(engine)
         })
         .await
         .cloned()
+    }
+
+    /// The counters of the engines built so far, added up; none before the first request.
+    pub fn stats(&self) -> Option<crate::cache::StatsSnapshot> {
+        let built = [self.decrypted.get(), self.encrypted.get()];
+        let mut engines = built.into_iter().flatten();
+        let mut total = engines.next()?.stats();
+        for engine in engines {
+            total.absorb(&engine.stats());
+        }
+        Some(total)
     }
 }

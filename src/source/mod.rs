@@ -144,6 +144,11 @@ pub trait SecretSource: Send + Sync + 'static {
     fn batch_limit(&self) -> usize {
         BATCH_LIMIT
     }
+
+    /// The service's name of the call behind each of the engine's operations, for `/metrics`.
+    fn operation_name(&self, op: crate::cache::Op) -> &'static str {
+        op.name()
+    }
 }
 
 /// How `--source` names a source.

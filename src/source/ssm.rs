@@ -176,8 +176,23 @@ fn not_found(id: &str) -> Error {
     )
 }
 
+/// The Parameter Store call behind each of the engine's operations.
+pub fn operation_name(op: crate::cache::Op) -> &'static str {
+    use crate::cache::Op;
+    match op {
+        Op::GetSecretValue => "GetParameter",
+        Op::DescribeSecret => "GetParameterHistory",
+        Op::ListSecrets => "GetParametersByPath",
+        Op::BatchGetSecretValue => "GetParameters",
+    }
+}
+
 #[async_trait]
 impl SecretSource for SsmSource {
+    fn operation_name(&self, op: crate::cache::Op) -> &'static str {
+        operation_name(op)
+    }
+
     async fn get_secret_value(&self, secret_id: &str, version: &VersionRef) -> Result<SecretValue> {
         let asked = selected_name(secret_id, version);
         let out = self

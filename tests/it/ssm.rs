@@ -357,3 +357,109 @@ async fn extension_variables_map_onto_settings_below_ours() {
         assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
     }
 }
+
+/// On the Unix socket, the parameters route is judged by the caller's uid and the policy, as
+/// the secrets routes are: by the parameter's name, before any call for a denied one.
+#[tokio::test]
+async fn ssm_http_route_on_the_unix_socket_follows_the_policy() {
+    let moto = Moto::start();
+    let ssm = moto.ssm_client().await;
+    sample(&ssm).await;
+    put(&ssm, "/app/public/motd", V1, ParameterType::String).await;
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[[policy]]\npath = \"/app/public/**\"\nmode = \"0444\"\n",
+    )
+    .unwrap();
+    let dir = http::public_tempdir();
+    let socket = dir.path().join("api.sock");
+    let mut global = crate::support::cli::aws_args(&moto.endpoint_url());
+    global.extend(["--config".into(), config.path().to_str().unwrap().into()]);
+    let mut args = strs(&global);
+    args.extend(["serve", "--http-port", "0", "--http-socket"]);
+    args.push(socket.to_str().unwrap());
+    let _served = Served::start(&args).await;
+
+    let route = "/systemsmanager/parameters/get";
+    let (status, body) =
+        http::get_as_nobody(&socket, &format!("{route}?name=/app/public/motd"), &[]);
+    assert_eq!(status, 200, "public as uid 65534");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(json["Parameter"]["Value"] == V1, "public: not its value");
+    for name in ["/app/prod/db-url", "/app/prod/password", "/app/list"] {
+        let (status, body) = http::get_as_nobody(
+            &socket,
+            &format!("{route}?name={name}&withDecryption=true"),
+            &[],
+        );
+        assert_eq!(status, 403, "{name} as uid 65534");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("postgres"),
+            "{name}: a refusal carries no value"
+        );
+    }
+    // Root owns everything the policy leaves to the default modes.
+    let r = Conn::unix(&socket)
+        .await
+        .get(&format!("{route}?name=/app/prod/db-url"), &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+}
+
+/// The value of the counter line `name{labels}` (or `name`) in a /metrics text.
+fn counter(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// The parameters route's engines are refreshed ahead of their TTL while read, as secrets are,
+/// and /metrics counts them apart, under Parameter Store's operation names.
+#[tokio::test]
+async fn ssm_http_route_refreshes_ahead_and_metrics_count_it_apart() {
+    let moto = Moto::start();
+    let ssm = moto.ssm_client().await;
+    sample(&ssm).await;
+    let global = crate::support::cli::aws_args(&moto.endpoint_url());
+    let mut args = strs(&global);
+    args.extend([
+        "--ssm-ttl",
+        "2",
+        "--ttl-jitter",
+        "0",
+        "serve",
+        "--http-port",
+        "0",
+    ]);
+    let served = Served::start(&args).await;
+    let target = "/systemsmanager/parameters/get?name=/app/list";
+    // Read every 100 ms for three TTLs: every fetch after the first is made ahead.
+    for _ in 0..60 {
+        let r = http::get(served.addr, target).await;
+        assert_eq!(r.status, 200, "{}", r.describe());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = Conn::tcp(served.addr)
+        .await
+        .get("/metrics", &[])
+        .await
+        .text();
+    let ahead = counter(&text, "secretsfs_parameters_cache_refreshes_ahead_total");
+    let misses = counter(&text, "secretsfs_parameters_cache_misses_total");
+    let calls = counter(
+        &text,
+        "secretsfs_parameters_upstream_calls_total{operation=\"GetParameter\"}",
+    );
+    assert!(ahead >= 2, "refreshes ahead: {ahead}");
+    assert_eq!(misses, 1, "only the first read waited");
+    assert_eq!(calls, ahead + misses, "each fetch is one GetParameter");
+    assert_eq!(
+        counter(
+            &text,
+            "secretsfs_upstream_calls_total{operation=\"GetSecretValue\"}"
+        ),
+        0,
+        "nothing counted as Secrets Manager"
+    );
+}
