@@ -96,7 +96,7 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
 async fn render(settings: &Settings, args: &RenderArgs) -> Result<()> {
     // Compiled before the source is built: a template that does not parse costs nothing.
     let name = args.template.display().to_string();
-    let text = std::fs::read_to_string(&args.template)
+    let (text, _) = crate::host_file::read_text(&args.template, crate::host_file::CONFIG)
         .map_err(|e| Error::config(format!("template {name}: cannot read it: {e}")))?;
     let template = Template::compile(&name, &text)?;
     let engine = Engine::new(

@@ -107,6 +107,13 @@ pub(super) async fn shared_config(options: &AwsOptions) -> Result<aws_config::Sd
     }
     if let Some(path) = &options.credentials_file {
         use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+        // The SDK reads the file whole, whatever it is: a FIFO would hang the first call, a
+        // device fill memory. A missing one stays the SDK's to report, as before.
+        if path.exists() {
+            crate::host_file::read(path, crate::host_file::CONFIG).map_err(|why| {
+                Error::config(format!("credentials_file_path {}: {why}", path.display()))
+            })?;
+        }
         let files = EnvConfigFiles::builder()
             .include_default_config_file(true)
             .with_file(EnvConfigFileKind::Credentials, path)

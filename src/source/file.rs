@@ -192,8 +192,7 @@ impl FileSource {
 
 fn load(path: &Path) -> Result<(Stamp, BTreeMap<String, Secret>)> {
     let bad = |why: String| Error::config(format!("secrets file {}: {why}", path.display()));
-    let meta = fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    let text = Zeroizing::new(fs::read(path).map_err(|e| bad(e.to_string()))?);
+    let (text, meta) = crate::host_file::read(path, crate::host_file::SECRETS_FILE).map_err(bad)?;
     let doc: FileDoc = serde_json::from_slice(&text).map_err(|e| bad(safe_json_error(&e)))?;
     let mtime = meta.modified().ok();
     let mut secrets = BTreeMap::new();
