@@ -78,7 +78,8 @@ pub struct CheckConfigArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MountArgs {
-    /// An existing, empty directory. A dead mount left there by a killed daemon is detached.
+    /// An existing, empty directory, not on a pseudo file system (/proc, /sys, /dev) nor
+    /// inside a secretsfs mount. A dead mount left there by a killed daemon is detached first.
     pub mountpoint: PathBuf,
 
     /// Stay in the foreground and log to stderr (for systemd and containers).
