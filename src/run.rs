@@ -79,6 +79,7 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
         Command::Watch(args) => return watch(&settings, args).await,
         Command::Render(args) => render(&settings, args).await,
         Command::CheckConfig(_) => {
+            check_settings(&settings)?;
             print!("{}", settings.render());
             Ok(())
         }
@@ -131,6 +132,32 @@ async fn watch(settings: &Settings, args: &WatchArgs) -> Result<u8> {
         settings.source_cache(),
     ));
     crate::watch::command::supervise(engine, args, settings.cache.list_ttl).await
+}
+
+/// What `mount` refuses in its settings before it touches a mountpoint or the network, with
+/// the same messages: `check-config` runs it so that it refuses what `mount` and `serve` do.
+fn check_settings(settings: &Settings) -> Result<()> {
+    namespace(settings)?;
+    build_policy(settings)?;
+    let templates = templates(settings)?;
+    hooks(settings, Some(&templates))?;
+    Ok(())
+}
+
+fn namespace(settings: &Settings) -> Result<Namespace> {
+    match settings.source {
+        SourceSpec::Ssm => Namespace::for_parameters(settings.layout, &settings.prefix),
+        _ => Namespace::new(settings.layout, &settings.prefix),
+    }
+}
+
+fn templates(settings: &Settings) -> Result<Templates> {
+    Templates::new(
+        &settings.sections.template,
+        &settings.templates,
+        &settings.defaults,
+        &SystemDirectory,
+    )
 }
 
 fn build_policy(settings: &Settings) -> Result<Policy> {
@@ -202,19 +229,11 @@ async fn mount(
     let mut stop = daemon::StopSignals::install()?;
     let hangup = watch_hangup()?;
     let mountpoint = mount::prepare_mountpoint(&args.mountpoint)?;
-    let namespace = match settings.source {
-        SourceSpec::Ssm => Namespace::for_parameters(settings.layout, &settings.prefix)?,
-        _ => Namespace::new(settings.layout, &settings.prefix)?,
-    };
+    let namespace = namespace(&settings)?;
     let (source, roles) = build_source_and_roles(&settings, true).await?;
     let engine = Arc::new(Engine::new(source, settings.source_cache()));
     let policy = policy::shared(build_policy(&settings)?);
-    let templates = Arc::new(Templates::new(
-        &settings.sections.template,
-        &settings.templates,
-        &settings.defaults,
-        &SystemDirectory,
-    )?);
+    let templates = Arc::new(templates(&settings)?);
     let mut hook_wiring = hooks(&settings, Some(&templates))?;
     let fs = Arc::new(
         SecretsFs::new(

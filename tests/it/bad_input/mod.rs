@@ -4,6 +4,7 @@
 //! that cannot be presented or are over the service's own limits.
 
 mod host_files;
+mod settings;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
