@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use super::checked::MAX_VALUE_BYTES;
 use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue};
 use crate::error::{Error, Result};
 use crate::selector::{self, AWSCURRENT, VersionRef};
@@ -246,6 +247,8 @@ fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Resu
             return Err(format!("{at}: version id appears twice"));
         }
         for stage in &v.version_stages {
+            selector::validate_stage(stage)
+                .map_err(|why| format!("{at}: stage {stage:?}: {why}"))?;
             if let Some(other) = seen_stages.insert(stage.clone(), v.version_id.clone()) {
                 return Err(format!("{at}: stage {stage} is also on version {other}"));
             }
@@ -265,6 +268,13 @@ fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Resu
                 ));
             }
         };
+        if payload.len() > MAX_VALUE_BYTES {
+            return Err(format!(
+                "{at}: the value is {} bytes, over the limit of {MAX_VALUE_BYTES} \
+                 (Secrets Manager's own)",
+                payload.len()
+            ));
+        }
         let created = match v.created_date {
             None => file_mtime,
             Some(Timestamp::Epoch(secs)) => {
@@ -478,6 +488,10 @@ mod tests {
     #[test]
     fn bad_files_are_config_errors_that_name_the_problem() {
         let dir = tempfile::tempdir().unwrap();
+        let big = format!(
+            r#"{{"Secrets": [{{"Name": "a", "Versions": [{{"VersionId": "v", "SecretString": "{}"}}]}}]}}"#,
+            "s".repeat(MAX_VALUE_BYTES + 1)
+        );
         let cases = [
             ("{", "EOF"),
             (
@@ -503,6 +517,12 @@ mod tests {
                     {"VersionId": "w", "VersionStages": ["AWSCURRENT"], "SecretString": "y"}]}]}"#,
                 "also on version",
             ),
+            (
+                r#"{"Secrets": [{"Name": "a", "Versions": [
+                    {"VersionId": "v", "VersionStages": ["new\nline"], "SecretString": "x"}]}]}"#,
+                "stage \"new\\nline\": a version stage may not contain control characters",
+            ),
+            (&big, "the value is 65537 bytes, over the limit of 65536"),
         ];
         for (text, needle) in cases {
             let e = FileSource::open(write(&dir, text)).err().unwrap();

@@ -5,6 +5,7 @@
 //! every source gets them alike.
 
 pub mod aws;
+pub mod checked;
 pub mod file;
 #[cfg(any(test, feature = "memory-source"))]
 pub mod memory;

@@ -5,6 +5,7 @@
 
 mod host_files;
 mod settings;
+mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
