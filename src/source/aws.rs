@@ -25,6 +25,7 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use zeroize::Zeroizing;
 
+use super::response_limit::ResponseLimit;
 use super::{
     BATCH_LIMIT, BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue,
 };
@@ -142,7 +143,9 @@ impl AwsSource {
     }
 
     fn with(base: &aws_config::SdkConfig, role: Option<Arc<AssumedRole>>) -> AwsSource {
-        let mut config = aws_sdk_secretsmanager::config::Builder::from(base).interceptor(UserAgent);
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(base)
+            .interceptor(UserAgent)
+            .interceptor(ResponseLimit);
         let credentials = match &role {
             Some(role) => {
                 let shared = SharedCredentialsProvider::new(RoleCredentials(role.clone()));
@@ -330,6 +333,9 @@ pub(super) fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
+    if let Some(refused) = super::response_limit::refusal(what, &err) {
+        return refused;
+    }
     let detail = chain(&err);
     match &err {
         SdkError::ServiceError(service) => {

@@ -9,6 +9,7 @@ pub mod checked;
 pub mod file;
 #[cfg(any(test, feature = "memory-source"))]
 pub mod memory;
+mod response_limit;
 pub mod ssm;
 
 use std::collections::BTreeMap;

@@ -104,3 +104,21 @@ async fn a_value_over_64_kib_is_refused_naming_its_size_never_its_bytes() {
     );
     assert!(!log.contains("BIG-VALUE"));
 }
+
+#[tokio::test]
+async fn an_answer_over_16_mib_is_refused_unread_and_not_retried() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("huge", &"h".repeat(17 << 20));
+    let out = cli::get_from(&fake.endpoint_url(), "huge").await;
+    assert_refused(
+        &out,
+        71,
+        "GetSecretValue huge (stage AWSCURRENT): the answer is over the limit of 16 MiB \
+         for one answer (Content-Length",
+    );
+    assert_eq!(
+        fake.calls(Op::GetSecretValue),
+        1,
+        "a refusal is not retried"
+    );
+}
