@@ -483,6 +483,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v.payload.as_bytes(), b"older value");
+        // Replaced by a FIFO: a re-read must neither block nor lose the contents.
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let v = src
+            .get_secret_value("prod/db", &stage("AWSPREVIOUS"))
+            .await
+            .unwrap();
+        assert_eq!(v.payload.as_bytes(), b"older value");
     }
 
     #[test]
