@@ -122,3 +122,23 @@ async fn re_reads_of_a_bad_token_or_config_file_keep_the_old_one() {
     assert_eq!(status("tok1").await, 200, "serve goes on");
     served.stop().await;
 }
+
+#[tokio::test]
+async fn a_credentials_file_that_is_a_fifo_is_refused_before_the_sdk_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = crate::support::fake_sm::FakeSecretsManager::start();
+    let fifo = fifo(dir.path(), "credentials");
+    let mut args = crate::support::cli::aws_args(&fake.endpoint_url());
+    args.extend(["--credentials-file-path".into(), fifo.display().to_string()]);
+    args.extend(["get".into(), "db".into()]);
+    let out = cli::run(&crate::support::cli::strs(&args)).await;
+    assert_refused(
+        &out,
+        78,
+        &format!(
+            "credentials_file_path {}: a FIFO, not a regular file",
+            fifo.display()
+        ),
+    );
+    assert_eq!(fake.calls(crate::support::fake_sm::Op::GetSecretValue), 0);
+}
