@@ -90,7 +90,8 @@ pub struct CheckConfigArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MountArgs {
-    /// An existing, empty directory. A dead mount left there by a killed daemon is detached.
+    /// An existing, empty directory, not on a pseudo file system (/proc, /sys, /dev) nor
+    /// inside a secretsfs mount. A dead mount left there by a killed daemon is detached first.
     pub mountpoint: PathBuf,
 
     /// Stay in the foreground and log to stderr (for systemd and containers).
@@ -251,10 +252,32 @@ pub fn default_log_filter(command: &Command) -> &'static str {
 pub fn log_filter(level: Option<&str>, default: &str) -> Result<tracing_subscriber::EnvFilter> {
     use tracing_subscriber::EnvFilter;
     match level {
-        Some(l) => EnvFilter::try_new(l)
-            .map_err(|e| Error::config(format!("invalid --log-level {l:?}: {e}"))),
+        Some(l) => parse_log_filter(l).map_err(|why| {
+            Error::config(format!(
+                "invalid log level {l:?} (--log-level, SECRETSFS_LOG_LEVEL or log_level): {why}"
+            ))
+        }),
         None => Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))),
     }
+}
+
+/// tracing's filter syntax, except that a directive without `=` must be a level: tracing takes
+/// `bogus` (or `WARNING`) for "everything of the target named so", which silences every line
+/// and is never what was meant.
+fn parse_log_filter(text: &str) -> std::result::Result<tracing_subscriber::EnvFilter, String> {
+    use tracing_subscriber::filter::LevelFilter;
+    if text.trim().is_empty() {
+        return Err("it is empty".into());
+    }
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains(['=', '[']) && directive.parse::<LevelFilter>().is_err() {
+            return Err(format!(
+                "{directive:?} is neither a level (error, warn, info, debug, trace, off; the \
+                 agent's DEBUG..ERROR and NONE) nor TARGET=LEVEL"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -284,6 +307,34 @@ mod tests {
             cli.global.options.source,
             crate::source::SourceSpec::File("/a".into())
         );
+    }
+
+    #[test]
+    fn a_log_level_is_a_level_or_target_directives() {
+        for good in [
+            "debug",
+            "OFF",
+            "info,secretsfs=debug",
+            "warn,aws_config=error,fuser=error",
+            "secretsfs::cache=trace",
+        ] {
+            assert!(log_filter(Some(good), "warn").is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("bogus", "\"bogus\" is neither a level"),
+            ("WARNING", "\"WARNING\" is neither a level"),
+            ("info,secretsfs", "\"secretsfs\" is neither a level"),
+            ("secretsfs=bogus", "error parsing level filter"),
+            (" ", "it is empty"),
+        ] {
+            let err = log_filter(Some(bad), "warn").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config);
+            assert!(
+                err.message().contains(why) && !err.message().contains('\n'),
+                "{bad}: {}",
+                err.message()
+            );
+        }
     }
 
     #[test]

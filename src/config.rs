@@ -57,7 +57,8 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, &e.to_string()))?;
+        let (text, _) = crate::host_file::read_text(path, crate::host_file::CONFIG)
+            .map_err(|why| file_error(path, &why))?;
         Self::parse(&text).map_err(|why| file_error(path, &why))
     }
 

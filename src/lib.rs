@@ -15,6 +15,9 @@
 //! - [`template`]: files rendered from several secrets (`[[template]]` entries): compile,
 //!   inputs, render over values handed in.
 //!
+//! Files of the host that a user names are read through [`host_file`]: regular files only,
+//! each kind under its own size limit.
+//!
 //! Errors ([`error`]) are classified once, where they arise, and each front end maps the
 //! classification onto its own answer: an exit code, an errno, an HTTP status.
 
@@ -30,6 +33,7 @@ pub mod extract;
 pub mod fuse;
 pub mod hardening;
 pub mod hooks;
+pub mod host_file;
 pub mod http;
 pub mod log_throttle;
 pub mod policy;

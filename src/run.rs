@@ -81,6 +81,7 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
         Command::Render(args) => render(&settings, args).await,
         Command::StopPost(args) => crate::stop_post::run(args),
         Command::CheckConfig(_) => {
+            check_settings(&settings)?;
             print!("{}", settings.render());
             Ok(())
         }
@@ -98,7 +99,7 @@ pub async fn run(cli: Cli, settings: Settings, readiness: &mut Readiness) -> Res
 async fn render(settings: &Settings, args: &RenderArgs) -> Result<()> {
     // Compiled before the source is built: a template that does not parse costs nothing.
     let name = args.template.display().to_string();
-    let text = std::fs::read_to_string(&args.template)
+    let (text, _) = crate::host_file::read_text(&args.template, crate::host_file::CONFIG)
         .map_err(|e| Error::config(format!("template {name}: cannot read it: {e}")))?;
     let template = Template::compile(&name, &text)?;
     let engine = Engine::new(
@@ -133,6 +134,32 @@ async fn watch(settings: &Settings, args: &WatchArgs) -> Result<u8> {
         settings.source_cache(),
     ));
     crate::watch::command::supervise(engine, args, settings.cache.list_ttl).await
+}
+
+/// What `mount` refuses in its settings before it touches a mountpoint or the network, with
+/// the same messages: `check-config` runs it so that it refuses what `mount` and `serve` do.
+fn check_settings(settings: &Settings) -> Result<()> {
+    namespace(settings)?;
+    build_policy(settings)?;
+    let templates = templates(settings)?;
+    hooks(settings, Some(&templates))?;
+    Ok(())
+}
+
+fn namespace(settings: &Settings) -> Result<Namespace> {
+    match settings.source {
+        SourceSpec::Ssm => Namespace::for_parameters(settings.layout, &settings.prefix),
+        _ => Namespace::new(settings.layout, &settings.prefix),
+    }
+}
+
+fn templates(settings: &Settings) -> Result<Templates> {
+    Templates::new(
+        &settings.sections.template,
+        &settings.templates,
+        &settings.defaults,
+        &SystemDirectory,
+    )
 }
 
 fn build_policy(settings: &Settings) -> Result<Policy> {
@@ -219,19 +246,11 @@ async fn mount(
     };
     let to_store = args.fd_store
         || std::env::var("FDSTORE").is_ok_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
-    let namespace = match settings.source {
-        SourceSpec::Ssm => Namespace::for_parameters(settings.layout, &settings.prefix)?,
-        _ => Namespace::new(settings.layout, &settings.prefix)?,
-    };
+    let namespace = namespace(&settings)?;
     let (source, roles) = build_source_and_roles(&settings, true).await?;
     let engine = Arc::new(Engine::new(source, settings.source_cache()));
     let policy = policy::shared(build_policy(&settings)?);
-    let templates = Arc::new(Templates::new(
-        &settings.sections.template,
-        &settings.templates,
-        &settings.defaults,
-        &SystemDirectory,
-    )?);
+    let templates = Arc::new(templates(&settings)?);
     let mut hook_wiring = hooks(&settings, Some(&templates))?;
     let fs = Arc::new(
         SecretsFs::new(

@@ -230,6 +230,13 @@ pub fn validate_name(name: &str) -> std::result::Result<(), String> {
             name.len()
         ));
     }
+    validate_name_chars(name)
+}
+
+/// The characters of [`validate_name`] alone: what a name from upstream must hold to be
+/// presented, a path or a selector (a `:` would be read as a JSON key, a newline split a log
+/// or a `watch` line).
+pub fn validate_name_chars(name: &str) -> std::result::Result<(), String> {
     if let Some((pos, c)) = name.char_indices().find(|&(_, c)| !is_name_char(c)) {
         return Err(format!(
             "character {c:?} at position {pos} is not allowed in a secret name \
@@ -266,7 +273,8 @@ fn validate_arn(arn: &str) -> std::result::Result<(), String> {
     validate_name(fields[6])
 }
 
-fn validate_stage(stage: &str) -> std::result::Result<(), String> {
+/// A stage label as a selector may name it: at most 256 characters, no control characters.
+pub fn validate_stage(stage: &str) -> std::result::Result<(), String> {
     if stage.chars().count() > MAX_STAGE_LEN {
         return Err(format!(
             "a version stage is at most {MAX_STAGE_LEN} characters"

@@ -170,7 +170,7 @@ impl Engine {
                 stats.clone(),
             ),
             budget,
-            source,
+            source: crate::source::checked::Checked::wrap(source),
             stats,
             config,
             changes,

@@ -10,6 +10,11 @@ use std::time::Duration;
 use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier, SessionACL};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
+use nix::sys::statfs::{
+    BPF_FS_MAGIC, CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, DEBUGFS_MAGIC, DEVPTS_SUPER_MAGIC,
+    FsType, HUGETLBFS_MAGIC, NSFS_MAGIC, PROC_SUPER_MAGIC, RDTGROUP_SUPER_MAGIC, SECURITYFS_MAGIC,
+    SELINUX_MAGIC, SMACK_MAGIC, SYSFS_MAGIC, TRACEFS_MAGIC, USBDEVICE_SUPER_MAGIC,
+};
 
 use super::adapter::FuseFs;
 use super::fs::SecretsFs;
@@ -22,18 +27,15 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const UNMOUNT_POLL: Duration = Duration::from_millis(500);
 
 /// Checks and canonicalizes the mountpoint, detaching a dead mount left there by a killed
-/// daemon. A dead FUSE mount can still answer `stat` from the kernel's attribute cache, so
+/// daemon first. A dead FUSE mount can still answer `stat` from the kernel's attribute cache, so
 /// liveness is probed with `statfs`, which always reaches the daemon.
+///
+/// Refused, as `mount --help` says: anything but an empty directory, a directory of a pseudo
+/// file system (mounting over `/proc/PID` hides that process from `ps`), and a directory in a
+/// secretsfs mount (the daemon would serve its own lookups).
 pub fn prepare_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
     let bad = |why: String| Error::config(format!("mountpoint {}: {why}", mountpoint.display()));
-    let dead = match nix::sys::statfs::statfs(mountpoint) {
-        Err(Errno::ENOTCONN) => true,
-        Ok(_) if is_secretsfs_mount(mountpoint) => {
-            return Err(bad("already a secretsfs mount".into()));
-        }
-        _ => false,
-    };
-    if dead {
+    if let Err(Errno::ENOTCONN) = nix::sys::statfs::statfs(mountpoint) {
         tracing::warn!(mountpoint = %mountpoint.display(),
             "detaching a dead mount left behind (Transport endpoint is not connected)");
         umount2(mountpoint, MntFlags::MNT_DETACH)
@@ -45,24 +47,136 @@ pub fn prepare_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
         Ok(_) => {}
     }
     let path = mountpoint.canonicalize().map_err(|e| bad(e.to_string()))?;
-    if is_secretsfs_mount(&path) {
-        return Err(bad("already a secretsfs mount".into()));
-    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    check_mountpoint(&path, &mounts).map_err(bad)?;
     Ok(path)
 }
 
+/// Whether a secretsfs mount is at `path` itself (for `stop-post`, which must not unmount
+/// something else mounted there).
 pub fn is_secretsfs_mount(path: &Path) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+    let Ok(path) = std::path::absolute(path) else {
         return false;
     };
-    mounts.lines().any(|line| {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    containing_mount(&mounts, &path).is_some_and(|m| m.target == path && m.is_secretsfs())
+}
+
+/// Pseudo file systems by their statfs type: what the kernel makes up, never a place for a
+/// mount of secrets.
+const PSEUDO_MAGIC: [FsType; 15] = [
+    PROC_SUPER_MAGIC,
+    SYSFS_MAGIC,
+    CGROUP_SUPER_MAGIC,
+    CGROUP2_SUPER_MAGIC,
+    DEBUGFS_MAGIC,
+    TRACEFS_MAGIC,
+    SECURITYFS_MAGIC,
+    DEVPTS_SUPER_MAGIC,
+    BPF_FS_MAGIC,
+    NSFS_MAGIC,
+    SELINUX_MAGIC,
+    SMACK_MAGIC,
+    HUGETLBFS_MAGIC,
+    RDTGROUP_SUPER_MAGIC,
+    USBDEVICE_SUPER_MAGIC,
+];
+
+/// Pseudo file systems by their name in /proc/self/mounts, for those whose statfs type is
+/// shared with ordinary ones (devtmpfs is a tmpfs) or that nix has no constant for.
+const PSEUDO_TYPES: [&str; 20] = [
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "efivarfs",
+    "mqueue",
+    "fusectl",
+    "binfmt_misc",
+    "hugetlbfs",
+    "selinuxfs",
+    "rpc_pipefs",
+    "nsfs",
+];
+
+/// Why the canonical `path` cannot be a mountpoint, given the mount table `mounts`.
+fn check_mountpoint(path: &Path, mounts: &str) -> std::result::Result<(), String> {
+    if let Some(mount) = containing_mount(mounts, path) {
+        if mount.is_secretsfs() {
+            return Err(if mount.target == path {
+                "already a secretsfs mount".into()
+            } else {
+                format!("inside the secretsfs mount at {}", mount.target.display())
+            });
+        }
+        if PSEUDO_TYPES.contains(&mount.fstype) {
+            return Err(pseudo(mount.fstype));
+        }
+    }
+    let fs = nix::sys::statfs::statfs(path).map_err(|e| e.to_string())?;
+    if PSEUDO_MAGIC.contains(&fs.filesystem_type()) {
+        return Err(pseudo(&format!(
+            "statfs type {:#x}",
+            fs.filesystem_type().0
+        )));
+    }
+    let mut entries = std::fs::read_dir(path).map_err(|e| e.to_string())?;
+    if entries.next().is_some() {
+        return Err("not empty: the mount would hide what is in it".into());
+    }
+    Ok(())
+}
+
+fn pseudo(fstype: &str) -> String {
+    format!("on a pseudo file system ({fstype}); mount on an empty directory such as /secrets")
+}
+
+/// One line of /proc/self/mounts.
+#[derive(Debug, PartialEq, Eq)]
+struct MountEntry<'a> {
+    source: &'a str,
+    target: PathBuf,
+    fstype: &'a str,
+}
+
+impl MountEntry<'_> {
+    fn is_secretsfs(&self) -> bool {
+        self.source == FS_NAME && self.fstype.starts_with("fuse")
+    }
+}
+
+/// The mount `path` is in: the one with the longest target that contains it, the last listed
+/// of equals (a later mount covers an earlier one at the same place).
+fn containing_mount<'a>(mounts: &'a str, path: &Path) -> Option<MountEntry<'a>> {
+    let mut best: Option<MountEntry<'a>> = None;
+    for line in mounts.lines() {
         let mut fields = line.split(' ');
-        let (source, target, fstype) = (fields.next(), fields.next(), fields.next());
-        source == Some(FS_NAME)
-            && fstype.is_some_and(|t| t.starts_with("fuse"))
-            && target.map(unescape_mount_path).as_deref()
-                == Some(path.as_os_str().to_str().unwrap_or(""))
-    })
+        let (Some(source), Some(target), Some(fstype)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let target = PathBuf::from(unescape_mount_path(target));
+        let longer = best
+            .as_ref()
+            .is_none_or(|b| target.as_os_str().len() >= b.target.as_os_str().len());
+        if path.starts_with(&target) && longer {
+            best = Some(MountEntry {
+                source,
+                target,
+                fstype,
+            });
+        }
+    }
+    best
 }
 
 /// /proc/mounts writes space, tab, newline and backslash as octal escapes.
@@ -315,6 +429,67 @@ mod tests {
         assert_eq!(unescape_mount_path("/tmp/a\\040b"), "/tmp/a b");
         assert_eq!(unescape_mount_path("/plain"), "/plain");
         assert_eq!(unescape_mount_path("/x\\134y"), "/x\\y");
+    }
+
+    const MOUNTS: &str = "\
+sysfs /sys sysfs rw,nosuid 0 0
+proc /proc proc rw,nosuid 0 0
+udev /dev devtmpfs rw,nosuid 0 0
+/dev/vda1 / ext4 rw 0 0
+tmpfs /run tmpfs rw 0 0
+/dev/vda1 /srv ext4 rw 0 0
+secretsfs /srv/sec\\040rets fuse.secretsfs ro,nosuid 0 0
+other /srv/other fuse.sshfs rw 0 0
+";
+
+    #[test]
+    fn the_longest_mount_containing_a_path_is_its_mount() {
+        let of = |p: &str| containing_mount(MOUNTS, Path::new(p)).map(|m| m.fstype);
+        assert_eq!(of("/"), Some("ext4"));
+        assert_eq!(of("/proc/1234"), Some("proc"));
+        assert_eq!(of("/srv/sec rets/prod"), Some("fuse.secretsfs"));
+        assert_eq!(of("/srv/sec rets2"), Some("ext4"), "components, not bytes");
+        assert_eq!(of("/dev/shm"), Some("devtmpfs"));
+    }
+
+    #[test]
+    fn secretsfs_mounts_and_pseudo_file_systems_are_refused() {
+        let check = |p: &str| check_mountpoint(Path::new(p), MOUNTS).unwrap_err();
+        assert_eq!(check("/srv/sec rets"), "already a secretsfs mount");
+        assert_eq!(
+            check("/srv/sec rets/prod"),
+            "inside the secretsfs mount at /srv/sec rets"
+        );
+        assert!(check("/proc/1").contains("pseudo file system (proc)"));
+        assert!(check("/dev/x").contains("pseudo file system (devtmpfs)"));
+        // Without the mount table, statfs still knows /proc and /sys.
+        for path in ["/proc/self", "/sys/kernel"] {
+            let err = check_mountpoint(Path::new(path), "").unwrap_err();
+            assert!(
+                err.contains("pseudo file system (statfs type"),
+                "{path}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_empty_directory_will_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().canonicalize().unwrap();
+        assert_eq!(check_mountpoint(&path, ""), Ok(()));
+        std::fs::write(path.join(".hidden"), "").unwrap();
+        assert_eq!(
+            check_mountpoint(&path, "").unwrap_err(),
+            "not empty: the mount would hide what is in it"
+        );
+        let e = prepare_mountpoint(&path).unwrap_err();
+        assert_eq!(
+            e.message(),
+            format!(
+                "mountpoint {}: not empty: the mount would hide what is in it",
+                path.display()
+            )
+        );
     }
 
     #[test]

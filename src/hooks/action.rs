@@ -2,6 +2,7 @@
 //! in its own process group, under a timeout), a signal to the pid in a file, or systemctl.
 
 use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -247,9 +248,7 @@ async fn read_first_line(mut pipe: tokio::process::ChildStderr, keep: Arc<Mutex<
 
 /// Whether the process a pid file names may be signalled: the file is root's, or the process
 /// runs as the file's owner.
-fn may_signal(path: &Path, pid: Pid) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let owner = std::fs::metadata(path).map_err(|e| e.to_string())?.uid();
+fn may_signal(owner: u32, pid: Pid) -> Result<(), String> {
     if owner == 0 {
         return Ok(());
     }
@@ -270,8 +269,13 @@ async fn signal_pid_file(sig: Signal, path: &Path) -> Outcome {
         cause,
         stderr: None,
     };
-    let text = match tokio::fs::read_to_string(path).await {
-        Ok(text) => text,
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        crate::host_file::read_text(&owned, crate::host_file::PID_FILE)
+    });
+    let (text, meta) = match read.await {
+        Ok(Ok(read)) => read,
+        Ok(Err(why)) => return failed(format!("pid file {}: {why}", path.display())),
         Err(e) => return failed(format!("pid file {}: {e}", path.display())),
     };
     let pid = match text.trim().parse::<i32>() {
@@ -280,7 +284,8 @@ async fn signal_pid_file(sig: Signal, path: &Path) -> Outcome {
     };
     // secretsfs may signal any process: a pid file that another user can write must not let
     // that user choose which. Root's file may name anyone; another's, only that user's own.
-    if let Err(why) = may_signal(path, pid) {
+    // The owner of the file read, not of whatever the path names by now.
+    if let Err(why) = may_signal(meta.uid(), pid) {
         return failed(format!("pid file {}: {why}", path.display()));
     }
     match signal::kill(pid, sig) {

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::log_throttle::LogThrottle;
 
 pub const DEFAULT_ENV_VARIABLES: [&str; 3] = [
     "AWS_TOKEN",
@@ -37,6 +38,7 @@ pub struct Token {
     pub variable: String,
     origin: Origin,
     value: Mutex<Zeroizing<Vec<u8>>>,
+    failures: LogThrottle,
 }
 
 impl Token {
@@ -67,12 +69,14 @@ impl Token {
                         stamp: Mutex::new(stamp),
                     },
                     value: Mutex::new(value),
+                    failures: LogThrottle::default(),
                 }))
             }
             None => Ok(Some(Token {
                 variable,
                 origin: Origin::Value,
                 value: Mutex::new(Zeroizing::new(raw.as_bytes().to_vec())),
+                failures: LogThrottle::default(),
             })),
         }
     }
@@ -102,8 +106,12 @@ impl Token {
                 *stamp = new_stamp;
                 tracing::info!(variable = %self.variable, "token file changed; re-read it");
             }
+            // Every request would say it again until the file is fixed.
             Err(e) => {
-                tracing::warn!(error = %e, "token file changed but cannot be read; keeping the old token")
+                if let Some(left_out) = self.failures.due("") {
+                    tracing::warn!(error = %e, left_out,
+                        "token file changed but cannot be read; keeping the old token");
+                }
             }
         }
     }
@@ -113,15 +121,14 @@ fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
     (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
 }
 
-fn read_file(path: &PathBuf, variable: &str) -> Result<(Zeroizing<Vec<u8>>, Stamp)> {
+fn read_file(path: &std::path::Path, variable: &str) -> Result<(Zeroizing<Vec<u8>>, Stamp)> {
     let bad = |why: String| {
         Error::config(format!(
             "token file {} (from {variable}): {why}",
             path.display()
         ))
     };
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    let text = Zeroizing::new(std::fs::read(path).map_err(|e| bad(e.to_string()))?);
+    let (text, meta) = crate::host_file::read(path, crate::host_file::TOKEN).map_err(bad)?;
     let trimmed = text.trim_ascii();
     if trimmed.is_empty() {
         return Err(bad("the file is empty".into()));
@@ -173,8 +180,34 @@ mod tests {
             token.matches(b"second-token-longer"),
             "a vanished file keeps the old token"
         );
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(
+            token.matches(b"second-token-longer"),
+            "a token file that became a device keeps the old token"
+        );
         let missing = format!("file://{}/nope", dir.path().display());
         let err = Token::from_lookup(&vars(&["T"]), |_| Some(missing.clone())).unwrap_err();
         assert!(err.message().contains("nope"));
+    }
+
+    #[test]
+    fn a_token_file_that_is_not_a_small_regular_file_is_refused_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, "x".repeat(4097)).unwrap();
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        for (path, why) in [
+            (&big, "larger than the limit of 4 KiB"),
+            (&zero, "a character device, not a regular file"),
+        ] {
+            let value = format!("file://{}", path.display());
+            let err = Token::from_lookup(&vars(&["T"]), |_| Some(value.clone())).unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::Config);
+            assert_eq!(
+                err.message(),
+                format!("token file {} (from T): {why}", path.display())
+            );
+        }
     }
 }

@@ -177,7 +177,8 @@ pub struct GlobalOptions {
     pub dir_mode: Mode,
 
     /// Log level (error, warn, info, debug, trace, off; the agent's DEBUG..ERROR and NONE too)
-    /// or a full filter [default: RUST_LOG, else warn].
+    /// or a filter of levels and TARGET=LEVEL directives, like `info,secretsfs=debug`
+    /// [default: RUST_LOG, else warn].
     #[arg(long, global = true, value_name = "LEVEL", env = "SECRETSFS_LOG_LEVEL",
           value_parser = parse_log_level, help_heading = "Logging")]
     pub log_level: Option<String>,

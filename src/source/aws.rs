@@ -25,6 +25,7 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use zeroize::Zeroizing;
 
+use super::response_limit::ResponseLimit;
 use super::{
     BATCH_LIMIT, BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue,
 };
@@ -107,6 +108,13 @@ pub(super) async fn shared_config(options: &AwsOptions) -> Result<aws_config::Sd
     }
     if let Some(path) = &options.credentials_file {
         use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+        // The SDK reads the file whole, whatever it is: a FIFO would hang the first call, a
+        // device fill memory. A missing one stays the SDK's to report, as before.
+        if path.exists() {
+            crate::host_file::read(path, crate::host_file::CONFIG).map_err(|why| {
+                Error::config(format!("credentials_file_path {}: {why}", path.display()))
+            })?;
+        }
         let files = EnvConfigFiles::builder()
             .include_default_config_file(true)
             .with_file(EnvConfigFileKind::Credentials, path)
@@ -135,7 +143,9 @@ impl AwsSource {
     }
 
     fn with(base: &aws_config::SdkConfig, role: Option<Arc<AssumedRole>>) -> AwsSource {
-        let mut config = aws_sdk_secretsmanager::config::Builder::from(base).interceptor(UserAgent);
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(base)
+            .interceptor(UserAgent)
+            .interceptor(ResponseLimit);
         let credentials = match &role {
             Some(role) => {
                 let shared = SharedCredentialsProvider::new(RoleCredentials(role.clone()));
@@ -323,6 +333,9 @@ pub(super) fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
+    if let Some(refused) = super::response_limit::refusal(what, &err) {
+        return refused;
+    }
     let detail = chain(&err);
     match &err {
         SdkError::ServiceError(service) => {

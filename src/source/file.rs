@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use super::checked::MAX_VALUE_BYTES;
 use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue};
 use crate::error::{Error, Result};
 use crate::selector::{self, AWSCURRENT, VersionRef};
@@ -192,8 +193,7 @@ impl FileSource {
 
 fn load(path: &Path) -> Result<(Stamp, BTreeMap<String, Secret>)> {
     let bad = |why: String| Error::config(format!("secrets file {}: {why}", path.display()));
-    let meta = fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    let text = Zeroizing::new(fs::read(path).map_err(|e| bad(e.to_string()))?);
+    let (text, meta) = crate::host_file::read(path, crate::host_file::SECRETS_FILE).map_err(bad)?;
     let doc: FileDoc = serde_json::from_slice(&text).map_err(|e| bad(safe_json_error(&e)))?;
     let mtime = meta.modified().ok();
     let mut secrets = BTreeMap::new();
@@ -247,6 +247,8 @@ fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Resu
             return Err(format!("{at}: version id appears twice"));
         }
         for stage in &v.version_stages {
+            selector::validate_stage(stage)
+                .map_err(|why| format!("{at}: stage {stage:?}: {why}"))?;
             if let Some(other) = seen_stages.insert(stage.clone(), v.version_id.clone()) {
                 return Err(format!("{at}: stage {stage} is also on version {other}"));
             }
@@ -266,6 +268,13 @@ fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Resu
                 ));
             }
         };
+        if payload.len() > MAX_VALUE_BYTES {
+            return Err(format!(
+                "{at}: the value is {} bytes, over the limit of {MAX_VALUE_BYTES} \
+                 (Secrets Manager's own)",
+                payload.len()
+            ));
+        }
         let created = match v.created_date {
             None => file_mtime,
             Some(Timestamp::Epoch(secs)) => {
@@ -474,11 +483,23 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v.payload.as_bytes(), b"older value");
+        // Replaced by a FIFO: a re-read must neither block nor lose the contents.
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let v = src
+            .get_secret_value("prod/db", &stage("AWSPREVIOUS"))
+            .await
+            .unwrap();
+        assert_eq!(v.payload.as_bytes(), b"older value");
     }
 
     #[test]
     fn bad_files_are_config_errors_that_name_the_problem() {
         let dir = tempfile::tempdir().unwrap();
+        let big = format!(
+            r#"{{"Secrets": [{{"Name": "a", "Versions": [{{"VersionId": "v", "SecretString": "{}"}}]}}]}}"#,
+            "s".repeat(MAX_VALUE_BYTES + 1)
+        );
         let cases = [
             ("{", "EOF"),
             (
@@ -504,6 +525,12 @@ mod tests {
                     {"VersionId": "w", "VersionStages": ["AWSCURRENT"], "SecretString": "y"}]}]}"#,
                 "also on version",
             ),
+            (
+                r#"{"Secrets": [{"Name": "a", "Versions": [
+                    {"VersionId": "v", "VersionStages": ["new\nline"], "SecretString": "x"}]}]}"#,
+                "stage \"new\\nline\": a version stage may not contain control characters",
+            ),
+            (&big, "the value is 65537 bytes, over the limit of 65536"),
         ];
         for (text, needle) in cases {
             let e = FileSource::open(write(&dir, text)).err().unwrap();

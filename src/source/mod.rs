@@ -5,9 +5,11 @@
 //! every source gets them alike.
 
 pub mod aws;
+pub mod checked;
 pub mod file;
 #[cfg(any(test, feature = "memory-source"))]
 pub mod memory;
+mod response_limit;
 pub mod ssm;
 
 use std::collections::BTreeMap;

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::aws::{AwsOptions, UserAgent, check_credentials, classify, shared_config, system_time};
+use super::response_limit::ResponseLimit;
 use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue};
 use crate::cache::stats::count_further_request;
 use crate::error::{Error, ErrorKind, Result, Upstream};
@@ -90,6 +91,7 @@ impl SsmSource {
         let shared = shared_config(options).await?;
         let config = aws_sdk_ssm::config::Builder::from(&shared)
             .interceptor(UserAgent)
+            .interceptor(ResponseLimit)
             .build();
         Ok(SsmSource {
             client: Client::from_conf(config),

@@ -89,13 +89,14 @@ impl Template {
     /// Reads `spec.source` and compiles it; errors name the template by its path, and a
     /// source that cannot be read by its file name (never by its contents).
     pub fn load(spec: &TemplateSpec) -> Result<Template> {
-        let text = std::fs::read_to_string(&spec.source).map_err(|e| {
-            Error::config(format!(
-                "{}: cannot read source {}: {e}",
-                spec.label(),
-                spec.source.display()
-            ))
-        })?;
+        let (text, _) = crate::host_file::read_text(&spec.source, crate::host_file::CONFIG)
+            .map_err(|e| {
+                Error::config(format!(
+                    "{}: cannot read source {}: {e}",
+                    spec.label(),
+                    spec.source.display()
+                ))
+            })?;
         Template::compile(&spec.path, &text)
     }
 

@@ -3,6 +3,7 @@
 mod support;
 
 mod aws_source;
+mod bad_input;
 mod canary;
 mod cli;
 mod config;

@@ -103,13 +103,18 @@ async fn a_signal_hook_signals_the_pid_in_its_pid_file() {
 }
 
 #[tokio::test]
-async fn a_missing_or_garbled_pid_file_is_a_failure_that_is_retried() {
+async fn a_missing_garbled_or_unreadable_pid_file_is_a_failure_that_is_retried() {
     let (logs, _guard) = Logs::capture();
     let dir = tempfile::tempdir().unwrap();
     let missing: PathBuf = dir.path().join("missing.pid");
     let garbled = dir.path().join("garbled.pid");
     std::fs::write(&garbled, "not a pid\n").unwrap();
-    let specs: Vec<HookSpec> = [&missing, &garbled]
+    // Neither may hang the hook's worker nor fill memory.
+    let fifo = dir.path().join("fifo.pid");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let zero = dir.path().join("zero.pid");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let specs: Vec<HookSpec> = [&missing, &garbled, &fifo, &zero]
         .iter()
         .map(|p| {
             hook(&format!(
@@ -119,21 +124,28 @@ async fn a_missing_or_garbled_pid_file_is_a_failure_that_is_retried() {
         })
         .collect();
     let hooks = Hooks::with_backoff(&specs, Duration::from_millis(10)).unwrap();
-    hooks.fire(0, change("a", "1"));
-    hooks.fire(1, change("a", "1"));
-    until("both to give up", || {
-        hooks.counts(0).failed == 2 && hooks.counts(1).failed == 2
+    for index in 0..specs.len() {
+        hooks.fire(index, change("a", "1"));
+    }
+    until("every hook to give up", || {
+        (0..specs.len()).all(|index| hooks.counts(index).failed == 2)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(hooks.counts(0), counts(2, 0, 2));
-    assert_eq!(hooks.counts(1), counts(2, 0, 2));
+    for index in 0..specs.len() {
+        assert_eq!(hooks.counts(index), counts(2, 0, 2), "hook {index}");
+    }
     let text = logs.text();
     assert!(text.contains("No such file or directory"), "{text}");
     assert!(text.contains("no pid in it"), "{text}");
+    assert!(text.contains("a FIFO, not a regular file"), "{text}");
+    assert!(
+        text.contains("a character device, not a regular file"),
+        "{text}"
+    );
     assert_eq!(
         text.matches("gave up after 2 attempt(s)").count(),
-        2,
+        4,
         "{text}"
     );
 }

@@ -54,20 +54,58 @@ async fn foreground_mode_serves_until_sigterm() {
 async fn bad_mountpoints_fail_with_one_line_and_exit_78() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let file_path = file.path().to_str().unwrap().to_owned();
+    let full = tempfile::tempdir().unwrap();
+    std::fs::write(full.path().join("data"), "kept").unwrap();
+    let full_path = full.path().to_str().unwrap().to_owned();
     let m = Mounted::start(&["--source", &demo_source()], &[]).await;
     let mounted = m.mnt.to_str().unwrap().to_owned();
+    let inside = m.path("prod").to_str().unwrap().to_owned();
     for (mountpoint, needle) in [
         ("/nonexistent/secretsfs-mnt", "No such file"),
         (file_path.as_str(), "not a directory"),
         (mounted.as_str(), "already a secretsfs mount"),
+        (inside.as_str(), "inside the secretsfs mount at"),
+        (full_path.as_str(), "not empty"),
+        // Mounting over /proc/PID hid that process from ps.
+        ("/proc/self", "pseudo file system (proc)"),
+        ("/sys/kernel", "pseudo file system (sysfs)"),
+        ("/dev", "pseudo file system (devtmpfs)"),
     ] {
         let out =
             crate::support::cli::run(&["--source", &demo_source(), "mount", mountpoint]).await;
         let lines = crate::support::cli::stderr_lines(&out);
         assert_eq!(out.status.code(), Some(78), "{mountpoint}: {lines:?}");
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains(needle), "{lines:?}");
+        assert!(lines[0].contains(needle), "{needle:?} in {lines:?}");
     }
+    // Other tests mount at the same time, but never there.
+    for target in secretsfs_mount_targets() {
+        let refused = [
+            "/proc/",
+            "/sys/",
+            "/dev/",
+            &format!("{full_path}/"),
+            &format!("{inside}/"),
+        ];
+        assert!(
+            !refused.iter().any(|r| format!("{target}/").starts_with(r)),
+            "{target} was mounted"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(full.path().join("data")).unwrap(),
+        "kept"
+    );
+}
+
+/// Where secretsfs is mounted (paths as /proc/self/mounts escapes them).
+fn secretsfs_mount_targets() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("secretsfs "))
+        .filter_map(|l| l.split(' ').nth(1).map(str::to_owned))
+        .collect()
 }
 
 #[tokio::test]

@@ -137,6 +137,25 @@ impl Served {
         std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
     }
 
+    /// SIGHUP (by its own pid): `serve` reads its config file again.
+    pub fn hangup(&self) {
+        let pid = self.child.id().expect("serve is running");
+        kill(Pid::from_raw(pid as i32), Signal::SIGHUP).unwrap();
+    }
+
+    /// Waits until `needle` is in stderr `count` times (10 s at most).
+    pub async fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.stderr().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGTERM, then waits for the process: it must exit 0. Returns its stderr.
     pub async fn stop(mut self) -> String {
         let status = self.try_stop().await.unwrap_or_else(|why| panic!("{why}"));
