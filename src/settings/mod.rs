@@ -231,10 +231,9 @@ impl Settings {
         Settings {
             config_path,
             source: g.source.clone(),
+            // Parameter Store is read as `role_arn` too: another account's parameters.
             ssm_aws: AwsOptions {
                 timeout: Some(Duration::from_secs(g.ssm_timeout)),
-                // Parameter Store is read with the host's own credentials.
-                role_arn: None,
                 ..aws.clone()
             },
             ssm_cache: CacheConfig {

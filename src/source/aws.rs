@@ -166,16 +166,7 @@ impl AwsSource {
     /// endpoint and timeouts (`AWS_ENDPOINT_URL` and `--endpoint-url` apply to STS as well;
     /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` does not). Nothing is called yet.
     async fn as_role(base: &aws_config::SdkConfig, role_arn: &str) -> AwsSource {
-        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-            .configure(base)
-            .session_name(ROLE_SESSION_NAME)
-            .build()
-            .await;
-        let role = Arc::new(AssumedRole {
-            provider,
-            primed: parking_lot::Mutex::new(None),
-        });
-        AwsSource::with(base, Some(role))
+        AwsSource::with(base, Some(Role::new(base, role_arn).await.0))
     }
 
     /// This source's base configuration as `role_arn` (a request's `roleArn`), the role
@@ -247,6 +238,35 @@ impl AssumedRole {
 
 #[derive(Debug)]
 struct RoleCredentials(Arc<AssumedRole>);
+
+/// A role for a client of another service (Parameter Store), with the same priming: the
+/// start-up check's AssumeRole is the one the client's first call uses.
+#[derive(Debug, Clone)]
+pub(super) struct Role(Arc<AssumedRole>);
+
+impl Role {
+    pub(super) async fn new(base: &aws_config::SdkConfig, role_arn: &str) -> Role {
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .configure(base)
+            .session_name(ROLE_SESSION_NAME)
+            .build()
+            .await;
+        Role(Arc::new(AssumedRole {
+            provider,
+            primed: parking_lot::Mutex::new(None),
+        }))
+    }
+
+    pub(super) fn credentials(&self) -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(RoleCredentials(self.0.clone()))
+    }
+
+    pub(super) async fn check(&self) -> Result<()> {
+        self.0.prime().await.map_err(|e| {
+            Error::config(format!("cannot assume the role of role_arn: {}", chain(&e)))
+        })
+    }
+}
 
 impl aws_credential_types::provider::ProvideCredentials for RoleCredentials {
     fn provide_credentials<'a>(

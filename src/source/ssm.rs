@@ -52,6 +52,8 @@ pub enum Shape {
 pub struct SsmSource {
     client: Client,
     credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    /// `role_arn`'s, when calls are made as a role.
+    role: Option<super::aws::Role>,
     decrypt: bool,
     shape: Shape,
 }
@@ -89,13 +91,21 @@ impl SsmSource {
     /// A client on `options` (its own timeout included). `decrypt` is WithDecryption.
     pub async fn connect(options: &AwsOptions, decrypt: bool, shape: Shape) -> Result<Self> {
         let shared = shared_config(options).await?;
-        let config = aws_sdk_ssm::config::Builder::from(&shared)
+        let mut config = aws_sdk_ssm::config::Builder::from(&shared)
             .interceptor(UserAgent)
-            .interceptor(ResponseLimit)
-            .build();
+            .interceptor(ResponseLimit);
+        let role = match &options.role_arn {
+            Some(role_arn) => Some(super::aws::Role::new(&shared, role_arn).await),
+            None => None,
+        };
+        if let Some(role) = &role {
+            // Renewed before expiry by the client's identity cache.
+            config = config.credentials_provider(role.credentials());
+        }
         Ok(SsmSource {
-            client: Client::from_conf(config),
+            client: Client::from_conf(config.build()),
             credentials: shared.credentials_provider(),
+            role,
             decrypt,
             shape,
         })
@@ -103,6 +113,9 @@ impl SsmSource {
 
     /// Resolves credentials now (see [`super::aws::AwsSource::check_credentials`]).
     pub async fn check_credentials(&self) -> Result<()> {
+        if let Some(role) = &self.role {
+            return role.check().await;
+        }
         check_credentials(self.credentials.as_ref()).await
     }
 

@@ -238,3 +238,38 @@ async fn get_with_role_arn_assumes_the_role_once() {
     );
     assert_eq!(proxy.calls("AssumeRole"), 1);
 }
+
+/// `--role-arn` reads Parameter Store as the role too: a `--source ssm` mount of another
+/// account's parameters.
+#[tokio::test]
+async fn a_parameter_store_mount_with_role_arn_reads_as_the_role() {
+    let moto = Moto::start();
+    moto.ssm_client()
+        .await
+        .put_parameter()
+        .name("/roles/url")
+        .value("postgres://role@db")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("putting /roles/url: {}", DisplayErrorContext(&e)));
+    let proxy = CountingProxy::start(&moto.endpoint_url());
+    let mut global = crate::support::cli::source_args("ssm", &proxy.endpoint_url());
+    global.extend(["--role-arn".to_owned(), ROLE_A.to_owned()]);
+    let m = Mounted::start(&strs(&global), &[]).await;
+    let read = std::fs::read(m.path("roles/url")).unwrap();
+    assert!(
+        read == b"postgres://role@db",
+        "the file is not moto's value"
+    );
+    assert_eq!(proxy.calls("AssumeRole"), 1);
+    let keys: Vec<String> = ["GetParametersByPath", "GetParameter", "GetParameters"]
+        .iter()
+        .flat_map(|op| proxy.key_ids(op))
+        .collect();
+    assert!(!keys.is_empty(), "no Parameter Store call seen");
+    assert!(
+        keys.iter().all(|k| k != BASE_KEY_ID),
+        "a Parameter Store call made with the base credentials"
+    );
+}
