@@ -277,7 +277,7 @@ async fn mount(
                 handed.fuse,
                 threads,
             )?;
-            tracing::info!(mountpoint = %mountpoint.display(),
+            tracing::info!(mountpoint = %mountpoint.display(), pid = std::process::id(),
                 "took over the mount from the previous process");
             taken
         }

@@ -33,10 +33,16 @@ pub struct Handed {
 }
 
 static HANDED: Mutex<Option<Handed>> = Mutex::new(None);
+/// The directory the command was started in: a daemon works from `/`, and the arguments an
+/// exec repeats may be relative to where the user was.
+static STARTED_IN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// Takes the descriptors passed to this process, if they are a hand-over. Must run before any
 /// thread starts: it removes `LISTEN_*` from the environment so children do not see them.
 pub fn take_from_env() {
+    if let Ok(dir) = std::env::current_dir() {
+        let _ = STARTED_IN.set(dir);
+    }
     // SAFETY: called first thing in main, before any thread is started.
     let Ok(fds) = (unsafe { sd_notify::listen_fds_with_names_and_unset_env() }) else {
         return;
@@ -149,6 +155,9 @@ fn prepare_exec(fuse: BorrowedFd<'_>, journal: &[OwnedFd; 2]) -> io::Result<Exec
         // the copy is left open (no close-on-exec) for the new program.
         let placed = unsafe { nix::unistd::dup2_raw(fd, target) }?;
         std::mem::forget(placed);
+    }
+    if let Some(dir) = STARTED_IN.get() {
+        std::env::set_current_dir(dir)?;
     }
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| !k.as_bytes().starts_with(b"LISTEN_"))

@@ -352,3 +352,60 @@ fn stop_post_keeps_the_mount_for_a_restart_and_unmounts_on_a_stop() {
     store.release();
     assert_eq!(mounts_at(&mnt), 0, "systemctl stop unmounts");
 }
+
+/// A daemon in the background, started with a path relative to the user's directory: the
+/// exec repeats the arguments from there, and the new process forks into the background again.
+#[test]
+fn sigusr2_hands_a_background_daemon_over_with_its_relative_paths() {
+    let (dir, mnt) = mountpoint();
+    let log = dir.path().join("log");
+    let _unmount = DetachOnDrop(mnt.clone());
+    let status = std::process::Command::new(SECRETSFS)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--source",
+            "file:examples/demo-secrets.json",
+            "--log-level",
+            LOG_LEVEL,
+        ])
+        .arg("--log-file")
+        .arg(&log)
+        .args(["mount", "--no-http"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{}", read(&log));
+    let pid_after = |marker: &str, n: usize| -> Option<i32> {
+        read(&log)
+            .lines()
+            .filter(|l| l.contains(marker))
+            .nth(n)?
+            .split("pid=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let first = pid_after("mounted", 0).expect("the daemon logs its pid");
+    kill(Pid::from_raw(first), Signal::SIGUSR2).unwrap();
+    let deadline = std::time::Instant::now() + READY;
+    let second = loop {
+        if let Some(pid) = pid_after("took over the mount", 0) {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", read(&log));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(reads_demo(&mnt));
+    assert_eq!(mounts_at(&mnt), 1);
+    kill(Pid::from_raw(second), Signal::SIGTERM).unwrap();
+    while mounts_at(&mnt) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline + READY,
+            "{}",
+            read(&log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
