@@ -28,6 +28,15 @@ fn main() -> ExitCode {
     if let Command::Mount(_) = &cli.command {
         // Before any thread: it takes LISTEN_* out of the environment.
         secretsfs::fuse::handover::take_from_env();
+        // SIGUSR2 asks for a hand-over (`mount::watch_exec_signal`); until the daemon watches
+        // for it, its default action would end the process, mount in hand: ignored till then.
+        // SAFETY: no thread exists yet, and SIG_IGN is no handler.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGUSR2,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
+        };
     }
     let mut readiness = Readiness::none();
     if let Command::StopPost(args) = &cli.command {

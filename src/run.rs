@@ -229,6 +229,7 @@ async fn mount(
     readiness: &mut Readiness,
 ) -> Result<()> {
     let mut stop = daemon::StopSignals::install()?;
+    let exec_signal = mount::watch_exec_signal()?;
     let hangup = watch_hangup()?;
     // A connection handed over is taken over only while a mount still uses it.
     let handed = handover::take().filter(|handed| {
@@ -375,6 +376,7 @@ async fn mount(
         journal,
         stored,
         mounted_here,
+        exec_signal,
     };
     mount::serve_until_stopped(session, &mountpoint, &mut stop, handover).await?;
     reload.abort();

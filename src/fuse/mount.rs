@@ -346,6 +346,16 @@ pub struct Handover {
     pub stored: bool,
     /// This process mounted (rather than took the connection over).
     pub mounted_here: bool,
+    /// SIGUSR2, watched from the start (see [`watch_exec_signal`]).
+    pub exec_signal: tokio::signal::unix::Signal,
+}
+
+/// SIGUSR2, watched before the mount is made: until then `main` has it ignored, and one that
+/// comes before serving starts is kept for the serving loop, never the default action (which
+/// would end the process with the mount in its hands).
+pub fn watch_exec_signal() -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+        .map_err(|e| Error::config(format!("cannot watch SIGUSR2: {e}")))
 }
 
 /// Serves until SIGTERM or SIGINT (then unmounts, unless the file descriptor store keeps the
@@ -355,17 +365,14 @@ pub async fn serve_until_stopped(
     session: BackgroundSession,
     mountpoint: &Path,
     stop: &mut crate::daemon::StopSignals,
-    handover: Handover,
+    mut handover: Handover,
 ) -> Result<()> {
     let mut poll = tokio::time::interval(UNMOUNT_POLL);
-    let mut exec_signal =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
-            .map_err(|e| Error::config(format!("cannot watch SIGUSR2: {e}")))?;
     let signal = loop {
         tokio::select! {
             signal = stop.next() => break Some(signal),
             _ = poll.tick() => if session.guard.is_finished() { break None },
-            _ = exec_signal.recv() => hand_over_by_exec(&handover),
+            _ = handover.exec_signal.recv() => hand_over_by_exec(&handover),
         }
     };
     match signal {

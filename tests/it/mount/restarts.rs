@@ -85,6 +85,14 @@ impl Readers {
         }
     }
 
+    /// Waits until `n` more reads are done: some are in flight when the daemon goes.
+    fn wait_for_more(&self, n: u64) {
+        let before = self.tally.reads.load(Relaxed);
+        while self.tally.reads.load(Relaxed) < before + n {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn finish(self) -> Arc<Tally> {
         self.stop.store(true, Relaxed);
         for thread in self.threads {
@@ -149,11 +157,7 @@ fn kill_loop_through_the_store(extra: &[&str]) {
     let readers = Readers::start(&[mnt.clone(), bind.clone()]);
     const KILLS: usize = 50;
     for n in 1..=KILLS {
-        let before = readers.tally.reads.load(Relaxed);
-        // Some reads in flight before each kill.
-        while readers.tally.reads.load(Relaxed) < before + 20 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        readers.wait_for_more(20);
         kill(Pid::from_raw(daemon.0.id() as i32), Signal::SIGKILL).unwrap();
         daemon.0.wait().unwrap();
         daemon = start(&store, &mnt, extra, &log);
@@ -195,16 +199,41 @@ fn sigterm(daemon: &mut Daemon) -> Option<i32> {
     daemon.0.wait().unwrap().code()
 }
 
+/// A mountpoint under a guard, a log, and a store to start daemons with.
+struct Stored {
+    dir: tempfile::TempDir,
+    mnt: PathBuf,
+    log: PathBuf,
+    store: FdStore,
+    _unmount: DetachOnDrop,
+}
+
+impl Stored {
+    fn new() -> Stored {
+        let (dir, mnt) = mountpoint();
+        Stored {
+            log: dir.path().join("log"),
+            _unmount: DetachOnDrop(mnt.clone()),
+            store: FdStore::new(),
+            dir,
+            mnt,
+        }
+    }
+}
+
 fn reads_demo(root: &Path) -> bool {
     std::fs::read(root.join("api-key")).is_ok_and(|v| v == b"demo-api-key-0123456789")
 }
 
 #[test]
 fn sigterm_leaves_the_mount_to_the_store_and_an_ended_connection_is_mounted_anew() {
-    let (dir, mnt) = mountpoint();
-    let log = dir.path().join("log");
-    let _unmount = DetachOnDrop(mnt.clone());
-    let store = FdStore::new();
+    let Stored {
+        dir: _,
+        mnt,
+        log,
+        store,
+        _unmount,
+    } = Stored::new();
     let mut daemon = start(&store, &mnt, &[], &log);
     assert!(store.wait_ready(1, READY), "{}", read(&log));
     assert!(reads_demo(&mnt));
@@ -276,10 +305,7 @@ fn sigusr2_hands_the_mount_over_by_exec_without_a_failed_read() {
     let readers = Readers::start(std::slice::from_ref(&mnt));
     const EXECS: usize = 10;
     for n in 1..=EXECS {
-        let before = readers.tally.reads.load(Relaxed);
-        while readers.tally.reads.load(Relaxed) < before + 20 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        readers.wait_for_more(20);
         kill(Pid::from_raw(daemon.0.id() as i32), Signal::SIGUSR2).unwrap();
         let deadline = std::time::Instant::now() + READY;
         while read(&log).matches("took over the mount").count() < n {
@@ -333,10 +359,13 @@ fn stop_post(mnt: &Path, job: &str, bin: &Path) -> String {
 
 #[test]
 fn stop_post_keeps_the_mount_for_a_restart_and_unmounts_on_a_stop() {
-    let (dir, mnt) = mountpoint();
-    let log = dir.path().join("log");
-    let _unmount = DetachOnDrop(mnt.clone());
-    let store = FdStore::new();
+    let Stored {
+        dir,
+        mnt,
+        log,
+        store,
+        _unmount,
+    } = Stored::new();
     let mut daemon = start(&store, &mnt, &[], &log);
     assert!(store.wait_ready(1, READY), "{}", read(&log));
     assert_eq!(sigterm(&mut daemon), Some(0));
