@@ -73,7 +73,7 @@ pub struct AwsSource {
 /// The SDK's shared configuration for `options`: region, profile, endpoint, credentials,
 /// retries and timeouts; each service's client is built from it (this source and
 /// [`super::ssm::SsmSource`]).
-pub(super) async fn shared_config(options: &AwsOptions) -> Result<aws_config::SdkConfig> {
+pub(crate) async fn shared_config(options: &AwsOptions) -> Result<aws_config::SdkConfig> {
     let timeout = options.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard())
@@ -132,6 +132,13 @@ impl AwsSource {
             Some(role_arn) => Ok(AwsSource::as_role(&shared, role_arn).await),
             None => Ok(AwsSource::with(&shared, None)),
         }
+    }
+
+    /// A source on `base` as it is: the SDK-answer fuzz target's, whose configuration has no
+    /// retries.
+    #[cfg(any(test, feature = "memory-source"))]
+    pub(crate) fn from_sdk_config(base: &aws_config::SdkConfig) -> AwsSource {
+        AwsSource::with(base, None)
     }
 
     fn with(base: &aws_config::SdkConfig, role: Option<Arc<AssumedRole>>) -> AwsSource {

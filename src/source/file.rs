@@ -194,22 +194,58 @@ fn load(path: &Path) -> Result<(Stamp, BTreeMap<String, Secret>)> {
     let bad = |why: String| Error::config(format!("secrets file {}: {why}", path.display()));
     let meta = fs::metadata(path).map_err(|e| bad(e.to_string()))?;
     let text = Zeroizing::new(fs::read(path).map_err(|e| bad(e.to_string()))?);
-    let doc: FileDoc = serde_json::from_slice(&text).map_err(|e| bad(safe_json_error(&e)))?;
-    let mtime = meta.modified().ok();
-    let mut secrets = BTreeMap::new();
-    for raw in doc.secrets {
-        let secret = convert(raw, mtime).map_err(bad)?;
-        if secrets.contains_key(&secret.name) {
-            return Err(bad(format!("secret {} appears twice", secret.name)));
-        }
-        secrets.insert(secret.name.clone(), secret);
-    }
+    let secrets = parse(&text, meta.modified().ok()).map_err(bad)?;
     Ok((Stamp::of(&meta), secrets))
 }
 
+/// The file's secrets by name; `mtime` dates the versions without a CreatedDate.
+fn parse(
+    text: &[u8],
+    mtime: Option<SystemTime>,
+) -> std::result::Result<BTreeMap<String, Secret>, String> {
+    let doc: FileDoc = serde_json::from_slice(text).map_err(|e| safe_json_error(&e))?;
+    let mut secrets = BTreeMap::new();
+    for raw in doc.secrets {
+        let secret = convert(raw, mtime)?;
+        if secrets.contains_key(&secret.name) {
+            return Err(format!("secret {} appears twice", secret.name));
+        }
+        secrets.insert(secret.name.clone(), secret);
+    }
+    Ok(secrets)
+}
+
+/// What the file-source fuzz target drives: parses `text` as a secrets file and looks every
+/// version of every secret up again by each of its stages and by its id, as GetSecretValue
+/// would: each lookup with what it found. The error, when the file is refused, is the one its
+/// log line and `check-config` would show.
+#[cfg(any(test, feature = "memory-source"))]
+pub(crate) fn parse_and_read_back(
+    text: &[u8],
+) -> std::result::Result<Vec<(VersionRef, Option<SecretValue>)>, String> {
+    let secrets = parse(text, None)?;
+    let mut read = Vec::new();
+    for secret in secrets.values() {
+        for version in &secret.versions {
+            let by_id = VersionRef {
+                stage: None,
+                version_id: Some(version.id.clone()),
+            };
+            for want in version
+                .stages
+                .iter()
+                .map(|s| VersionRef::stage(s))
+                .chain([by_id])
+            {
+                let found = secret.find(&want).map(|v| FileSource::value_of(secret, v));
+                read.push((want, found));
+            }
+        }
+    }
+    Ok(read)
+}
+
 /// serde_json's message, unless it could quote a value: a type mismatch names the value it
-/// found (`invalid type: integer `1234`...`), and in this file values are secrets. Field
-/// names and positions are safe to show.
 fn safe_json_error(e: &serde_json::Error) -> String {
     let message = e.to_string();
     let names_only = [

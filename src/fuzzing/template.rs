@@ -1,0 +1,139 @@
+//! The template targets: arbitrary template text compiled (and rendered over fixed values),
+//! and a fixed set of templates rendered over arbitrary values.
+
+use zeroize::Zeroizing;
+
+use super::{check_message, strings_under};
+use crate::template::{Inputs, Template};
+
+/// A value no template text of the fixed set holds, so that it can be looked for in errors.
+const MARKER: &str = "Zq7-s3cret-MARKER";
+
+/// Compiles the text; a compile error is one line. What compiles is rendered with every input
+/// bound, in turn, to a JSON object holding [`MARKER`] and to the marker as plain text, and
+/// with every input missing: a render error never quotes the marker (unless the template's own
+/// text holds it, which an error may name).
+pub fn template_compile(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let template = match Template::compile("fuzz/t.conf", &text) {
+        Ok(t) => t,
+        Err(e) => return check_message("Template::compile", e.message(), &[], &[]),
+    };
+    let json = format!(
+        r#"{{"host":"{MARKER}","port":5432,"list":["{MARKER}",1],"o":{{"k":"{MARKER}"}}}}"#
+    );
+    let bindings: [Option<&[u8]>; 3] = [Some(json.as_bytes()), Some(MARKER.as_bytes()), None];
+    let values = [MARKER.to_owned()];
+    let public = [text.clone().into_owned()];
+    for bound in bindings {
+        let inputs: Inputs = match bound {
+            Some(bytes) => template
+                .inputs()
+                .iter()
+                .map(|s| (s.clone(), Zeroizing::new(bytes.to_vec())))
+                .collect(),
+            None => Inputs::new(),
+        };
+        if let Err(e) = template.render(&inputs) {
+            check_message("Template::render", &e.to_string(), &values, &public);
+            check_message(
+                "Template::render (Debug)",
+                &format!("{e:?}"),
+                &values,
+                &public,
+            );
+        }
+    }
+}
+
+/// Templates as configurations write them: a database.yml, a pgpass line, a URL, a shell
+/// line, binary and base64 round trips, a loop over a JSON object.
+const TEMPLATES: [&str; 5] = [
+    r#"{% set db = secret_json("app/db") -%}
+production:
+  host: {{ db.host }}
+  port: {{ db.port }}
+  username: {{ db.username | tojson }}
+  password: {{ db.password | tojson }}
+"#,
+    r#"{% set db = secret_json("app/db") %}{{ db.host }}:{{ db.port }}:*:{{ db.username }}:{{ db.password | replace("\\", "\\\\") | replace(":", "\\:") }}
+postgres://{{ db.username | urlencode }}:{{ db.password | urlencode }}@{{ db.host }}/{{ db.dbname }}
+PGPASSWORD={{ db.password | shell }}
+"#,
+    r#"API_KEY={{ secret("app/api-key") | shell }}
+KEY_B64={{ secret("app/api-key") | base64 }}
+CERT={{ secret("app/cert") | base64 }}
+ROUND={{ secret("app/cert") | base64 | b64decode | base64 }}
+"#,
+    r#"{% for k in secret_json("app/db") %}{{ k }}={{ secret_json("app/db")[k] | tojson }}
+{% endfor %}"#,
+    r#"{{ secret("app/db:password") }} {{ secret("app/db:nested") | tojson }} {{ secret("app/cert") }}
+"#,
+];
+
+/// Renders each of [`TEMPLATES`] over the fuzzer's values: `app/db`, `app/api-key` and
+/// `app/cert` in turn, separated by 0x1E (the ASCII record separator), with `app/db`'s
+/// `password` and `nested` keys taken from it as JSON where it is. A render error never quotes
+/// a value, nor a string inside a JSON value, the template's own text aside.
+pub fn template_render(data: &[u8]) {
+    let mut parts = data.split(|b| *b == 0x1e);
+    let mut next = || parts.next().map(<[u8]>::to_vec);
+    let (db, api_key, cert) = (next(), next(), next());
+    let mut values: Vec<String> = [&db, &api_key, &cert]
+        .into_iter()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let mut named: Vec<(&str, Vec<u8>)> = Vec::new();
+    if let Some(db) = &db {
+        named.push(("app/db", db.clone()));
+        if let Ok(json) = serde_json::from_slice::<serde_json::Value>(db) {
+            values.extend(strings_under(&json, &[]).1);
+            for key in ["password", "nested"] {
+                if let Some(v) = json.get(key) {
+                    let bytes = match v {
+                        serde_json::Value::String(s) => s.clone().into_bytes(),
+                        other => other.to_string().into_bytes(),
+                    };
+                    named.push((
+                        if key == "password" {
+                            "app/db:password"
+                        } else {
+                            "app/db:nested"
+                        },
+                        bytes,
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(v) = api_key {
+        named.push(("app/api-key", v));
+    }
+    if let Some(v) = cert {
+        named.push(("app/cert", v));
+    }
+    for text in TEMPLATES {
+        let template = Template::compile("fuzz/t.conf", text).expect("the fixed templates compile");
+        let inputs: Inputs = named
+            .iter()
+            .filter_map(|(s, v)| {
+                let selector = crate::Selector::parse(s).ok()?;
+                template
+                    .inputs()
+                    .contains(&selector)
+                    .then(|| (selector, Zeroizing::new(v.clone())))
+            })
+            .collect();
+        if let Err(e) = template.render(&inputs) {
+            let public = [text.to_owned()];
+            check_message("Template::render", &e.to_string(), &values, &public);
+            check_message(
+                "Template::render (Debug)",
+                &format!("{e:?}"),
+                &values,
+                &public,
+            );
+        }
+    }
+}
