@@ -258,7 +258,16 @@ fn safe_json_error(e: &serde_json::Error) -> String {
     .iter()
     .any(|start| message.starts_with(start));
     if names_only {
-        message
+        // A field name is the file's text, and may hold a newline; the message is one line.
+        let mut line = String::with_capacity(message.len());
+        for c in message.chars() {
+            if c.is_control() {
+                line.extend(c.escape_default());
+            } else {
+                line.push(c);
+            }
+        }
+        line
     } else {
         format!(
             "a value of the wrong type or shape at line {} column {} (not shown)",
@@ -550,6 +559,17 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    /// Found by the fuzzer (secrets_file target): serde_json names an unknown field as the file
+    /// writes it, and a newline in it split the error over two lines.
+    #[test]
+    fn an_unknown_field_with_a_newline_is_named_on_one_line() {
+        let why = parse(br#"{"\nSe\u0007": 1}"#, None).err().unwrap();
+        assert_eq!(
+            why,
+            r"unknown field `\nSe\u{7}`, expected `Secrets` at line 1 column 13"
+        );
     }
 
     #[test]
