@@ -30,18 +30,27 @@ use crate::selector::Selector;
 /// message by chance.
 const MIN_VALUE_LEN: usize = 6;
 
-/// Panics when `message` quotes one of `values` (each at least [`MIN_VALUE_LEN`] bytes, and
-/// not also in `public`: text the input gave elsewhere that an error may name, a secret's
-/// name for one) or spans several lines. `what` says which message, for the panic.
+/// Panics when `message` spans several lines, or quotes one of `values` (each at least
+/// [`MIN_VALUE_LEN`] bytes). `public` is text an error may name: what the input gave
+/// elsewhere (a secret's name, a version id) and the message's own words; a value inside one of
+/// them is not looked for, and they are cut out of the message first, so that a value that
+/// happens to match a name plus the words after it is not taken for a quote. `what` says
+/// which message, for the panic.
 fn check_message(what: &str, message: &str, values: &[String], public: &[String]) {
     assert!(
         !message.contains('\n'),
         "{what}: the message spans several lines"
     );
+    let mut cut: Vec<&String> = public.iter().filter(|p| p.len() >= MIN_VALUE_LEN).collect();
+    cut.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut rest = message.to_owned();
+    for p in cut {
+        rest = rest.replace(p.as_str(), "\0");
+    }
     for (i, value) in values.iter().enumerate() {
         if value.len() >= MIN_VALUE_LEN
             && !public.iter().any(|p| p.contains(value.as_str()))
-            && message.contains(value.as_str())
+            && rest.contains(value.as_str())
         {
             panic!(
                 "{what}: the message quotes secret value {i} ({} bytes)",
@@ -49,6 +58,12 @@ fn check_message(what: &str, message: &str, values: &[String], public: &[String]
             );
         }
     }
+}
+
+/// `public` and the fixed words of a target's messages.
+fn with_words(mut public: Vec<String>, words: &[&str]) -> Vec<String> {
+    public.extend(words.iter().map(|w| (*w).to_owned()));
+    public
 }
 
 /// Every string under one of `keys` anywhere in `json` (the values), and every other string
@@ -138,7 +153,11 @@ pub fn selector(data: &[u8]) {
 /// Whether each part of `s` is one the parser could have produced: a name or ARN the parser
 /// takes alone, a stage it takes, a version id of its shape.
 fn parts_are_valid(s: &Selector) -> bool {
-    let whole_ok = Selector::parse(&s.secret_id).is_ok_and(|w| w == Selector::whole(&s.secret_id));
+    // `arn:` starts an ARN (a mistyped one is refused as such), so a secret named `arn` is
+    // read whole only: `arn:KEY` is not a selector of it.
+    let has_parts = s.json_key.is_some() || s.version_stage.is_some() || s.version_id.is_some();
+    let whole_ok = Selector::parse(&s.secret_id).is_ok_and(|w| w == Selector::whole(&s.secret_id))
+        && !(s.secret_id == "arn" && has_parts);
     let stage_ok = s
         .version_stage
         .as_deref()
@@ -173,7 +192,20 @@ pub fn secrets_file(data: &[u8]) {
                 Ok(json) => strings_under(&json, &["SecretString", "SecretBinary"]),
                 Err(_) => (Vec::new(), Vec::new()),
             };
-            check_message("the secrets file's error", &why, &values, &public);
+            let words = [
+                "needs exactly one of SecretString and SecretBinary",
+                "SecretBinary is not valid base64",
+                "is not RFC 3339",
+                "version id appears twice",
+                "is also on version",
+                "a value of the wrong type or shape at line",
+            ];
+            check_message(
+                "the secrets file's error",
+                &why,
+                &values,
+                &with_words(public, &words),
+            );
         }
     }
 }

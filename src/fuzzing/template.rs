@@ -3,7 +3,7 @@
 
 use zeroize::Zeroizing;
 
-use super::{check_message, strings_under};
+use super::{check_message, strings_under, with_words};
 use crate::template::{Inputs, Template};
 
 /// A value no template text of the fixed set holds, so that it can be looked for in errors.
@@ -71,6 +71,19 @@ ROUND={{ secret("app/cert") | base64 | b64decode | base64 }}
 "#,
 ];
 
+/// The causes a render error gives (src/template/env.rs).
+const WORDS: [&str; 9] = [
+    "does not exist",
+    "not JSON",
+    "base64 takes a string or bytes",
+    "b64decode: not base64",
+    "shell takes text",
+    "shell: text with a NUL byte",
+    "binary value; use |base64",
+    "a key does not exist",
+    "undefined value",
+];
+
 /// Renders each of [`TEMPLATES`] over the fuzzer's values: `app/db`, `app/api-key` and
 /// `app/cert` in turn, separated by 0x1E (the ASCII record separator), with `app/db`'s
 /// `password` and `nested` keys taken from it as JSON where it is. A render error never quotes
@@ -126,7 +139,7 @@ pub fn template_render(data: &[u8]) {
             })
             .collect();
         if let Err(e) = template.render(&inputs) {
-            let public = [text.to_owned()];
+            let public = with_words(vec![text.to_owned()], &WORDS);
             check_message("Template::render", &e.to_string(), &values, &public);
             check_message(
                 "Template::render (Debug)",
