@@ -12,6 +12,24 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
+/// `text` with its control characters escaped (`\n`, `\u{7}`), for a message that repeats
+/// what it was given (a field name, an id, a query parameter): every error, log line and
+/// plain-text answer stays one line.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut line = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line.into()
+}
+
 /// What went wrong, in the terms every front end needs to decide its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line};
 use crate::selector::{self, AWSCURRENT, VersionRef};
 
 #[derive(Deserialize)]
@@ -258,16 +258,8 @@ fn safe_json_error(e: &serde_json::Error) -> String {
     .iter()
     .any(|start| message.starts_with(start));
     if names_only {
-        // A field name is the file's text, and may hold a newline; the message is one line.
-        let mut line = String::with_capacity(message.len());
-        for c in message.chars() {
-            if c.is_control() {
-                line.extend(c.escape_default());
-            } else {
-                line.push(c);
-            }
-        }
-        line
+        // A field name is the file's text, and may hold a newline.
+        one_line(&message).into_owned()
     } else {
         format!(
             "a value of the wrong type or shape at line {} column {} (not shown)",
@@ -287,13 +279,18 @@ fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Resu
     let mut versions = Vec::with_capacity(raw.versions.len());
     let mut seen_stages = BTreeMap::new();
     for v in raw.versions {
-        let at = format!("secret {name}, version {}", v.version_id);
+        // Names are checked above; version ids and stages are any text, a newline included.
+        let at = format!("secret {name}, version {}", one_line(&v.version_id));
         if versions.iter().any(|o: &Version| o.id == v.version_id) {
             return Err(format!("{at}: version id appears twice"));
         }
         for stage in &v.version_stages {
             if let Some(other) = seen_stages.insert(stage.clone(), v.version_id.clone()) {
-                return Err(format!("{at}: stage {stage} is also on version {other}"));
+                return Err(format!(
+                    "{at}: stage {} is also on version {}",
+                    one_line(stage),
+                    one_line(&other)
+                ));
             }
         }
         let payload = match (v.secret_string, v.secret_binary) {
@@ -569,6 +566,24 @@ mod tests {
         assert_eq!(
             why,
             r"unknown field `\nSe\u{7}`, expected `Secrets` at line 1 column 13"
+        );
+    }
+
+    /// Found by the fuzzer (secrets_file target): version ids and stages are any text, and
+    /// one with a newline split the error over two lines.
+    #[test]
+    fn a_version_id_with_a_newline_is_named_on_one_line() {
+        let why = parse(
+            br#"{"Secrets": [{"Name": "a", "Versions": [
+                {"VersionId": "v\n1", "VersionStages": ["S\n"], "SecretString": "x"},
+                {"VersionId": "v\n2", "VersionStages": ["S\n"], "SecretString": "y"}]}]}"#,
+            None,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            why,
+            r"secret a, version v\n2: stage S\n is also on version v\n1"
         );
     }
 
