@@ -59,18 +59,20 @@ for t in "${targets[@]}"; do
     mkdir -p "$work/corpus/$t" "$work/artifacts/$t" "$work/logs"
     log="$work/logs/$t.log"
     status=0
+    started=$SECONDS
     # -timeout: an input that takes this long is a hang, reported as a crash.
     "$bin_dir/$t" "$work/corpus/$t" "fuzz/corpus/$t" \
         -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
         -artifact_prefix="$work/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 || status=$?
+    took=$((SECONDS - started))
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     corpus=$(find "$work/corpus/$t" -type f | wc -l)
     if [[ $status -eq 0 ]]; then
-        say "$t: ${runs:-?} runs in ${seconds} s, no crash (corpus $corpus inputs)"
+        say "$t: ${runs:-?} runs in $took s, no crash (corpus $corpus inputs)"
     else
         crashed=$((crashed + 1))
         artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
-        say "$t: CRASH after ${runs:-?} runs (exit $status; input ${artifact:-not written}; log $log)"
+        say "$t: CRASH after ${runs:-?} runs in $took s (exit $status; input ${artifact:-not written}; log $log)"
         # The panic's place and message (the targets' own messages never show a value).
         grep -m1 -A1 "panicked at" "$log" | sed 's/^/    /' || grep -m1 "ERROR: libFuzzer" "$log" || true
     fi
