@@ -4,7 +4,7 @@
 use zeroize::Zeroizing;
 
 use super::{check_message, strings_under, with_words};
-use crate::template::{Inputs, Template};
+use crate::template::{Inputs, RenderError, Template};
 
 /// A value no template text of the fixed set holds, so that it can be looked for in errors.
 const MARKER: &str = "Zq7-s3cret-MARKER";
@@ -24,7 +24,6 @@ pub fn template_compile(data: &[u8]) {
     );
     let bindings: [Option<&[u8]>; 3] = [Some(json.as_bytes()), Some(MARKER.as_bytes()), None];
     let values = [MARKER.to_owned()];
-    let public = [text.clone().into_owned()];
     for bound in bindings {
         let inputs: Inputs = match bound {
             Some(bytes) => template
@@ -35,13 +34,7 @@ pub fn template_compile(data: &[u8]) {
             None => Inputs::new(),
         };
         if let Err(e) = template.render(&inputs) {
-            check_message("Template::render", &e.to_string(), &values, &public);
-            check_message(
-                "Template::render (Debug)",
-                &format!("{e:?}"),
-                &values,
-                &public,
-            );
+            check_render_error(&e, &text, &values);
         }
     }
 }
@@ -139,14 +132,43 @@ pub fn template_render(data: &[u8]) {
             })
             .collect();
         if let Err(e) = template.render(&inputs) {
-            let public = with_words(vec![text.to_owned()], &WORDS);
-            check_message("Template::render", &e.to_string(), &values, &public);
-            check_message(
-                "Template::render (Debug)",
-                &format!("{e:?}"),
-                &values,
-                &public,
-            );
+            check_render_error(&e, text, &values);
         }
     }
+}
+
+/// A render error names an input the template's text writes, and a cause that is one of its
+/// own words, a key the text writes, or else one that quotes no value.
+fn check_render_error(e: &RenderError, text: &str, values: &[String]) {
+    // Literals and keys are checked against the text only where no escape can stand between
+    // how the text writes them and how an error quotes them.
+    let plain = !text.contains('\\');
+    if let Some(input) = e.input.as_ref().filter(|_| plain) {
+        assert!(
+            text.contains(input.as_str()),
+            "a render error names an input the template does not write"
+        );
+    }
+    check_message("Template::render", &e.to_string(), &[], &[]);
+    // `line N: ` and the cause.
+    let cause = e
+        .cause
+        .strip_prefix("line ")
+        .and_then(|r| r.split_once(": "))
+        .map_or(e.cause.as_str(), |(_, cause)| cause);
+    if WORDS.contains(&cause) {
+        return;
+    }
+    if let Some(key) = cause
+        .strip_prefix("key \"")
+        .and_then(|r| r.strip_suffix("\" does not exist"))
+    {
+        assert!(
+            !plain || key.contains('\\') || text.contains(key),
+            "a render error names a key the template does not write"
+        );
+        return;
+    }
+    let public = with_words(vec![text.to_owned()], &WORDS);
+    check_message("Template::render's cause", cause, values, &public);
 }
