@@ -211,10 +211,11 @@ pub fn classify_code(code: &str) -> ErrorKind {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.message)?;
-        if let Some(up) = &self.0.upstream
-            && !self.0.message.contains(&up.code)
-        {
-            write!(f, " ({})", up.code)?;
+        if let Some(up) = &self.0.upstream {
+            let code = one_line(&up.code);
+            if !self.0.message.contains(code.as_ref()) {
+                write!(f, " ({code})")?;
+            }
         }
         Ok(())
     }

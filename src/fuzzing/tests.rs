@@ -73,3 +73,28 @@ fn the_sdk_target_serves_its_input_to_the_client() {
     .unwrap_err();
     assert_eq!(err.kind(), crate::ErrorKind::NotFound, "{err}");
 }
+
+/// Found by the sdk_answer target: an error answer whose `__type` or message holds a newline
+/// (a proxy's, a fake's) made the source's error, and so its log line, two lines.
+#[test]
+fn an_error_code_with_a_newline_from_the_service_is_one_line() {
+    use crate::selector::VersionRef;
+    use crate::source::SecretSource;
+    let body = br#"{"__type":"Odd\nCode","message":"line one\nline two"}"#;
+    let err = super::sdk::answered(404, body, |source| async move {
+        source
+            .get_secret_value("app/db", &VersionRef::current())
+            .await
+    })
+    .unwrap_err();
+    let shown = err.to_string();
+    assert!(!shown.contains('\n'), "{shown:?}");
+    assert!(shown.contains(r"Odd\nCode: line one\nline two"), "{shown:?}");
+    let body = br#"{"Errors":[{"SecretId":"app/db","ErrorCode":"A\nB","Message":"c\nd"}]}"#;
+    let items = super::sdk::answered(200, body, |source| async move {
+        source.batch_get_secret_value(&["app/db".into()]).await
+    })
+    .unwrap();
+    let shown = items[0].1.as_ref().unwrap_err().to_string();
+    assert_eq!(shown, r"BatchGetSecretValue app/db: A\nB: c\nd");
+}

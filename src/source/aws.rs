@@ -29,7 +29,7 @@ use super::{
     BATCH_LIMIT, BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue,
 };
 use crate::cache::stats::count_further_request;
-use crate::error::{Error, ErrorKind, Result, Upstream, classify_code};
+use crate::error::{Error, ErrorKind, Result, Upstream, classify_code, one_line};
 use crate::selector::VersionRef;
 
 /// What `--region`, `--profile`, `--endpoint-url` and the timeout say; `None` defers to the
@@ -340,7 +340,8 @@ where
             let message = service.err().message().unwrap_or_default().to_owned();
             Error::upstream(
                 classify_code(&code),
-                format!("{what}: {code}: {message}"),
+                // The service's words, on one line: a proxy or a fake may put a newline in them.
+                format!("{what}: {}: {}", one_line(&code), one_line(&message)),
                 Upstream {
                     code,
                     status: Some(status),
@@ -393,7 +394,9 @@ fn unreadable(what: &str, status: u16, body: Option<&[u8]>, err: &dyn StdError) 
         None => "no body".to_owned(),
         Some(Err(e)) => format!("not JSON ({e})"),
         Some(Ok(_)) if (200..300).contains(&status) => {
-            let sdk = err.source().map_or_else(String::new, ToString::to_string);
+            let sdk = err
+                .source()
+                .map_or_else(String::new, |e| one_line(&e.to_string()).into_owned());
             format!("JSON, but not the answer expected ({sdk})")
         }
         Some(Ok(_)) => "JSON without an error code".to_owned(),
@@ -427,7 +430,7 @@ pub(super) fn chain(err: &(dyn StdError + 'static)) -> String {
         }
         cur = e.source();
     }
-    parts.join(": ")
+    one_line(&parts.join(": ")).into_owned()
 }
 
 fn unavailable(what: &str, code: &str, detail: &str, status: Option<u16>) -> Error {
@@ -595,8 +598,9 @@ impl SecretSource for AwsSource {
                         Error::upstream(
                             classify_code(&code),
                             format!(
-                                "BatchGetSecretValue {id}: {code}: {}",
-                                e.message.as_deref().unwrap_or("no message")
+                                "BatchGetSecretValue {id}: {}: {}",
+                                one_line(&code),
+                                one_line(e.message.as_deref().unwrap_or("no message"))
                             ),
                             Upstream {
                                 code,
