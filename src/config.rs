@@ -63,8 +63,13 @@ impl ConfigFile {
     }
 
     /// The file's text, with errors that name the key (and never quote a value that could be a
-    /// secret's: settings hold none, but a typo could put one there).
+    /// secret's: settings hold none, but a typo could put one there). An error is one line:
+    /// the names and values it repeats have their control characters escaped.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        Self::parse_text(text).map_err(|why| crate::error::one_line(&why).into_owned())
+    }
+
+    fn parse_text(text: &str) -> std::result::Result<Self, String> {
         let table: toml::Table = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
         let command = Options::command().mut_args(|a| a.env(None::<&str>));
         let settings = keys::settings();
@@ -135,7 +140,7 @@ fn setting_texts(
         _ => vec![scalar_text(value)?],
     };
     for text in &texts {
-        check(command, arg, text).map_err(|why| format!("{why}, got {value}"))?;
+        check(command, arg, text).map_err(|why| format!("{why}, got {}", shown(value)))?;
     }
     Ok(texts)
 }
@@ -152,6 +157,15 @@ fn scalar_text(value: &toml::Value) -> std::result::Result<String, String> {
         toml::Value::Datetime(_) | toml::Value::Array(_) | toml::Value::Table(_) => {
             Err("expected a number, a string or a boolean".into())
         }
+    }
+}
+
+/// A value as an error repeats it: a string quoted on one line (toml writes one with a
+/// newline over several).
+fn shown(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
     }
 }
 
@@ -188,7 +202,7 @@ fn alias_text(
         AgentKey::Same { .. } => unreachable!("a key of our own name is a setting"),
         AgentKey::Number { min, max, .. } => {
             let n = in_range::<u64>(min, max)(&scalar_text(value)?)
-                .map_err(|why| format!("{why}, got {value}"))?;
+                .map_err(|why| format!("{why}, got {}", shown(value)))?;
             Ok(Some(n.to_string()))
         }
         AgentKey::Switch {
@@ -198,7 +212,7 @@ fn alias_text(
             use clap::builder::TypedValueParser;
             let on = clap::builder::BoolishValueParser::new()
                 .parse_ref(&clap::Command::new("secretsfs"), None, OsStr::new(&text))
-                .map_err(|_| format!("expected true or false, got {value}"))?;
+                .map_err(|_| format!("expected true or false, got {}", shown(value)))?;
             Ok(if on { on_true } else { on_false }.map(str::to_owned))
         }
     }
@@ -283,6 +297,21 @@ mod tests {
         assert!(ConfigFile::parse("mlock = \"maybe\"\n").is_err());
         let err = ConfigFile::parse("file_mode = 288\n").unwrap_err();
         assert!(err.contains("\"0440\""), "{err}");
+    }
+
+    /// Found by the fuzzer (config target): a value with a newline was repeated as it was,
+    /// over two lines.
+    #[test]
+    fn a_bad_value_with_a_newline_is_refused_on_one_line() {
+        for text in [
+            "file_mode = \"0tt\\nx\"\n",
+            "ttl_seconds = \"6\\n0\"\n",
+            "[[hook]]\nsecrets = [\"a\"]\nsignal = \"HUP\\nX\"\npid_file = \"/run/p\"\n",
+        ] {
+            let err = ConfigFile::parse(text).unwrap_err();
+            assert!(!err.contains('\n'), "{err:?}");
+            assert!(err.contains(r"\n"), "{err:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,24 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
+/// `text` with its control characters escaped (`\n`, `\u{7}`), for a message that repeats
+/// what it was given (a field name, an id, a query parameter): every error, log line and
+/// plain-text answer stays one line.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut line = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line.into()
+}
+
 /// What went wrong, in the terms every front end needs to decide its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -193,10 +211,11 @@ pub fn classify_code(code: &str) -> ErrorKind {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.message)?;
-        if let Some(up) = &self.0.upstream
-            && !self.0.message.contains(&up.code)
-        {
-            write!(f, " ({})", up.code)?;
+        if let Some(up) = &self.0.upstream {
+            let code = one_line(&up.code);
+            if !self.0.message.contains(code.as_ref()) {
+                write!(f, " ({code})")?;
+            }
         }
         Ok(())
     }

@@ -31,6 +31,9 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod fuse;
+#[cfg(any(test, feature = "memory-source"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hardening;
 pub mod hooks;
 pub mod host_file;

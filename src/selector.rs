@@ -101,8 +101,12 @@ impl Selector {
     /// (the stage). Only labels Parameter Store accepts pass (1-100 letters, digits, `.`, `-`,
     /// `_`, not starting with a digit, `aws` or `ssm`), so nothing invalid is ever asked for.
     pub fn of_parameter(name: &str, suffix: &str) -> Result<Self> {
+        // Quoted: a file name may hold a newline, and the message goes to the log.
         let invalid = |why: &str| {
-            Error::invalid_selector(format!("invalid parameter selector {name}:{suffix}: {why}"))
+            Error::invalid_selector(format!(
+                "invalid parameter selector {:?}: {why}",
+                format!("{name}:{suffix}")
+            ))
         };
         validate_name(name).map_err(|why| invalid(&why))?;
         let mut selector = Selector::whole(name);
@@ -410,6 +414,16 @@ mod tests {
             Selector::parse("x:3").unwrap().json_key.as_deref(),
             Some("3")
         );
+    }
+
+    /// Found by the fuzzer (selector target): the name was written raw into the message.
+    #[test]
+    fn a_parameter_selector_with_a_newline_is_refused_on_one_line() {
+        for (name, suffix) in [("prod/db\0a", "b\n2"), ("/app\nx", "3"), ("/app", "x\ny")] {
+            let err = Selector::of_parameter(name, suffix).unwrap_err();
+            assert!(!err.message().contains('\n'), "{err:?}");
+            assert!(err.message().contains("\\n"), "{err:?}");
+        }
     }
 
     #[test]

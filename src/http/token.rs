@@ -47,7 +47,7 @@ impl Token {
         Self::from_lookup(variables, |name| std::env::var(name).ok())
     }
 
-    fn from_lookup(
+    pub(crate) fn from_lookup(
         variables: &[String],
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Token>> {

@@ -30,7 +30,7 @@ use super::{
     BATCH_LIMIT, BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue,
 };
 use crate::cache::stats::count_further_request;
-use crate::error::{Error, ErrorKind, Result, Upstream, classify_code};
+use crate::error::{Error, ErrorKind, Result, Upstream, classify_code, one_line};
 use crate::selector::VersionRef;
 
 /// What `--region`, `--profile`, `--endpoint-url` and the timeout say; `None` defers to the
@@ -74,7 +74,7 @@ pub struct AwsSource {
 /// The SDK's shared configuration for `options`: region, profile, endpoint, credentials,
 /// retries and timeouts; each service's client is built from it (this source and
 /// [`super::ssm::SsmSource`]).
-pub(super) async fn shared_config(options: &AwsOptions) -> Result<aws_config::SdkConfig> {
+pub(crate) async fn shared_config(options: &AwsOptions) -> Result<aws_config::SdkConfig> {
     let timeout = options.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard())
@@ -140,6 +140,13 @@ impl AwsSource {
             Some(role_arn) => Ok(AwsSource::as_role(&shared, role_arn).await),
             None => Ok(AwsSource::with(&shared, None)),
         }
+    }
+
+    /// A source on `base` as it is: the SDK-answer fuzz target's, whose configuration has no
+    /// retries.
+    #[cfg(any(test, feature = "memory-source"))]
+    pub(crate) fn from_sdk_config(base: &aws_config::SdkConfig) -> AwsSource {
+        AwsSource::with(base, None)
     }
 
     fn with(base: &aws_config::SdkConfig, role: Option<Arc<AssumedRole>>) -> AwsSource {
@@ -366,7 +373,8 @@ where
             let message = service.err().message().unwrap_or_default().to_owned();
             Error::upstream(
                 classify_code(&code),
-                format!("{what}: {code}: {message}"),
+                // The service's words, on one line: a proxy or a fake may put a newline in them.
+                format!("{what}: {}: {}", one_line(&code), one_line(&message)),
                 Upstream {
                     code,
                     status: Some(status),
@@ -419,7 +427,9 @@ fn unreadable(what: &str, status: u16, body: Option<&[u8]>, err: &dyn StdError) 
         None => "no body".to_owned(),
         Some(Err(e)) => format!("not JSON ({e})"),
         Some(Ok(_)) if (200..300).contains(&status) => {
-            let sdk = err.source().map_or_else(String::new, ToString::to_string);
+            let sdk = err
+                .source()
+                .map_or_else(String::new, |e| one_line(&e.to_string()).into_owned());
             format!("JSON, but not the answer expected ({sdk})")
         }
         Some(Ok(_)) => "JSON without an error code".to_owned(),
@@ -453,7 +463,7 @@ pub(super) fn chain(err: &(dyn StdError + 'static)) -> String {
         }
         cur = e.source();
     }
-    parts.join(": ")
+    one_line(&parts.join(": ")).into_owned()
 }
 
 fn unavailable(what: &str, code: &str, detail: &str, status: Option<u16>) -> Error {
@@ -621,8 +631,9 @@ impl SecretSource for AwsSource {
                         Error::upstream(
                             classify_code(&code),
                             format!(
-                                "BatchGetSecretValue {id}: {code}: {}",
-                                e.message.as_deref().unwrap_or("no message")
+                                "BatchGetSecretValue {id}: {}: {}",
+                                one_line(&code),
+                                one_line(e.message.as_deref().unwrap_or("no message"))
                             ),
                             Upstream {
                                 code,

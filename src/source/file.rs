@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::checked::MAX_VALUE_BYTES;
 use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line};
 use crate::selector::{self, AWSCURRENT, VersionRef};
 
 #[derive(Deserialize)]
@@ -194,22 +194,58 @@ impl FileSource {
 fn load(path: &Path) -> Result<(Stamp, BTreeMap<String, Secret>)> {
     let bad = |why: String| Error::config(format!("secrets file {}: {why}", path.display()));
     let (text, meta) = crate::host_file::read(path, crate::host_file::SECRETS_FILE).map_err(bad)?;
-    let doc: FileDoc = serde_json::from_slice(&text).map_err(|e| bad(safe_json_error(&e)))?;
-    let mtime = meta.modified().ok();
-    let mut secrets = BTreeMap::new();
-    for raw in doc.secrets {
-        let secret = convert(raw, mtime).map_err(bad)?;
-        if secrets.contains_key(&secret.name) {
-            return Err(bad(format!("secret {} appears twice", secret.name)));
-        }
-        secrets.insert(secret.name.clone(), secret);
-    }
+    let secrets = parse(&text, meta.modified().ok()).map_err(bad)?;
     Ok((Stamp::of(&meta), secrets))
 }
 
+/// The file's secrets by name; `mtime` dates the versions without a CreatedDate.
+fn parse(
+    text: &[u8],
+    mtime: Option<SystemTime>,
+) -> std::result::Result<BTreeMap<String, Secret>, String> {
+    let doc: FileDoc = serde_json::from_slice(text).map_err(|e| safe_json_error(&e))?;
+    let mut secrets = BTreeMap::new();
+    for raw in doc.secrets {
+        let secret = convert(raw, mtime)?;
+        if secrets.contains_key(&secret.name) {
+            return Err(format!("secret {} appears twice", secret.name));
+        }
+        secrets.insert(secret.name.clone(), secret);
+    }
+    Ok(secrets)
+}
+
+/// What the file-source fuzz target drives: parses `text` as a secrets file and looks every
+/// version of every secret up again by each of its stages and by its id, as GetSecretValue
+/// would: each lookup with what it found. The error, when the file is refused, is the one its
+/// log line and `check-config` would show.
+#[cfg(any(test, feature = "memory-source"))]
+pub(crate) fn parse_and_read_back(
+    text: &[u8],
+) -> std::result::Result<Vec<(VersionRef, Option<SecretValue>)>, String> {
+    let secrets = parse(text, None)?;
+    let mut read = Vec::new();
+    for secret in secrets.values() {
+        for version in &secret.versions {
+            let by_id = VersionRef {
+                stage: None,
+                version_id: Some(version.id.clone()),
+            };
+            for want in version
+                .stages
+                .iter()
+                .map(|s| VersionRef::stage(s))
+                .chain([by_id])
+            {
+                let found = secret.find(&want).map(|v| FileSource::value_of(secret, v));
+                read.push((want, found));
+            }
+        }
+    }
+    Ok(read)
+}
+
 /// serde_json's message, unless it could quote a value: a type mismatch names the value it
-/// found (`invalid type: integer `1234`...`), and in this file values are secrets. Field
-/// names and positions are safe to show.
 fn safe_json_error(e: &serde_json::Error) -> String {
     let message = e.to_string();
     let names_only = [
@@ -222,7 +258,8 @@ fn safe_json_error(e: &serde_json::Error) -> String {
     .iter()
     .any(|start| message.starts_with(start));
     if names_only {
-        message
+        // A field name is the file's text, and may hold a newline.
+        one_line(&message).into_owned()
     } else {
         format!(
             "a value of the wrong type or shape at line {} column {} (not shown)",
@@ -242,7 +279,8 @@ fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Resu
     let mut versions = Vec::with_capacity(raw.versions.len());
     let mut seen_stages = BTreeMap::new();
     for v in raw.versions {
-        let at = format!("secret {name}, version {}", v.version_id);
+        // Names are checked above; version ids and stages are any text, a newline included.
+        let at = format!("secret {name}, version {}", one_line(&v.version_id));
         if versions.iter().any(|o: &Version| o.id == v.version_id) {
             return Err(format!("{at}: version id appears twice"));
         }
@@ -250,7 +288,11 @@ fn convert(raw: FileSecret, file_mtime: Option<SystemTime>) -> std::result::Resu
             selector::validate_stage(stage)
                 .map_err(|why| format!("{at}: stage {stage:?}: {why}"))?;
             if let Some(other) = seen_stages.insert(stage.clone(), v.version_id.clone()) {
-                return Err(format!("{at}: stage {stage} is also on version {other}"));
+                return Err(format!(
+                    "{at}: stage {} is also on version {}",
+                    one_line(stage),
+                    one_line(&other)
+                ));
             }
         }
         let payload = match (v.secret_string, v.secret_binary) {
@@ -541,6 +583,35 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    /// Found by the fuzzer (secrets_file target): serde_json names an unknown field as the file
+    /// writes it, and a newline in it split the error over two lines.
+    #[test]
+    fn an_unknown_field_with_a_newline_is_named_on_one_line() {
+        let why = parse(br#"{"\nSe\u0007": 1}"#, None).err().unwrap();
+        assert_eq!(
+            why,
+            r"unknown field `\nSe\u{7}`, expected `Secrets` at line 1 column 13"
+        );
+    }
+
+    /// Found by the fuzzer (secrets_file target): version ids and stages are any text, and
+    /// one with a newline split the error over two lines.
+    #[test]
+    fn a_version_id_with_a_newline_is_named_on_one_line() {
+        let why = parse(
+            br#"{"Secrets": [{"Name": "a", "Versions": [
+                {"VersionId": "v\n1", "VersionStages": ["S\n"], "SecretString": "x"},
+                {"VersionId": "v\n2", "VersionStages": ["S\n"], "SecretString": "y"}]}]}"#,
+            None,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            why,
+            r"secret a, version v\n2: stage S\n is also on version v\n1"
+        );
     }
 
     #[test]

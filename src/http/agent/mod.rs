@@ -19,7 +19,7 @@ use crate::audit::{Access, Front};
 use crate::caller::Caller;
 use crate::engine::Engine;
 use crate::engine::roles::{self, RoleRefusal};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, one_line};
 use crate::policy;
 use crate::selector::{self, VersionRef};
 use crate::source::{Payload, SecretValue};
@@ -105,7 +105,13 @@ pub fn parse_query(query: Option<&str>, with_secret_id: bool) -> Result<Query, R
                 }
             }
             "roleArn" => parsed.role_arn = Some(value.into_owned()),
-            other => return Err(Refusal::text(400, format!("unknown parameter: {other}"))),
+            // The name as sent, but on one line: it may be `%0A`.
+            other => {
+                return Err(Refusal::text(
+                    400,
+                    format!("unknown parameter: {}", one_line(other)),
+                ));
+            }
         }
     }
     if with_secret_id && parsed.secret_id.is_empty() {

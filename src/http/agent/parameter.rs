@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::{Peer, Refusal, audit, authorize, refusal_for};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, one_line};
 use crate::http::Api;
 use crate::selector::{Selector, VersionRef};
 use crate::source::ssm::ParameterAnswer;
@@ -38,7 +38,13 @@ pub fn parse_query(query: Option<&str>) -> Result<Query, Refusal> {
                     _ => return Err(Refusal::text(400, "invalid withDecryption value")),
                 }
             }
-            other => return Err(Refusal::text(400, format!("unknown parameter: {other}"))),
+            // The name as sent, but on one line: it may be `%0A`.
+            other => {
+                return Err(Refusal::text(
+                    400,
+                    format!("unknown parameter: {}", one_line(other)),
+                ));
+            }
         }
     }
     if parsed.name.is_empty() {
@@ -181,6 +187,14 @@ mod tests {
         ] {
             assert_eq!(parse_query(Some(bad)).unwrap_err().status, 400, "{bad}");
         }
+    }
+
+    /// Found by the fuzzer (http target): the name of an unknown parameter was answered as
+    /// sent, a newline included.
+    #[test]
+    fn an_unknown_parameter_with_a_newline_is_named_on_one_line() {
+        let refusal = parse_query(Some("n%0Ax%07=1&name=/a")).unwrap_err();
+        assert_eq!(refusal.body, r"unknown parameter: n\nx\u{7}");
     }
 
     #[test]

@@ -55,6 +55,16 @@ fn query_parameters_as_the_agent_parses_them() {
     );
 }
 
+/// Found by the fuzzer (http target), on the Parameter Store route; the secrets routes
+/// answered the same way.
+#[test]
+fn an_unknown_parameter_with_a_newline_is_named_on_one_line() {
+    assert_eq!(
+        parse_query(Some("secretId=a&x%0D%0Ay=1"), true),
+        Err(text(400, r"unknown parameter: x\r\ny"))
+    );
+}
+
 fn upstream(code: &str, status: Option<u16>, message: Option<&str>) -> Error {
     Error::upstream(
         ErrorKind::Unavailable,
