@@ -220,6 +220,20 @@ impl<V> SlotState<V> {
             _ => None,
         }
     }
+
+    /// Past its back-off, a value whose refresh failed transiently, while it may still be
+    /// served stale: what a reader gets while the next try runs.
+    fn stale_while_retrying(&self, now: Instant, timing: &Timing) -> Option<Served<V>> {
+        let good = self.good.as_ref()?;
+        let (_, error) = self.failing.as_ref()?;
+        let servable = !timing.max_stale.is_zero() && now <= good.fresh_until + timing.max_stale;
+        servable.then(|| Served {
+            value: good.value.clone(),
+            stale: true,
+            fresh_until: now,
+            refresh_error: Some(error.clone()),
+        })
+    }
 }
 
 /// Told of every value that lands, with the one it replaced (none for a first fetch).
@@ -333,9 +347,17 @@ where
             if !refresh && let Some(answer) = state.answer(now, &inner.timing) {
                 return inner.count(answer);
             }
-            match &state.flight {
+            // Upstream has been failing: the retry goes on without this reader, who keeps the
+            // stale value rather than wait out the SDK's retries of a call likely to fail
+            // again. Readers thus wait once per outage, not once per back-off.
+            let stale = (!refresh)
+                .then(|| state.stale_while_retrying(now, &inner.timing))
+                .flatten();
+            let flight = match &state.flight {
                 Some(flight) => {
-                    inner.stats.coalesced_wait();
+                    if stale.is_none() {
+                        inner.stats.coalesced_wait();
+                    }
                     flight.clone()
                 }
                 None => {
@@ -350,7 +372,12 @@ where
                     state.flight = Some(flight.clone());
                     flight
                 }
+            };
+            if let Some(served) = stale {
+                inner.stats.stale_serve();
+                return Ok(served);
             }
+            flight
         };
         let outcome = flight.await;
         if matches!(&outcome, Ok(served) if served.stale) {

@@ -194,9 +194,10 @@ async fn transient_failures_serve_the_stale_value_up_to_max_stale() {
     assert_eq!(gets(&source), 2);
     assert_eq!(engine.stats().stale_serves, 2);
 
-    // After it, one more try, and the stale value again.
+    // After it, one more try (behind the reader), and the stale value again.
     advance(Duration::from_secs(4)).await;
     assert!(engine.get(&sel("db")).await.unwrap().stale);
+    tokio::task::yield_now().await;
     assert_eq!(gets(&source), 3);
 
     // Past ttl + max_stale the error comes through.
@@ -207,6 +208,61 @@ async fn transient_failures_serve_the_stale_value_up_to_max_stale() {
     // Recovery: a good answer replaces the stale state.
     source.clear_failures();
     assert!(!engine.get(&sel("db")).await.unwrap().stale);
+}
+
+/// While upstream keeps failing, readers wait on the first failed refresh only: each retry
+/// after the back-off runs behind them while they get the stale value at once, and the read
+/// that sets off the first retry after recovery is followed by fresh values.
+#[tokio::test(start_paused = true)]
+async fn while_upstream_keeps_failing_readers_wait_once_and_retries_run_behind_them() {
+    let (ttl, backoff, latency) = (
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+        Duration::from_secs(3),
+    );
+    let (source, engine) = engine_with(CacheConfig {
+        ttl,
+        max_stale: Duration::from_secs(600),
+        error_backoff: backoff,
+        ..config()
+    });
+    source.put("db", "v1");
+    read(&engine, "db").await.unwrap();
+    source.set_latency(latency);
+    source.fail_next(transient(), usize::MAX);
+    advance(ttl).await;
+
+    let started = tokio::time::Instant::now();
+    assert!(engine.get(&sel("db")).await.unwrap().stale);
+    assert_eq!(
+        started.elapsed(),
+        latency,
+        "the first failure is waited for"
+    );
+    for retry in 1..=3 {
+        tokio::time::sleep(backoff).await;
+        let started = tokio::time::Instant::now();
+        let served = engine.get(&sel("db")).await.unwrap();
+        assert!(served.stale && served.bytes() == b"v1", "retry {retry}");
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "retry {retry} was waited for"
+        );
+        // The retry fails meanwhile (a second later than it, not at the same instant); one
+        // call each.
+        tokio::time::sleep(latency + Duration::from_secs(1)).await;
+        assert_eq!(gets(&source), 2 + retry);
+    }
+
+    source.clear_failures();
+    source.put("db", "v2");
+    tokio::time::sleep(backoff).await;
+    assert!(engine.get(&sel("db")).await.unwrap().stale);
+    tokio::time::sleep(latency + Duration::from_secs(1)).await;
+    let served = engine.get(&sel("db")).await.unwrap();
+    assert!(!served.stale && served.bytes() == b"v2");
+    assert_eq!(gets(&source), 6);
 }
 
 #[tokio::test(start_paused = true)]

@@ -217,6 +217,13 @@ async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let over_limit = permit.is_none();
+    if over_limit && let Some(left_out) = REFUSED.due("connection limit") {
+        tracing::warn!(
+            max_conn = settings.max_conn,
+            left_out,
+            "the connection limit is reached: a new connection is answered 429, but for /ping"
+        );
+    }
     let peer = Arc::new(peer);
     let timeout = settings.request_timeout;
     let service = service_fn(move |req| {
@@ -240,7 +247,22 @@ async fn serve<S>(
         .keep_alive(!over_limit)
         .serve_connection(TokioIo::new(stream), service);
     if let Err(e) = connection.await {
-        tracing::debug!(error = %e, "connection ended with an error");
+        if e.is_parse() {
+            // hyper refused the request itself (400, 414 URI too long, 431 too many or too
+            // large headers) without the service seeing it: this line is its only trace.
+            // hyper's own words, which never quote the request (it may hold the token).
+            let why = e.to_string();
+            if let Some(left_out) = REFUSED.due(&why) {
+                tracing::warn!(error = %why, left_out, "a request could not be read and was refused");
+            }
+        } else {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
     }
     drop(permit);
 }
+
+/// Connections and requests refused before the service sees them, logged once a minute per
+/// cause.
+static REFUSED: std::sync::LazyLock<crate::log_throttle::LogThrottle> =
+    std::sync::LazyLock::new(Default::default);

@@ -15,5 +15,6 @@ mod http;
 mod moto_tier;
 mod mount;
 mod ssm;
+mod storms;
 mod systemd;
 mod watch;

@@ -62,7 +62,8 @@ pub struct DirEntry {
 
 pub type FsResult<T> = Result<T, Errno>;
 
-type BuiltTree = (Arc<Vec<SecretListing>>, Arc<Tree>);
+/// A tree, the listing it was built from, and until when that listing is fresh.
+type BuiltTree = (Arc<Vec<SecretListing>>, Arc<Tree>, Instant);
 
 /// One audit record of the mount: the policy's answer, the version served if any, and why
 /// nothing was (denied, or a failure to fetch after access was allowed).
@@ -232,6 +233,14 @@ impl SecretsFs {
         {
             return None;
         }
+        // The tree is held here whatever the cache does with its listing: while the listing is
+        // fresh, the tree stands, even where the cache's byte budget could not keep the
+        // listing (a large account); asking the cache would list the whole account again.
+        if let Some((_, tree, fresh_until)) = self.tree.lock().as_ref()
+            && Instant::now() < *fresh_until
+        {
+            return Some((tree.clone(), *fresh_until));
+        }
         let prefix = Some(self.namespace.prefix()).filter(|p| !p.is_empty());
         let listing = match self.engine.list(prefix).await {
             Ok(served) => served,
@@ -253,9 +262,10 @@ impl SecretsFs {
             Err(_) => return None,
         };
         let mut cached = self.tree.lock();
-        if let Some((source, tree)) = cached.as_ref()
+        if let Some((source, tree, fresh_until)) = cached.as_mut()
             && Arc::ptr_eq(source, &listing.value)
         {
+            *fresh_until = listing.fresh_until;
             return Some((tree.clone(), listing.fresh_until));
         }
         let tree = match &self.only {
@@ -263,7 +273,7 @@ impl SecretsFs {
             None => Tree::build(&self.namespace, &listing.value),
         };
         let tree = Arc::new(tree);
-        *cached = Some((listing.value.clone(), tree.clone()));
+        *cached = Some((listing.value.clone(), tree.clone(), listing.fresh_until));
         Some((tree, listing.fresh_until))
     }
 

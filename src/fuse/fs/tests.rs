@@ -314,3 +314,41 @@ async fn a_version_dropped_by_the_byte_budget_is_fetched_again_by_its_id() {
     assert!(source.calls(Op::GetSecretValue) > calls, "fetched again");
     assert!(fs.held_bytes() <= 10);
 }
+
+/// A listing that outweighs the cache's byte budget (a large account, a small budget) cannot
+/// stay in the cache; the mount's tree of it stands for the listing TTL all the same, rather
+/// than the whole account being listed again for every lookup.
+#[tokio::test]
+async fn a_listing_larger_than_the_byte_budget_is_asked_for_once_per_listing_ttl() {
+    let source = Arc::new(MemorySource::new());
+    for i in 0..200 {
+        source.put(&format!("many/s{i:03}"), "v");
+    }
+    let engine = Arc::new(Engine::new(
+        source.clone(),
+        CacheConfig {
+            max_bytes: 1024,
+            ..CacheConfig::default()
+        },
+    ));
+    let defaults = Defaults {
+        uid: 0,
+        gid: 0,
+        file_mode: DEFAULT_FILE_MODE,
+        dir_mode: DEFAULT_DIR_MODE,
+    };
+    let policy = crate::policy::shared(Policy::defaults_only(defaults));
+    let namespace = Namespace::new(Layout::Flat, "").unwrap();
+    let fs = SecretsFs::new(engine.clone(), policy, namespace, true);
+    let many = fs.lookup(&root_user(), ROOT, "many").await.unwrap();
+    for i in 0..50 {
+        let file = fs.lookup(&root_user(), many.ino, &format!("s{i:03}")).await;
+        assert_eq!(file.unwrap().kind, Kind::File);
+    }
+    assert!(
+        engine.stats().evictions > 0,
+        "the listing did not outweigh the budget"
+    );
+    assert_eq!(source.calls(Op::ListSecrets), 1);
+    assert_eq!(source.calls(Op::GetSecretValue), 50);
+}

@@ -266,3 +266,92 @@ async fn hold_blocks_only_the_held_secret() {
         .await
         .expect("no hold left");
 }
+
+#[tokio::test]
+async fn reset_mid_body_sends_half_the_announced_body_then_resets() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let fake = FakeSecretsManager::start();
+    fake.put_string("cut", "a value long enough to be cut in half");
+    fake.inject(Op::GetSecretValue, Fault::ResetMidBody, 1);
+    let addr = fake.endpoint_url().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"SecretId":"cut"}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: fake\r\nX-Amz-Target: secretsmanager.GetSecretValue\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = timeout(DEADLINE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return None,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(e) => return Some(e.kind()),
+            }
+        }
+    })
+    .await
+    .expect("the fake ends the connection");
+    assert_eq!(end, Some(std::io::ErrorKind::ConnectionReset));
+    let text = String::from_utf8_lossy(&received);
+    let (head, got) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let announced: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")?
+                .parse()
+                .ok()
+        })
+        .expect("a content-length");
+    assert_eq!(got.len(), announced / 2, "half the announced body arrived");
+
+    // The SDK sees a broken answer; the next call is answered whole.
+    let client = client(&fake).await;
+    fake.inject(Op::GetSecretValue, Fault::ResetMidBody, 1);
+    let err = call(&client, Op::GetSecretValue, "cut")
+        .await
+        .expect_err("reset mid-body");
+    assert!(err.code.is_none(), "{}", err.context);
+    call(&client, Op::GetSecretValue, "cut")
+        .await
+        .expect("the next call is answered");
+}
+
+#[tokio::test]
+async fn secret_latency_delays_only_that_secret() {
+    let fake = FakeSecretsManager::start();
+    let client = client(&fake).await;
+    fake.put_string("slow", "value");
+    fake.put_string("fast", "value");
+    let delay = Duration::from_secs(30);
+    fake.set_secret_latency("slow", delay);
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { call(&client, Op::GetSecretValue, "slow").await }
+    });
+    // The slow call is in the fake (counted) before the fast one is made.
+    while fake.calls(Op::GetSecretValue) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..3 {
+        timeout(DEADLINE, call(&client, Op::GetSecretValue, "fast"))
+            .await
+            .expect("another secret is not delayed")
+            .expect("GetSecretValue");
+    }
+    assert!(!slow.is_finished(), "the slow secret answered early");
+    slow.abort();
+
+    fake.set_secret_latency("slow", Duration::ZERO);
+    let started = Instant::now();
+    call(&client, Op::GetSecretValue, "slow")
+        .await
+        .expect("no latency left");
+    assert!(started.elapsed() < delay);
+}

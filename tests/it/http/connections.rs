@@ -113,3 +113,58 @@ async fn an_idle_client_is_cut_off_and_its_slot_released() {
         r.describe()
     );
 }
+
+/// More idle connections than `--max-conn` (800 by default) hold every slot: /ping is still
+/// answered and a new client is told 429, not left hanging; once the idle ones close, a new
+/// client is served.
+#[tokio::test]
+async fn nine_hundred_idle_connections_stop_neither_ping_nor_new_clients_once_they_close() {
+    const IDLE: usize = 900;
+    // The header timeout must not close them first: they close themselves.
+    let served = serve(
+        &["--source", &demo_source()],
+        &["--http-header-timeout", "120"],
+    )
+    .await;
+    let addr = served.addr;
+    let get = "/secretsmanager/get?secretId=api-key";
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Accepted in order: these come after every idle one, over the limit.
+    let r = Conn::tcp(addr).await.get("/ping", &[]).await;
+    assert_eq!((r.status, r.text()), (200, "healthy".to_owned()));
+    let r = Conn::tcp(addr)
+        .await
+        .get(get, &[(TOKEN_HEADER, TOKEN)])
+        .await;
+    assert_eq!(
+        (r.status, r.text()),
+        (429, "Connection limit exceeded".to_owned())
+    );
+
+    drop(idle);
+    let closed = Instant::now();
+    let r = get_once_a_slot_is_free(addr, get).await;
+    assert!(
+        r.status == 200 && r.body == API_KEY_BODY.as_bytes(),
+        "after the idle connections closed: {}",
+        r.describe()
+    );
+    println!(
+        "storm figure: {IDLE} idle connections (max_conn 800): /ping 200 and a new client 429 \
+         while they were open; a new client served {:?} after they closed",
+        closed.elapsed()
+    );
+    let stderr = served.stop().await;
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = stderr
+        .lines()
+        .filter(|l| l.contains("the connection limit is reached"))
+        .count();
+    assert_eq!(
+        lines, 1,
+        "one line, not one per connection refused:\n{stderr}"
+    );
+}

@@ -11,6 +11,7 @@ mod malformed;
 mod metrics;
 mod moto;
 mod mount;
+mod oversized;
 mod parity;
 mod roles;
 mod socket;

@@ -127,6 +127,11 @@ impl Served {
         }
     }
 
+    /// The process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Where the process's stderr goes.
     pub fn stderr_path(&self) -> PathBuf {
         self.dir.path().join("stderr.log")
@@ -325,7 +330,28 @@ impl Conn {
         request.push_str("\r\n");
         self.io.get_mut().write_all(request.as_bytes()).await?;
         self.io.get_mut().flush().await?;
+        self.read_response(method).await
+    }
 
+    /// Sends `request` as it is (any bytes, even ones no `&str` holds) and reads the response
+    /// to a GET.
+    pub async fn send_raw(&mut self, request: &[u8]) -> std::io::Result<Response> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, async {
+            self.io.get_mut().write_all(request).await?;
+            self.io.get_mut().flush().await?;
+            self.read_response("GET").await
+        })
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no complete response within {timeout:?}"),
+            )
+        })?
+    }
+
+    async fn read_response(&mut self, method: &str) -> std::io::Result<Response> {
         let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
         let mut status_line = String::new();
         if self.io.read_line(&mut status_line).await? == 0 {

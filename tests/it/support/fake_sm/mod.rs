@@ -97,6 +97,9 @@ pub enum Fault {
     DropConnection,
     /// 200 with the first half of the normal answer's JSON.
     TruncatedAnswer,
+    /// 200 announcing the normal answer's full length, then its first half, then a TCP reset:
+    /// the connection breaks mid-body.
+    ResetMidBody,
     /// 200 with bytes that are neither JSON nor UTF-8.
     GarbageAnswer,
     /// 200 with the normal answer, each value in it a `SecretBinary` that is not base64.
@@ -115,6 +118,9 @@ impl Fault {
                 let full = serde_json::to_vec(&answer.unwrap_or_default()).unwrap_or_default();
                 Outcome::Raw(StatusCode::OK, full[..full.len() / 2].to_vec())
             }
+            Fault::ResetMidBody => Outcome::ResetMidBody(
+                serde_json::to_vec(&answer.unwrap_or_default()).unwrap_or_default(),
+            ),
             Fault::GarbageAnswer => Outcome::Raw(StatusCode::OK, wire::garbage()),
             Fault::NotBase64 => Outcome::Answer(answer.map(wire::not_base64)),
             Fault::ErrorPage(status) => Outcome::Raw(
@@ -149,6 +155,7 @@ impl Fault {
             ),
             Fault::DropConnection
             | Fault::TruncatedAnswer
+            | Fault::ResetMidBody
             | Fault::GarbageAnswer
             | Fault::NotBase64
             | Fault::ErrorPage(_) => unreachable!("{self:?} is not an API error"),
@@ -303,6 +310,18 @@ impl FakeSecretsManager {
     /// `Duration::ZERO` removes it.
     pub fn set_latency(&self, op: Op, delay: Duration) {
         self.shared.lock().latency.insert(op, delay);
+    }
+
+    /// Real-time delay before every answer to GetSecretValue and BatchGetSecretValue requests
+    /// involving `secret_name` (by name or ARN), on top of the operation's; `Duration::ZERO`
+    /// removes it. One slow secret, as a value behind a slow KMS key is.
+    pub fn set_secret_latency(&self, secret_name: &str, delay: Duration) {
+        let mut state = self.shared.lock();
+        if delay.is_zero() {
+            state.secret_latency.remove(secret_name);
+        } else {
+            state.secret_latency.insert(secret_name.to_owned(), delay);
+        }
     }
 
     /// Answers to GetSecretValue and BatchGetSecretValue requests involving

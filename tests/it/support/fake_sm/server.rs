@@ -1,14 +1,18 @@
 //! The HTTP side, on the fake's own runtime: the accept loop, and for each
 //! request reading the target and body, planning it, then waiting out its
-//! latency and holds before answering (or dropping the connection).
+//! latency and holds before answering (or dropping the connection, or
+//! resetting it mid-body).
 
 use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderName, USER_AGENT};
+use futures::StreamExt as _;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, USER_AGENT};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -39,8 +43,16 @@ pub(super) async fn serve(
                     continue;
                 };
                 let shared = Arc::clone(&shared);
+                // A second handle on the socket, to reset it mid-body; it closes with the
+                // service, when the connection ends.
+                let Ok(socket) = stream.as_fd().try_clone_to_owned() else {
+                    continue;
+                };
+                let socket = Arc::new(socket);
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| handle(Arc::clone(&shared), request));
+                    let service = service_fn(move |request| {
+                        handle(Arc::clone(&shared), Arc::clone(&socket), request)
+                    });
                     // Errors here are clients going away and deliberate drops.
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -64,10 +76,40 @@ impl fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn whole(response: Response<Full<Bytes>>) -> Response<Body> {
+    response.map(|body| body.map_err(|never| match never {}).boxed())
+}
+
+/// A 200 that announces all of `bytes`, sends the first half, then resets the connection:
+/// SO_LINGER 0 makes the close that follows the body's error an RST. The pause lets hyper
+/// flush the half first, since a reset discards whatever is still unsent.
+fn reset_mid_body(socket: Arc<OwnedFd>, bytes: Vec<u8>) -> Response<Body> {
+    let length = bytes.len();
+    let half = Bytes::from(bytes).slice(..length / 2);
+    let reset = async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = socket2::SockRef::from(&*socket).set_linger(Some(Duration::ZERO));
+        Err(std::io::Error::other(
+            "reset mid-body on purpose by the fake",
+        ))
+    };
+    let frames = futures::stream::once(async move { Ok(Frame::data(half)) })
+        .chain(futures::stream::once(reset));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/x-amz-json-1.1")
+        .header(CONTENT_LENGTH, length)
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .expect("status and headers are valid")
+}
+
 async fn handle(
     shared: Arc<Shared>,
+    socket: Arc<OwnedFd>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, DropConnection> {
+) -> Result<Response<Body>, DropConnection> {
     let header = |name: HeaderName| {
         request
             .headers()
@@ -91,10 +133,10 @@ async fn handle(
         .filter(|_| is_api_call);
     let Some(op) = op else {
         let what = target.as_deref().unwrap_or("(no X-Amz-Target)");
-        return Ok(error_response(&ApiError::new(
+        return Ok(whole(error_response(&ApiError::new(
             UNKNOWN_OPERATION,
             format!("The fake does not implement {what}."),
-        )));
+        ))));
     };
     let parsed = if body.is_empty() {
         Some(json!({}))
@@ -111,8 +153,9 @@ async fn handle(
     }
     match plan.outcome {
         Outcome::Drop => Err(DropConnection),
-        Outcome::Answer(Ok(value)) => Ok(json_response(StatusCode::OK, &value, None)),
-        Outcome::Answer(Err(error)) => Ok(error_response(&error)),
-        Outcome::Raw(status, body) => Ok(raw_response(status, body)),
+        Outcome::Answer(Ok(value)) => Ok(whole(json_response(StatusCode::OK, &value, None))),
+        Outcome::Answer(Err(error)) => Ok(whole(error_response(&error))),
+        Outcome::Raw(status, body) => Ok(whole(raw_response(status, body))),
+        Outcome::ResetMidBody(bytes) => Ok(reset_mid_body(socket, bytes)),
     }
 }

@@ -31,6 +31,8 @@ pub(super) struct State {
     pub(super) calls: HashMap<Op, usize>,
     pub(super) faults: HashMap<Op, VecDeque<(Fault, usize)>>,
     pub(super) latency: HashMap<Op, Duration>,
+    /// Added to the latency of answers involving these secrets.
+    pub(super) secret_latency: HashMap<String, Duration>,
     pub(super) holds: Vec<Arc<Hold>>,
     pub(super) requests: Vec<(Op, Value)>,
     pub(super) user_agents: Vec<String>,
@@ -50,6 +52,8 @@ pub(super) enum Outcome {
     Answer(Result<Value, ApiError>),
     /// These bytes with this status, whatever they are: an answer no SDK can parse.
     Raw(StatusCode, Vec<u8>),
+    /// A 200 announcing these bytes, of which only the first half is sent before a reset.
+    ResetMidBody(Vec<u8>),
     Drop,
 }
 
@@ -81,7 +85,6 @@ impl State {
         let fault = self
             .take_fault(op)
             .or_else(|| self.denied_by_name(op, body.as_ref()));
-        let latency = self.latency.get(&op).copied().unwrap_or_default();
         let mut involved = Vec::new();
         let answer = match &body {
             Some(Value::Object(body)) => self.store.answer(op, body, &mut involved),
@@ -94,6 +97,13 @@ impl State {
                 "The request body is not valid JSON.",
             )),
         };
+        let slowest = involved
+            .iter()
+            .filter_map(|name| self.secret_latency.get(name))
+            .max()
+            .copied()
+            .unwrap_or_default();
+        let latency = self.latency.get(&op).copied().unwrap_or_default() + slowest;
         let holds = self
             .holds
             .iter()
