@@ -228,7 +228,7 @@ fn reads_demo(root: &Path) -> bool {
 #[test]
 fn sigterm_leaves_the_mount_to_the_store_and_an_ended_connection_is_mounted_anew() {
     let Stored {
-        dir: _,
+        dir: _dir,
         mnt,
         log,
         store,
