@@ -117,6 +117,10 @@ struct Table {
     next: u64,
     /// The engine's budget, which the bytes versions hold are charged to.
     budget: Arc<Budget>,
+    /// The versions holding their bytes, by address: what the budget chooses from. As few as
+    /// the budget allows, however many inodes the kernel holds (every file of a large
+    /// account after `find | xargs cat`), so that each fetch does not scan them all.
+    held: HashMap<usize, Arc<Version>>,
 }
 
 #[derive(Debug)]
@@ -152,6 +156,7 @@ impl Inodes {
                 dormant: VecDeque::new(),
                 next: ROOT + 1,
                 budget: budget.clone(),
+                held: HashMap::new(),
             }),
             budget: budget.clone(),
         });
@@ -373,9 +378,9 @@ impl Inodes {
     pub fn held_bytes(&self) -> usize {
         self.table
             .read()
-            .by_ino
+            .held
             .values()
-            .filter_map(|e| e.node.version.as_ref()?.bytes())
+            .filter_map(|v| v.bytes())
             .map(|r| r.bytes().len())
             .sum()
     }
@@ -388,8 +393,10 @@ impl Table {
         ino
     }
 
-    fn hold_bytes(&mut self, version: &Version, resolved: &Arc<Resolved>, stamp: u64) {
+    fn hold_bytes(&mut self, version: &Arc<Version>, resolved: &Arc<Resolved>, stamp: u64) {
         version.last_read.store(stamp, Relaxed);
+        self.held
+            .insert(Arc::as_ptr(version) as usize, version.clone());
         // Replaced even when held: the newer copy carries the newer freshness.
         let mut bytes = version.bytes.lock();
         let before = bytes
@@ -399,6 +406,7 @@ impl Table {
     }
 
     fn release_bytes(&mut self, version: &Version) {
+        self.held.remove(&(std::ptr::from_ref(version) as usize));
         if let Some(dropped) = version.bytes.lock().take() {
             self.budget.recharge(dropped.bytes().len(), 0);
         }
@@ -410,10 +418,9 @@ impl Inodes {
     fn oldest_held(&self, keep: u64) -> Option<Arc<Version>> {
         self.table
             .read()
-            .by_ino
+            .held
             .values()
-            .filter_map(|e| e.node.version.as_ref())
-            .filter(|v| v.last_read.load(Relaxed) != keep && v.bytes.lock().is_some())
+            .filter(|v| v.last_read.load(Relaxed) != keep)
             .min_by_key(|v| v.last_read.load(Relaxed))
             .cloned()
     }
@@ -428,9 +435,8 @@ impl Member for Inodes {
     fn release(&self, stamp: u64) -> bool {
         let mut table = self.table.write();
         let version = table
-            .by_ino
+            .held
             .values()
-            .filter_map(|e| e.node.version.as_ref())
             .find(|v| v.last_read.load(Relaxed) == stamp)
             .cloned();
         match version {
