@@ -124,6 +124,10 @@ struct Table {
     journal: Option<Journal>,
     /// Handle numbers below this may have been given to the kernel (journaled in blocks).
     handle_bound: u64,
+    /// The versions holding their bytes, by address: what the budget chooses from. As few as
+    /// the budget allows, however many inodes the kernel holds (every file of a large
+    /// account after `find | xargs cat`), so that each fetch does not scan them all.
+    held: HashMap<usize, Arc<Version>>,
 }
 
 #[derive(Debug)]
@@ -163,6 +167,7 @@ impl Inodes {
                 budget: budget.clone(),
                 journal: None,
                 handle_bound: 0,
+                held: HashMap::new(),
             }),
             budget: budget.clone(),
             handles_journaled: AtomicU64::new(0),
@@ -403,9 +408,9 @@ impl Inodes {
     pub fn held_bytes(&self) -> usize {
         self.table
             .read()
-            .by_ino
+            .held
             .values()
-            .filter_map(|e| e.node.version.as_ref()?.bytes())
+            .filter_map(|v| v.bytes())
             .map(|r| r.bytes().len())
             .sum()
     }
@@ -439,8 +444,10 @@ impl Table {
         ino
     }
 
-    fn hold_bytes(&mut self, version: &Version, resolved: &Arc<Resolved>, stamp: u64) {
+    fn hold_bytes(&mut self, version: &Arc<Version>, resolved: &Arc<Resolved>, stamp: u64) {
         version.last_read.store(stamp, Relaxed);
+        self.held
+            .insert(Arc::as_ptr(version) as usize, version.clone());
         // Replaced even when held: the newer copy carries the newer freshness.
         let mut bytes = version.bytes.lock();
         let before = bytes
@@ -450,6 +457,7 @@ impl Table {
     }
 
     fn release_bytes(&mut self, version: &Version) {
+        self.held.remove(&(std::ptr::from_ref(version) as usize));
         if let Some(dropped) = version.bytes.lock().take() {
             self.budget.recharge(dropped.bytes().len(), 0);
         }
@@ -461,10 +469,9 @@ impl Inodes {
     fn oldest_held(&self, keep: u64) -> Option<Arc<Version>> {
         self.table
             .read()
-            .by_ino
+            .held
             .values()
-            .filter_map(|e| e.node.version.as_ref())
-            .filter(|v| v.last_read.load(Relaxed) != keep && v.bytes.lock().is_some())
+            .filter(|v| v.last_read.load(Relaxed) != keep)
             .min_by_key(|v| v.last_read.load(Relaxed))
             .cloned()
     }
@@ -479,9 +486,8 @@ impl Member for Inodes {
     fn release(&self, stamp: u64) -> bool {
         let mut table = self.table.write();
         let version = table
-            .by_ino
+            .held
             .values()
-            .filter_map(|e| e.node.version.as_ref())
             .find(|v| v.last_read.load(Relaxed) == stamp)
             .cloned();
         match version {

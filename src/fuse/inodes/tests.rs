@@ -251,3 +251,22 @@ fn compaction_keeps_the_table_and_handles_are_never_given_twice() {
         "handle numbers up to 5000 were given out; {free} is not past them"
     );
 }
+
+/// The kernel may hold far more inodes than the budget holds bytes of (every file of a large
+/// account after `find | xargs cat`): the versions the budget chooses from are only those
+/// holding bytes, so that a fetch does not scan every inode.
+#[test]
+fn the_budget_chooses_among_the_versions_holding_bytes_not_among_every_inode() {
+    let inodes = table(10 * 8);
+    for i in 0..5_000 {
+        file(&inodes, &format!("s{i}"), "v1", b"12345678");
+    }
+    assert_eq!(inodes.len(), 5_001, "the kernel holds them all");
+    assert!(inodes.held_bytes() <= 10 * 8);
+    assert!(inodes.table.read().held.len() <= 10);
+    let last = inodes.peek("s4999").unwrap();
+    assert_eq!(held_bytes_of(&inodes, last), b"12345678");
+    // Forgetting a version that holds its bytes takes it out of the choice too.
+    inodes.forget(last, 1);
+    assert!(inodes.table.read().held.len() <= 9);
+}
