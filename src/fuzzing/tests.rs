@@ -89,7 +89,10 @@ fn an_error_code_with_a_newline_from_the_service_is_one_line() {
     .unwrap_err();
     let shown = err.to_string();
     assert!(!shown.contains('\n'), "{shown:?}");
-    assert!(shown.contains(r"Odd\nCode: line one\nline two"), "{shown:?}");
+    assert!(
+        shown.contains(r"Odd\nCode: line one\nline two"),
+        "{shown:?}"
+    );
     let body = br#"{"Errors":[{"SecretId":"app/db","ErrorCode":"A\nB","Message":"c\nd"}]}"#;
     let items = super::sdk::answered(200, body, |source| async move {
         source.batch_get_secret_value(&["app/db".into()]).await
