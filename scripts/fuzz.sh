@@ -82,6 +82,6 @@ if [[ $crashed -gt 0 ]]; then
     say "$crashed of ${#targets[@]} targets crashed"
     exit 1
 fi
-say "${#targets[@]} targets, no crash"
+say "no crash in ${#targets[@]} target(s)"
 exit 0
 }
