@@ -221,21 +221,30 @@ impl Stored {
     }
 }
 
+impl Stored {
+    /// The first daemon, ready.
+    fn first_daemon(&self) -> Daemon {
+        let daemon = start(&self.store, &self.mnt, &[], &self.log);
+        assert!(self.store.wait_ready(1, READY), "{}", read(&self.log));
+        daemon
+    }
+}
+
 fn reads_demo(root: &Path) -> bool {
     std::fs::read(root.join("api-key")).is_ok_and(|v| v == b"demo-api-key-0123456789")
 }
 
 #[test]
 fn sigterm_leaves_the_mount_to_the_store_and_an_ended_connection_is_mounted_anew() {
+    let stored = Stored::new();
+    let mut daemon = stored.first_daemon();
     let Stored {
         dir: _dir,
         mnt,
         log,
         store,
         _unmount,
-    } = Stored::new();
-    let mut daemon = start(&store, &mnt, &[], &log);
-    assert!(store.wait_ready(1, READY), "{}", read(&log));
+    } = stored;
     assert!(reads_demo(&mnt));
 
     // A restart (systemctl restart): the mount stays, the next process takes it over.
@@ -359,15 +368,15 @@ fn stop_post(mnt: &Path, job: &str, bin: &Path) -> String {
 
 #[test]
 fn stop_post_keeps_the_mount_for_a_restart_and_unmounts_on_a_stop() {
+    let stored = Stored::new();
+    let mut daemon = stored.first_daemon();
     let Stored {
         dir,
         mnt,
         log,
         store,
         _unmount,
-    } = Stored::new();
-    let mut daemon = start(&store, &mnt, &[], &log);
-    assert!(store.wait_ready(1, READY), "{}", read(&log));
+    } = stored;
     assert_eq!(sigterm(&mut daemon), Some(0));
     let said = stop_post(&mnt, "restart", dir.path());
     assert!(said.contains("keeping the mount"), "{said}");
