@@ -112,9 +112,10 @@ async fn read_over_http(addr: SocketAddr, n: usize) -> Vec<String> {
     failed
 }
 
-/// Reads secrets 0..n as files under `mnt`, once each, READERS threads at a time: what failed.
-async fn read_files(mnt: PathBuf, n: usize) -> Vec<String> {
-    let next = Arc::new(AtomicUsize::new(0));
+/// Reads secrets first..n as files under `mnt`, once each, READERS threads at a time: what
+/// failed.
+async fn read_files(mnt: PathBuf, first: usize, n: usize) -> Vec<String> {
+    let next = Arc::new(AtomicUsize::new(first));
     let readers: Vec<_> = (0..READERS)
         .map(|_| {
             let (next, mnt) = (next.clone(), mnt.clone());
@@ -149,6 +150,8 @@ struct Churned<'a> {
     api: SocketAddr,
     n: usize,
     start_kib: u64,
+    /// What the front end may hold beyond the cache's budget for these reads.
+    beyond_budget_kib: u64,
     took: std::time::Duration,
     failed: Vec<String>,
 }
@@ -161,6 +164,7 @@ async fn judge(fake: &FakeSecretsManager, churned: Churned<'_>) {
         api,
         n,
         start_kib,
+        beyond_budget_kib,
         took,
         failed,
     } = churned;
@@ -183,11 +187,11 @@ async fn judge(fake: &FakeSecretsManager, churned: Churned<'_>) {
         evictions >= (n - CACHE_ENTRIES) as u64,
         "{evictions} evictions after {n} secrets through a cache of {CACHE_ENTRIES}"
     );
-    let bound = start_kib + COPIES * CACHE_BYTES as u64 / 1024 + OVERHEAD_KIB;
+    let bound = start_kib + COPIES * CACHE_BYTES as u64 / 1024 + OVERHEAD_KIB + beyond_budget_kib;
     assert!(
         hwm_kib <= bound,
         "the daemon's peak RSS, {hwm_kib} KiB, passed {bound} KiB (at start {start_kib} KiB, \
-         budget {CACHE_BYTES} bytes)"
+         budget {CACHE_BYTES} bytes, {beyond_budget_kib} KiB allowed beyond it)"
     );
 }
 
@@ -208,6 +212,7 @@ async fn secrets_churning_through_the_api_keep_memory_within_the_cache_budget() 
         api: served.addr,
         n,
         start_kib,
+        beyond_budget_kib: 0,
         took: started.elapsed(),
         failed,
     };
@@ -216,15 +221,24 @@ async fn secrets_churning_through_the_api_keep_memory_within_the_cache_budget() 
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// The mount keeps an inode for every file the kernel still holds (until it forgets it), on
-/// top of the cache: the same bound must hold. Slow (each read is a lookup and a read through
-/// FUSE); scripts/fault-storms.sh runs it.
+/// Bytes of the daemon's memory per inode the kernel holds: the mount answers for every file
+/// the kernel keeps (until it forgets it, under memory pressure), beyond the cache's budget.
+/// About 0.6 KiB was measured with 100,000 (scripts/fault-storms.sh); this allows twice that.
+const PER_INODE_BYTES: u64 = 1_280;
+
+/// Through the mount, the cache's bound holds for values, but the mount also keeps the tree of
+/// the account's listing (for `ls`, per secret in the account) and an inode for every file the
+/// kernel holds: the bound allows for those, and the figures show them. The listing TTL is
+/// long, so that the listing is fetched once: with 100,000 secrets, each listing is 1,000
+/// ListSecrets pages that lookups wait on, which would make this a test of listing. Slow;
+/// scripts/fault-storms.sh runs it.
 #[tokio::test]
 #[ignore = "minutes long: scripts/fault-storms.sh runs it"]
-async fn secrets_churning_through_the_mount_keep_memory_within_the_cache_budget() {
+async fn secrets_churning_through_the_mount_keep_memory_within_the_cache_budget_and_its_inodes() {
     let n = reads();
     let fake = fake_with_every_secret();
-    let global = global_args(&fake);
+    let mut global = global_args(&fake);
+    global.extend(["--list-ttl", "86400"].map(str::to_owned));
     let m = Mounted::start_with_env(
         &strs(&global),
         &["--http-port", "0"],
@@ -232,15 +246,24 @@ async fn secrets_churning_through_the_mount_keep_memory_within_the_cache_budget(
     )
     .await;
     let addr = m.http_addr().expect("the HTTP API's address in the log");
-    let start_kib = status_kib(m.pid(), "VmRSS");
+    let mounted_kib = status_kib(m.pid(), "VmRSS");
     let started = Instant::now();
-    let failed = read_files(m.mnt.clone(), n).await;
+    // The first read lists the account.
+    let mut failed = read_files(m.mnt.clone(), 0, 1).await;
+    let listed_kib = status_kib(m.pid(), "VmRSS");
+    failed.extend(read_files(m.mnt.clone(), 1, n).await);
+    figure(format_args!(
+        "churn through the mount: RSS {mounted_kib} KiB mounted, {listed_kib} KiB once the \
+         listing of {SECRETS} secrets is held ({} ListSecrets pages)",
+        fake.calls(Op::ListSecrets)
+    ));
     let churned = Churned {
         front: "the mount",
         pid: m.pid(),
         api: addr,
         n,
-        start_kib,
+        start_kib: listed_kib,
+        beyond_budget_kib: n as u64 * PER_INODE_BYTES / 1024,
         took: started.elapsed(),
         failed,
     };
