@@ -303,21 +303,20 @@ async fn mount(
             None
         }
     };
+    // Taken over from the store: it still holds the connection. Mounted here: it must be given.
     let stored = to_store
-        && mounted_here
-        && match &journal {
-            Some(journal) => match handover::store(fuse.as_fd(), journal) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot give the mount to systemd's file \
+        && (!mounted_here
+            || match &journal {
+                Some(journal) => match handover::store(fuse.as_fd(), journal) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot give the mount to systemd's file \
                         descriptor store; a restart will mount anew");
-                    false
-                }
-            },
-            None => false,
-        };
-    // Taken over from the store: it still holds the connection.
-    let stored = stored || (to_store && !mounted_here);
+                        false
+                    }
+                },
+                None => false,
+            });
     if let Err(e) = mount::wait_until_answering(&mountpoint).await {
         if mounted_here {
             let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;

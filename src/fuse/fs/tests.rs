@@ -259,6 +259,11 @@ fn rotating_fs(source: &Arc<MemorySource>, inode_bytes: usize, kernel_cache: boo
             ..CacheConfig::default()
         },
     ));
+    fs_over(engine, kernel_cache)
+}
+
+/// A flat file system over `engine`, every entry with the default owner and modes.
+fn fs_over(engine: Arc<Engine>, kernel_cache: bool) -> SecretsFs {
     let defaults = Defaults {
         uid: 0,
         gid: 0,
@@ -331,15 +336,7 @@ async fn a_listing_larger_than_the_byte_budget_is_asked_for_once_per_listing_ttl
             ..CacheConfig::default()
         },
     ));
-    let defaults = Defaults {
-        uid: 0,
-        gid: 0,
-        file_mode: DEFAULT_FILE_MODE,
-        dir_mode: DEFAULT_DIR_MODE,
-    };
-    let policy = crate::policy::shared(Policy::defaults_only(defaults));
-    let namespace = Namespace::new(Layout::Flat, "").unwrap();
-    let fs = SecretsFs::new(engine.clone(), policy, namespace, true);
+    let fs = fs_over(engine.clone(), true);
     let many = fs.lookup(&root_user(), ROOT, "many").await.unwrap();
     for i in 0..50 {
         let file = fs.lookup(&root_user(), many.ino, &format!("s{i:03}")).await;
