@@ -13,29 +13,23 @@
 //! the fetch others are waiting on, and the result lands in the cache either way.
 
 use std::hash::Hash;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::budget::{Budget, Member};
 use super::stats::Stats;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
-/// What a reader gets for `err`, for the log: the mount's errno and the HTTP API's status.
-fn refusal(err: &Error) -> String {
-    format!(
-        "an error: {} from the mount, HTTP {} from the API",
-        err.errno(),
-        err.http_status()
-    )
-}
+mod landing;
+mod slot;
+
+use slot::{Answer, Slot, SlotState};
 
 impl<K, V> Member for Inner<K, V>
 where
@@ -139,103 +133,6 @@ impl<V> Clone for Served<V> {
 pub type Outcome<V> = Result<Served<V>>;
 pub type Flight<V> = Shared<BoxFuture<'static, Outcome<V>>>;
 
-struct Stored<V> {
-    value: Arc<V>,
-    fetched_at: Instant,
-    fresh_until: Instant,
-    /// When a refresh ahead of expiry is due, if the value is still in use.
-    refresh_at: Instant,
-}
-
-struct SlotState<V> {
-    good: Option<Stored<V>>,
-    not_found: Option<(Error, Instant)>,
-    /// After a transient failure: when to try again, and the failure.
-    failing: Option<(Instant, Error)>,
-    flight: Option<Flight<V>>,
-    /// What this slot is charged against the byte bound.
-    bytes: usize,
-    /// Set once the slot has left the map; a fetch that lands later must not be charged.
-    evicted: bool,
-    /// The failure last logged for this key, to log each class once a minute at most.
-    reported: Option<Reported>,
-    /// When a reader last asked for this key: a value read within its TTL is refreshed ahead.
-    last_read: Option<Instant>,
-    /// After failed fetches: when fetching ahead of readers may try again, and how many failed
-    /// in a row (the wait doubles with each), so that a watched secret that cannot be read is
-    /// not asked for on every round.
-    ahead_retry: Option<(Instant, u32)>,
-    /// Set when the key was expired while a fetch was under way: what that fetch brings may
-    /// predate the expiry, so it lands already due.
-    expired_in_flight: bool,
-}
-
-/// A failure that was logged: its class, when, and how many like it were not logged since.
-struct Reported {
-    kind: ErrorKind,
-    at: Instant,
-    suppressed: u64,
-}
-
-/// One log line per key and class of failure in this long, with the count of those left out.
-const REPORT_EVERY: Duration = Duration::from_secs(60);
-
-struct Slot<V> {
-    last_used: AtomicU64,
-    state: Mutex<SlotState<V>>,
-}
-
-enum Answer<V> {
-    Fresh(Outcome<V>),
-    Negative(Outcome<V>),
-    Stale(Outcome<V>),
-}
-
-impl<V> SlotState<V> {
-    fn answer(&self, now: Instant, timing: &Timing) -> Option<Answer<V>> {
-        if let Some(good) = &self.good {
-            let fresh_until = good.fresh_until;
-            if now < fresh_until {
-                return Some(Answer::Fresh(Ok(Served {
-                    value: good.value.clone(),
-                    stale: false,
-                    fresh_until,
-                    refresh_error: None,
-                })));
-            }
-            if let Some((retry_after, error)) = &self.failing
-                && now < *retry_after
-                && now <= fresh_until + timing.max_stale
-            {
-                return Some(Answer::Stale(Ok(Served {
-                    value: good.value.clone(),
-                    stale: true,
-                    fresh_until: *retry_after,
-                    refresh_error: Some(error.clone()),
-                })));
-            }
-        }
-        match &self.not_found {
-            Some((err, until)) if now < *until => Some(Answer::Negative(Err(err.clone()))),
-            _ => None,
-        }
-    }
-
-    /// Past its back-off, a value whose refresh failed transiently, while it may still be
-    /// served stale: what a reader gets while the next try runs.
-    fn stale_while_retrying(&self, now: Instant, timing: &Timing) -> Option<Served<V>> {
-        let good = self.good.as_ref()?;
-        let (_, error) = self.failing.as_ref()?;
-        let servable = !timing.max_stale.is_zero() && now <= good.fresh_until + timing.max_stale;
-        servable.then(|| Served {
-            value: good.value.clone(),
-            stale: true,
-            fresh_until: now,
-            refresh_error: Some(error.clone()),
-        })
-    }
-}
-
 /// Told of every value that lands, with the one it replaced (none for a first fetch).
 pub type Observer<K, V> =
     Box<dyn Fn(&FlightCache<K, V>, &K, Option<&Arc<V>>, &Arc<V>) + Send + Sync>;
@@ -246,15 +143,6 @@ enum Launch {
     Read,
     RefreshAhead,
 }
-
-/// The share of a value's life after which it is refreshed ahead when still in use, drawn at
-/// random per value: late enough that a value is not fetched much more often than its TTL
-/// (values due together share a batch call), early enough that the refresh lands before it
-/// expires.
-const REFRESH_AT: std::ops::Range<f64> = 0.88..0.93;
-
-/// The longest wait between fetches ahead of readers of a key that keeps failing.
-const AHEAD_RETRY_MAX: Duration = Duration::from_secs(300);
 
 struct Inner<K, V> {
     what: &'static str,
@@ -572,183 +460,6 @@ where
             Answer::Stale(o) => {
                 self.stats.stale_serve();
                 o
-            }
-        }
-    }
-
-    fn launch(
-        inner: Arc<Self>,
-        key: K,
-        slot: Arc<Slot<V>>,
-        load: BoxFuture<'static, Result<V>>,
-        why: Launch,
-    ) -> Flight<V> {
-        let task = tokio::spawn(async move {
-            let result = AssertUnwindSafe(load)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "the fetch panicked")));
-            let (outcome, replaced) = inner.settle(&key, &slot, result, why);
-            if let (Some(observer), Ok(served)) = (inner.observer.get(), &outcome)
-                && !served.stale
-            {
-                let cache = FlightCache {
-                    inner: inner.clone(),
-                };
-                observer(&cache, &key, replaced.as_ref(), &served.value);
-            }
-            outcome
-        });
-        async move {
-            task.await
-                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "the fetch was cancelled")))
-        }
-        .boxed()
-        .shared()
-    }
-
-    /// Stores what a fetch brought and decides what its waiters get; a value that lands also
-    /// returns the one it replaced, for the observer.
-    fn settle(
-        &self,
-        key: &K,
-        slot: &Slot<V>,
-        result: Result<V>,
-        why: Launch,
-    ) -> (Outcome<V>, Option<Arc<V>>) {
-        let now = Instant::now();
-        let timing = &self.timing;
-        let mut state = slot.state.lock();
-        state.flight = None;
-        let before = state.bytes;
-        let mut replaced = None;
-        let outcome = match result {
-            Ok(value) => {
-                if let Some(reported) = state.reported.take() {
-                    tracing::warn!(operation = self.what, key = ?key,
-                        left_out = reported.suppressed, "succeeds again after failing");
-                }
-                state.bytes = value.weight();
-                let value = Arc::new(value);
-                // A refresh ahead already lands at a random moment, which is what keeps a fleet
-                // of hosts apart; values refreshed together keep one lifetime, so that they stay
-                // due together and share batch calls.
-                let life = match why {
-                    Launch::Read => timing.jittered_ttl(),
-                    Launch::RefreshAhead => timing.ttl,
-                };
-                let fresh_until = if std::mem::take(&mut state.expired_in_flight) {
-                    now
-                } else {
-                    now + life
-                };
-                state.ahead_retry = None;
-                replaced = state
-                    .good
-                    .replace(Stored {
-                        value: value.clone(),
-                        fetched_at: now,
-                        fresh_until,
-                        refresh_at: now
-                            + life.mul_f64(
-                                REFRESH_AT.start
-                                    + fastrand::f64() * (REFRESH_AT.end - REFRESH_AT.start),
-                            ),
-                    })
-                    .map(|old| old.value);
-                state.not_found = None;
-                state.failing = None;
-                Ok(Served {
-                    value,
-                    stale: false,
-                    fresh_until,
-                    refresh_error: None,
-                })
-            }
-            Err(err) if err.is_transient() => {
-                self.stats.upstream_error();
-                let servable = state.good.as_ref().filter(|good| {
-                    !timing.max_stale.is_zero() && now <= good.fresh_until + timing.max_stale
-                });
-                match servable.map(|good| (good.value.clone(), now - good.fetched_at)) {
-                    Some((value, age)) => {
-                        let retry_after = now + timing.error_backoff;
-                        let readers_get =
-                            format!("the last good value, {} s old (stale)", age.as_secs());
-                        self.report(key, &mut state, &err, &readers_get);
-                        state.failing = Some((retry_after, err.clone()));
-                        Ok(Served {
-                            value,
-                            stale: true,
-                            fresh_until: retry_after,
-                            refresh_error: Some(err),
-                        })
-                    }
-                    None => {
-                        self.report(key, &mut state, &err, &refusal(&err));
-                        Err(err)
-                    }
-                }
-            }
-            Err(err) => {
-                // A definite answer (gone, denied, undecryptable) retires the old value at once:
-                // it must not be served again, and its buffer is zeroed as it drops.
-                self.stats.upstream_error();
-                if err.kind() != ErrorKind::NotFound {
-                    self.report(key, &mut state, &err, &refusal(&err));
-                }
-                state.good = None;
-                state.bytes = 0;
-                state.failing = None;
-                if err.kind() == ErrorKind::NotFound && !timing.negative_ttl.is_zero() {
-                    state.not_found = Some((err.clone(), now + timing.negative_ttl));
-                }
-                Err(err)
-            }
-        };
-        if outcome.is_err() {
-            state.expired_in_flight = false;
-            let failures = state.ahead_retry.map_or(0, |(_, n)| n) + 1;
-            let wait = timing
-                .error_backoff
-                .max(Duration::from_secs(1))
-                .saturating_mul(1 << failures.min(8))
-                .min(AHEAD_RETRY_MAX);
-            state.ahead_retry = Some((now + wait, failures));
-        }
-        // Charged under the slot's lock, which eviction also takes, so the total never
-        // passes through a value that was not true.
-        let evicted = state.evicted;
-        if !evicted {
-            self.bytes.fetch_add(state.bytes, Relaxed);
-            self.bytes.fetch_sub(before, Relaxed);
-            self.budget.recharge(before, state.bytes);
-        }
-        drop(state);
-        if !evicted {
-            self.budget.enforce(slot.last_used.load(Relaxed));
-        }
-        (outcome, replaced)
-    }
-
-    /// Logs a failed fetch at warn, with what its readers get, once per key and class of
-    /// failure in [`REPORT_EVERY`]; the line says how many like it were left out since.
-    fn report(&self, key: &K, state: &mut SlotState<V>, err: &Error, readers_get: &str) {
-        let now = Instant::now();
-        match &mut state.reported {
-            Some(r) if r.kind == err.kind() && now.duration_since(r.at) < REPORT_EVERY => {
-                r.suppressed += 1;
-            }
-            reported => {
-                let left_out = reported.as_ref().map_or(0, |r| r.suppressed);
-                let code = err.upstream_detail().map(|u| u.code.as_str());
-                tracing::warn!(operation = self.what, key = ?key, code, error = %err,
-                    readers_get, left_out, "fetch failed");
-                *reported = Some(Reported {
-                    kind: err.kind(),
-                    at: now,
-                    suppressed: 0,
-                });
             }
         }
     }
