@@ -10,6 +10,7 @@ pub mod file;
 #[cfg(any(test, feature = "memory-source"))]
 pub mod memory;
 mod response_limit;
+mod sdk_error;
 pub mod ssm;
 
 use std::collections::BTreeMap;

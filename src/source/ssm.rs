@@ -14,7 +14,7 @@
 //! - DescribeSecret: GetParameterHistory: version number -> labels, the latest version also
 //!   labelled AWSCURRENT, so the stages layout shows it.
 //!
-//! Errors go through [`super::aws::classify`] and [`crate::error::classify_code`], which
+//! Errors go through [`super::sdk_error::classify`] and [`crate::error::classify_code`], which
 //! knows Parameter Store's codes (ParameterNotFound, ParameterVersionNotFound, InvalidKeyId).
 
 use std::collections::BTreeMap;
@@ -25,8 +25,9 @@ use aws_sdk_ssm::types::Parameter;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::aws::{AwsOptions, UserAgent, check_credentials, classify, shared_config, system_time};
+use super::aws::{AwsOptions, UserAgent, check_credentials, shared_config, system_time};
 use super::response_limit::ResponseLimit;
+use super::sdk_error::classify;
 use super::{BatchItem, Payload, SecretDescription, SecretListing, SecretSource, SecretValue};
 use crate::cache::stats::count_further_request;
 use crate::error::{Error, ErrorKind, Result, Upstream};
