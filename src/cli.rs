@@ -248,17 +248,22 @@ pub fn default_log_filter(command: &Command) -> &'static str {
     }
 }
 
-/// The tracing filter: `--log-level` over `RUST_LOG` over the command's default.
-pub fn log_filter(level: Option<&str>, default: &str) -> Result<tracing_subscriber::EnvFilter> {
-    use tracing_subscriber::EnvFilter;
-    match level {
-        Some(l) => parse_log_filter(l).map_err(|why| {
-            Error::config(format!(
-                "invalid log level {l:?} (--log-level, SECRETSFS_LOG_LEVEL or log_level): {why}"
-            ))
-        }),
-        None => Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))),
-    }
+/// The tracing filter: `--log-level` over `rust_log` (the `RUST_LOG` environment variable)
+/// over the command's default. A bad `RUST_LOG` is refused like a bad `--log-level`: ignored,
+/// it would log at a level nobody asked for without a word.
+pub fn log_filter(
+    level: Option<&str>,
+    rust_log: Option<&str>,
+    default: &str,
+) -> Result<tracing_subscriber::EnvFilter> {
+    let (text, from) = match (level, rust_log.filter(|v| !v.trim().is_empty())) {
+        (Some(l), _) => (l, "--log-level, SECRETSFS_LOG_LEVEL or log_level"),
+        (None, Some(env)) => (env, "RUST_LOG"),
+        (None, None) => return Ok(tracing_subscriber::EnvFilter::new(default)),
+    };
+    parse_log_filter(text).map_err(|why| {
+        Error::config(format!("invalid log level {text:?} ({from}): {why}"))
+    })
 }
 
 /// tracing's filter syntax, except that a directive without `=` must be a level: tracing takes
@@ -310,6 +315,16 @@ mod tests {
     }
 
     #[test]
+    fn rust_log_is_checked_like_the_log_level_and_yields_to_it() {
+        let err = log_filter(None, Some("bogus"), "warn").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.message().contains("(RUST_LOG)"), "{}", err.message());
+        assert!(log_filter(None, Some("info,secretsfs=debug"), "warn").is_ok());
+        assert!(log_filter(Some("info"), Some("bogus"), "warn").is_ok());
+        assert!(log_filter(None, Some(" "), "warn").is_ok());
+    }
+
+    #[test]
     fn a_log_level_is_a_level_or_target_directives() {
         for good in [
             "debug",
@@ -318,7 +333,7 @@ mod tests {
             "warn,aws_config=error,fuser=error",
             "secretsfs::cache=trace",
         ] {
-            assert!(log_filter(Some(good), "warn").is_ok(), "{good}");
+            assert!(log_filter(Some(good), None, "warn").is_ok(), "{good}");
         }
         for (bad, why) in [
             ("bogus", "\"bogus\" is neither a level"),
@@ -327,7 +342,7 @@ mod tests {
             ("secretsfs=bogus", "error parsing level filter"),
             (" ", "it is empty"),
         ] {
-            let err = log_filter(Some(bad), "warn").unwrap_err();
+            let err = log_filter(Some(bad), None, "warn").unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config);
             assert!(
                 err.message().contains(why) && !err.message().contains('\n'),

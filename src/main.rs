@@ -143,7 +143,8 @@ fn init_logging(
     to: LogTo,
     audit_log: Option<&Path>,
 ) -> secretsfs::Result<()> {
-    let filter = cli::log_filter(level, default_filter)?;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = cli::log_filter(level, rust_log.as_deref(), default_filter)?;
     let logs = match to {
         LogTo::Stderr => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

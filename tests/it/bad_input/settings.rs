@@ -79,6 +79,7 @@ async fn a_log_level_that_is_no_level_is_refused_in_every_form() {
     for (variable, value) in [
         ("SECRETSFS_LOG_LEVEL", "bogus"),
         ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "bogus"),
+        ("RUST_LOG", "bogus"),
     ] {
         let env = [(variable, value)];
         let checked = cli::run_with_env(&["check-config", "/dev/null"], &env).await;
