@@ -67,7 +67,7 @@ impl Access<'_> {
                     uid = self.uid,
                     pid = self.pid,
                     process = process.as_deref(),
-                    selector = self.selector,
+                    selector = %bounded(self.selector),
                     version = self.version,
                     decision,
                     served,
@@ -84,6 +84,23 @@ impl Access<'_> {
     }
 }
 
+/// The longest selector a record carries whole: the service's own bound on a secret ID (an ARN)
+/// is 2,048 characters, so anything longer cannot name a secret, and one client sending 60 KB
+/// ids must not write 60 KB lines.
+const SELECTOR_SHOWN: usize = 2048;
+
+/// `selector`, or its first [`SELECTOR_SHOWN`] bytes and its length when it is longer.
+fn bounded(selector: &str) -> std::borrow::Cow<'_, str> {
+    if selector.len() <= SELECTOR_SHOWN {
+        return selector.into();
+    }
+    let mut end = SELECTOR_SHOWN;
+    while !selector.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", &selector[..end], selector.len()).into()
+}
+
 /// The caller's command name, from /proc (gone or in another pid namespace: none).
 fn process_name(pid: u32) -> Option<String> {
     if pid == 0 {
@@ -92,4 +109,27 @@ fn process_name(pid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
         .map(|s| s.trim_end().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selector_past_any_secret_id_is_cut_with_its_length() {
+        let id = "a".repeat(SELECTOR_SHOWN);
+        assert_eq!(bounded(&id), id.as_str());
+        let long = format!(
+            "{}\u{e9}{}",
+            "b".repeat(SELECTOR_SHOWN - 1),
+            "c".repeat(60_000)
+        );
+        let shown = bounded(&long);
+        assert!(
+            shown.starts_with(&"b".repeat(SELECTOR_SHOWN - 1)),
+            "{shown}"
+        );
+        assert!(shown.ends_with(&format!("... ({} bytes in all)", long.len())));
+        assert!(shown.len() < SELECTOR_SHOWN + 40);
+    }
 }

@@ -261,9 +261,8 @@ pub fn log_filter(
         (None, Some(env)) => (env, "RUST_LOG"),
         (None, None) => return Ok(tracing_subscriber::EnvFilter::new(default)),
     };
-    parse_log_filter(text).map_err(|why| {
-        Error::config(format!("invalid log level {text:?} ({from}): {why}"))
-    })
+    parse_log_filter(text)
+        .map_err(|why| Error::config(format!("invalid log level {text:?} ({from}): {why}")))
 }
 
 /// tracing's filter syntax, except that a directive without `=` must be a level: tracing takes
