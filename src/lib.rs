@@ -39,6 +39,7 @@ pub mod hooks;
 pub mod host_file;
 pub mod http;
 pub mod log_throttle;
+pub mod panic_log;
 pub mod policy;
 pub mod run;
 pub mod secrets_list;

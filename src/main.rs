@@ -89,6 +89,7 @@ fn main() -> ExitCode {
         };
     }
     let default_filter = cli::default_log_filter(&cli.command);
+    let logs_leave_stderr = !matches!(log_to, LogTo::Stderr);
     if let Err(err) = init_logging(
         settings.log_level.as_deref(),
         default_filter,
@@ -96,6 +97,9 @@ fn main() -> ExitCode {
         settings.audit_log.as_deref(),
     ) {
         return fail(&err, &mut readiness);
+    }
+    if logs_leave_stderr {
+        secretsfs::panic_log::install();
     }
     for warning in &hardening {
         warning.log();
