@@ -89,6 +89,50 @@ pub fn read_text(path: &Path, limit: Limit) -> Result<(String, Metadata), String
     Ok((text.to_owned(), meta))
 }
 
+/// Opens (creating it, mode 0600 by the umask) a file that a log is appended to: a regular file,
+/// or a character device (/dev/null, /dev/stderr, a terminal). A FIFO would block the open
+/// until a reader comes, and then every log line, and so the daemon, whenever its reader
+/// stalls; so it is refused, as are sockets and directories, with the cause on one line.
+pub fn open_log(path: &Path) -> Result<File, String> {
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).bits())
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            // The one answer of a non-blocking open for writing of a FIFO without a reader.
+            Some(nix::libc::ENXIO) => "a FIFO, not a regular file".to_owned(),
+            _ => e.to_string(),
+        })?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    let kind = meta.file_type();
+    if !kind.is_file() && !kind.is_char_device() {
+        return Err(format!("{}, not a regular file", kind_of(&meta)));
+    }
+    // Writes block as they would have: a full disk is not a reason to drop lines.
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_APPEND))
+        .map_err(|e| e.to_string())?;
+    Ok(file)
+}
+
+/// What [`open_log`] would refuse at `path`, judged without opening or creating it (for
+/// `check-config`, which writes nothing): a path that does not exist yet is fine.
+pub fn check_log(path: &Path) -> Result<(), String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Err("Is a directory (os error 21)".to_owned());
+    }
+    if !kind.is_file() && !kind.is_char_device() {
+        return Err(format!("{}, not a regular file", kind_of(&meta)));
+    }
+    Ok(())
+}
+
 /// Linux's /dev/null is character device 1:3, wherever its node is.
 fn is_null_device(meta: &Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -119,6 +163,36 @@ fn kind_of(meta: &Metadata) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_opens_on_a_file_or_a_device_and_never_waits_on_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("new.log");
+        let mut file = open_log(&log).unwrap();
+        std::io::Write::write_all(&mut file, b"line\n").unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), b"line\n");
+        open_log(Path::new("/dev/null")).unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(open_log(&fifo).unwrap_err(), "a FIFO, not a regular file");
+        // With a reader the open would succeed, but the log would still hang on it.
+        let _reader = File::options()
+            .read(true)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .unwrap();
+        assert_eq!(open_log(&fifo).unwrap_err(), "a FIFO, not a regular file");
+        assert_eq!(
+            open_log(dir.path()).unwrap_err(),
+            "Is a directory (os error 21)"
+        );
+        for path in [&fifo, &dir.path().to_owned()] {
+            assert_eq!(check_log(path).unwrap_err(), open_log(path).unwrap_err());
+        }
+        for path in [dir.path().join("not-yet.log"), log, "/dev/null".into()] {
+            check_log(&path).unwrap();
+        }
+    }
 
     const SMALL: Limit = Limit {
         bytes: 8,

@@ -64,6 +64,19 @@ fn main() -> ExitCode {
         _ => LogTo::Stderr,
     };
     if checking {
+        // Judged as the commands that write them would, without creating them.
+        let logs = [
+            ("--log-file", &settings.log_file),
+            ("--audit-log", &settings.audit_log),
+        ];
+        for (what, path) in logs {
+            if let Some(path) = path
+                && let Err(why) = secretsfs::host_file::check_log(path)
+            {
+                let err = secretsfs::Error::config(format!("{what} {}: {why}", path.display()));
+                return fail(&err, &mut readiness);
+            }
+        }
         settings.audit_log = None;
     }
     if let Command::Mount(args) = &mut cli.command
@@ -134,10 +147,7 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 fn open_append(path: &Path, what: &str) -> secretsfs::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    secretsfs::host_file::open_log(path)
         .map_err(|e| secretsfs::Error::config(format!("{what} {}: {e}", path.display())))
 }
 

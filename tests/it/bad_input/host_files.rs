@@ -37,6 +37,27 @@ async fn a_config_file_that_is_a_device_a_fifo_or_too_big_is_refused_in_one_line
 }
 
 #[tokio::test]
+async fn a_log_file_or_audit_log_that_is_a_fifo_or_a_directory_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = fifo(dir.path(), "log.fifo");
+    let cases = [
+        (fifo.to_str().unwrap(), "a FIFO, not a regular file"),
+        (dir.path().to_str().unwrap(), "Is a directory"),
+    ];
+    for (path, cause) in cases {
+        for flag in ["--log-file", "--audit-log"] {
+            let get = [flag, path, "--source", &demo_source(), "get", "api-key"];
+            // cli::run gives up (failing the test) past its deadline: before, this waited for
+            // a reader of the FIFO for good.
+            let out = cli::run(&get).await;
+            assert_refused(&out, 78, &format!("{flag} {path}: {cause}"));
+            let checked = cli::run(&[flag, path, "check-config", "/dev/null"]).await;
+            assert_refused(&checked, 78, &format!("{flag} {path}: {cause}"));
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_secrets_file_that_is_a_device_a_fifo_or_too_big_is_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
