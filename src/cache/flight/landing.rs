@@ -39,7 +39,21 @@ where
     K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
     V: Weigh + Send + Sync + 'static,
 {
-    pub(super) fn launch(
+    /// Launches a fetch of `key` and records it in the slot, for readers to join.
+    pub(super) fn start(
+        inner: &Arc<Self>,
+        key: &K,
+        slot: &Arc<Slot<V>>,
+        state: &mut SlotState<V>,
+        load: BoxFuture<'static, Result<V>>,
+        why: Launch,
+    ) -> Flight<V> {
+        let flight = Inner::launch(inner.clone(), key.clone(), slot.clone(), load, why);
+        state.flight = Some(flight.clone());
+        flight
+    }
+
+    fn launch(
         inner: Arc<Self>,
         key: K,
         slot: Arc<Slot<V>>,

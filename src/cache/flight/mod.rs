@@ -250,15 +250,7 @@ where
                 }
                 None => {
                     inner.stats.miss();
-                    let flight = Inner::launch(
-                        inner.clone(),
-                        key.clone(),
-                        slot.clone(),
-                        load(),
-                        Launch::Read,
-                    );
-                    state.flight = Some(flight.clone());
-                    flight
+                    Inner::start(inner, key, &slot, &mut state, load(), Launch::Read)
                 }
             };
             if let Some(served) = stale {
@@ -366,15 +358,7 @@ where
             return flight.clone();
         }
         inner.stats.refresh_ahead();
-        let flight = Inner::launch(
-            inner.clone(),
-            key.clone(),
-            slot.clone(),
-            load(),
-            Launch::RefreshAhead,
-        );
-        state.flight = Some(flight.clone());
-        flight
+        Inner::start(inner, key, &slot, &mut state, load(), Launch::RefreshAhead)
     }
 
     /// Whether fetching `key` ahead of readers is due: a read would fetch it, and it is not
