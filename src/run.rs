@@ -162,6 +162,22 @@ fn templates(settings: &Settings) -> Result<Templates> {
     )
 }
 
+/// Gives a connection mounted here, with its journal, to systemd's file descriptor store;
+/// whether the store now holds it (without a journal there is nothing a restart could resume).
+fn give_to_store(fuse: &std::os::fd::OwnedFd, journal: Option<&[std::os::fd::OwnedFd; 2]>) -> bool {
+    let Some(journal) = journal else {
+        return false;
+    };
+    match handover::store(fuse.as_fd(), journal) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot give the mount to systemd's file descriptor \
+                store; a restart will mount anew");
+            false
+        }
+    }
+}
+
 fn build_policy(settings: &Settings) -> Result<Policy> {
     Policy::new(
         &settings.sections.policy,
@@ -304,19 +320,7 @@ async fn mount(
         }
     };
     // Taken over from the store: it still holds the connection. Mounted here: it must be given.
-    let stored = to_store
-        && (!mounted_here
-            || match &journal {
-                Some(journal) => match handover::store(fuse.as_fd(), journal) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot give the mount to systemd's file \
-                        descriptor store; a restart will mount anew");
-                        false
-                    }
-                },
-                None => false,
-            });
+    let stored = to_store && (!mounted_here || give_to_store(&fuse, journal.as_ref()));
     if let Err(e) = mount::wait_until_answering(&mountpoint).await {
         if mounted_here {
             let _ = tokio::task::spawn_blocking(move || session.umount_and_join()).await;

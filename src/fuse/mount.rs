@@ -231,6 +231,11 @@ pub fn mount(
 ) -> Result<(BackgroundSession, OwnedFd)> {
     let session = fuser::Session::new(FuseFs::new(fs, runtime), mountpoint, &config(threads))
         .map_err(|e| mount_error(mountpoint, &e))?;
+    start(session)
+}
+
+/// Starts serving `session`'s workers, keeping a copy of its connection for a hand-over.
+fn start(session: fuser::Session<FuseFs>) -> Result<(BackgroundSession, OwnedFd)> {
     let fuse = session
         .as_fd()
         .try_clone_to_owned()
@@ -249,9 +254,6 @@ pub fn take_over(
     fuse: OwnedFd,
     threads: usize,
 ) -> Result<(BackgroundSession, OwnedFd)> {
-    let kept = fuse
-        .try_clone()
-        .map_err(|e| Error::config(format!("cannot keep the FUSE descriptor: {e}")))?;
     let session = fuser::Session::from_initialized_fd(
         FuseFs::new(fs, runtime),
         fuse,
@@ -259,10 +261,7 @@ pub fn take_over(
         config(threads),
     );
     super::handover::resend(session.as_fd());
-    let session = session
-        .spawn()
-        .map_err(|e| Error::config(format!("cannot start the FUSE session: {e}")))?;
-    Ok((session, kept))
+    start(session)
 }
 
 /// Tells the kernel to drop the attributes and entries it caches of every inode it holds, so
