@@ -143,7 +143,8 @@ fn too_big(limit: Limit) -> String {
     format!("larger than the limit of {}", limit.shown)
 }
 
-fn kind_of(meta: &Metadata) -> &'static str {
+/// What a file that is not a regular one is, in words ("a FIFO").
+pub(crate) fn kind_of(meta: &Metadata) -> &'static str {
     let kind = meta.file_type();
     if kind.is_dir() {
         "a directory"

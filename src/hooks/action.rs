@@ -2,6 +2,7 @@
 //! in its own process group, under a timeout), a signal to the pid in a file, or systemctl.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -246,54 +247,52 @@ async fn read_first_line(mut pipe: tokio::process::ChildStderr, keep: Arc<Mutex<
     }
 }
 
-/// Whether the process a pid file names may be signalled: the file is root's, or the process
-/// runs as the file's owner.
-fn may_signal(owner: u32, pid: Pid) -> Result<(), String> {
-    if owner == 0 {
-        return Ok(());
-    }
-    let process =
-        std::fs::metadata(format!("/proc/{pid}")).map_err(|_| format!("no process {pid}"))?;
-    if process.uid() == owner {
-        Ok(())
-    } else {
-        Err(format!(
-            "owned by uid {owner}, but pid {pid} runs as uid {}: not signalled",
-            process.uid()
-        ))
+async fn signal_pid_file(sig: Signal, path: &Path) -> Outcome {
+    let owned = path.to_owned();
+    let sent = tokio::task::spawn_blocking(move || signal_as_the_file_says(sig, &owned)).await;
+    match sent {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(cause)) => Outcome::Failed {
+            cause: format!("pid file {}: {cause}", path.display()),
+            stderr: None,
+        },
+        Err(e) => Outcome::Failed {
+            cause: format!("pid file {}: {e}", path.display()),
+            stderr: None,
+        },
     }
 }
 
-async fn signal_pid_file(sig: Signal, path: &Path) -> Outcome {
-    let failed = |cause: String| Outcome::Failed {
-        cause,
-        stderr: None,
-    };
-    let owned = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || {
-        crate::host_file::read_text(&owned, crate::host_file::PID_FILE)
-    });
-    let (text, meta) = match read.await {
-        Ok(Ok(read)) => read,
-        Ok(Err(why)) => return failed(format!("pid file {}: {why}", path.display())),
-        Err(e) => return failed(format!("pid file {}: {e}", path.display())),
-    };
-    let pid = match text.trim().parse::<i32>() {
-        Ok(pid) if pid > 0 => Pid::from_raw(pid),
-        _ => return failed(format!("pid file {}: no pid in it", path.display())),
-    };
-    // secretsfs may signal any process: a pid file that another user can write must not let
-    // that user choose which. Root's file may name anyone; another's, only that user's own.
-    // The owner of the file read, not of whatever the path names by now.
-    if let Err(why) = may_signal(meta.uid(), pid) {
-        return failed(format!("pid file {}: {why}", path.display()));
+/// secretsfs may signal any process: a pid file must not let a user who could write it, or
+/// redirect its path, choose which (`pid_file.rs`). The process is held by a pidfd while its
+/// owner is checked, so the pid cannot be reused between the check and the signal.
+fn signal_as_the_file_says(sig: Signal, path: &Path) -> Result<(), String> {
+    let file = super::pid_file::read(path)?;
+    let pid = file.pid;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(format!("no process {pid}"));
     }
-    match signal::kill(pid, sig) {
-        Ok(()) => Outcome::Ok,
-        Err(errno) => failed(format!(
-            "sending {} to pid {pid} (from {}): {errno}",
-            sig.as_str(),
-            path.display(),
-        )),
+    // SAFETY: a descriptor just returned to us and owned by nothing else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let process_uid = std::fs::metadata(format!("/proc/{pid}"))
+        .map_err(|_| format!("no process {pid}"))?
+        .uid();
+    super::pid_file::may_signal(&file.writers, pid, process_uid)?;
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    let sent = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as i32,
+            std::ptr::null::<nix::libc::siginfo_t>(),
+            0,
+        )
+    };
+    if sent < 0 {
+        let errno = nix::errno::Errno::last();
+        return Err(format!("sending {} to pid {pid}: {errno}", sig.as_str()));
     }
+    Ok(())
 }

@@ -10,6 +10,7 @@
 //! that needs the value reads it like any other reader.
 
 mod action;
+mod pid_file;
 mod spec;
 mod worker;
 

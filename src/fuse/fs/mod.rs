@@ -479,7 +479,7 @@ impl SecretsFs {
                     .as_ref()
                     .and_then(|v| v.bytes())
                     .map_or_else(Instant::now, |r| r.fresh_until);
-                Ok(self.file_attr_as(ino, template.attrs, &node, fresh_until))
+                Ok(self.template_attr(ino, template, &node, fresh_until))
             }
         }
     }

@@ -43,7 +43,24 @@ impl SecretsFs {
         let resolved = Arc::new(self.render(path, &template).await?);
         let kind = NodeKind::Template(Arc::from(path));
         let (ino, node) = self.inodes.intern_version(path, kind, &resolved);
-        Ok(self.file_attr_as(ino, template.attrs, &node, resolved.fresh_until))
+        Ok(self.template_attr(ino, &template, &node, resolved.fresh_until))
+    }
+
+    /// A template's attributes, with no time to live: the kernel checks only the presented
+    /// owner, group and mode when it opens a file through a cached entry, and those cannot say
+    /// "and may read every input". An entry that is never valid makes every path walk to the
+    /// template, by any caller, look it up here again, where the inputs are judged for that
+    /// caller. Opens of secrets keep costing no round trip (docs/ARCHITECTURE.md#templates).
+    pub(super) fn template_attr(
+        &self,
+        ino: u64,
+        template: &MountedTemplate,
+        node: &Node,
+        fresh_until: tokio::time::Instant,
+    ) -> Attr {
+        let mut attr = self.file_attr_as(ino, template.attrs, node, fresh_until);
+        attr.ttl = std::time::Duration::ZERO;
+        attr
     }
 
     /// Renders the template; a failure is logged (template, input, cause; never a value) and

@@ -140,7 +140,7 @@ async fn a_missing_garbled_or_unreadable_pid_file_is_a_failure_that_is_retried()
     assert!(text.contains("no pid in it"), "{text}");
     assert!(text.contains("a FIFO, not a regular file"), "{text}");
     assert!(
-        text.contains("a character device, not a regular file"),
+        text.contains("zero.pid is a symbolic link; a pid file is opened without following links"),
         "{text}"
     );
     assert_eq!(
@@ -176,4 +176,98 @@ async fn a_pid_file_of_another_user_may_not_name_a_process_not_its_own() {
         roots.try_wait().unwrap().is_none(),
         "root's process was not signalled"
     );
+}
+
+/// Runs a TERM hook on `pid_file` once and says whether root's `sleep` survived it, with the
+/// log.
+async fn roots_process_survives(pid_file: &std::path::Path) -> (bool, String) {
+    let (logs, _guard) = Logs::capture();
+    let mut roots = tokio::process::Command::new("sleep")
+        .arg("100")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = roots.id().unwrap();
+    let body = format!(
+        "secrets = [\"x\"]\nsignal = \"TERM\"\npid_file = {:?}\ndebounce = 0\nretries = 0",
+        pid_file.display().to_string()
+    );
+    // Whatever the path names by now is where the pid is written, as an attacker would.
+    let _ = std::fs::write(pid_file, format!("{pid}\n"));
+    let hooks = Hooks::new(&[hook(&body)]).unwrap();
+    hooks.fire(0, change("a", "1"));
+    until("the run", || {
+        let c = hooks.counts(0);
+        c.failed + c.succeeded == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (roots.try_wait().unwrap().is_none(), logs.text())
+}
+
+/// A directory of root's whose owner is `uid`, as a user's own directory under /tmp is.
+fn users_dir(parent: &std::path::Path, name: &str, uid: u32) -> PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    nix::unistd::chown(&dir, Some(uid.into()), Some(uid.into())).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_pid_file_that_is_a_link_to_roots_file_is_not_followed() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Root's own file, 0600, that uid 65534 links to from a directory of its own.
+    let roots_file = dir.path().join("rootpid.txt");
+    std::fs::write(&roots_file, "").unwrap();
+    let userdir = users_dir(dir.path(), "userdir", 65534);
+    let link = userdir.join("app.pid");
+    std::os::unix::fs::symlink(&roots_file, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let (survived, log) = roots_process_survives(&link).await;
+    assert!(survived, "root's process was signalled through a link:\n{log}");
+    assert!(log.contains("is a symbolic link"), "{log}");
+}
+
+#[tokio::test]
+async fn a_pid_file_of_roots_in_a_users_directory_names_only_that_users_processes() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The file is root's, but the user owns the directory and could have put it there.
+    let userdir = users_dir(dir.path(), "userdir", 65534);
+    let (survived, log) = roots_process_survives(&userdir.join("app.pid")).await;
+    assert!(survived, "root's process was signalled:\n{log}");
+    assert!(log.contains("uid 65534 could have written it"), "{log}");
+}
+
+#[tokio::test]
+async fn a_pid_file_under_a_directory_others_may_write_is_refused() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let (survived, log) = roots_process_survives(&open.join("app.pid")).await;
+    assert!(survived, "root's process was signalled:\n{log}");
+    assert!(log.contains("is writable by group or others"), "{log}");
+}
+
+#[tokio::test]
+async fn a_pid_file_reached_through_roots_own_link_is_signalled() {
+    if !is_root() {
+        return;
+    }
+    // As /var/run -> /run: a link of root's in a directory of root's is followed.
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("run");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink("run", dir.path().join("var-run")).unwrap();
+    let (survived, log) = roots_process_survives(&dir.path().join("var-run/app.pid")).await;
+    assert!(!survived, "root's own pid file through root's link:\n{log}");
 }

@@ -184,6 +184,50 @@ async fn a_template_is_read_and_listed_only_by_callers_who_may_read_every_input(
     assert!(m.log().contains("denied"), "the denials are audited");
 }
 
+/// The kernel checks only a file's presented mode when it opens it through an entry it holds;
+/// an entry root looked up must not let another caller past the inputs' policy.
+#[tokio::test]
+async fn a_template_stays_denied_after_root_has_looked_it_up_or_read_it() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("prod/db", r#"{"password":"pw-closed"}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "dir_mode = \"0555\"\n\n[[policy]]\npath = \"prod/**\"\nowner = \"0\"\nmode = \"0400\"\n";
+    let config = config(
+        dir.path(),
+        &[(
+            "tpl/denied",
+            "{{ secret(\"prod/db:password\") }}",
+            "owner = \"65534\"\nmode = \"0444\"",
+        )],
+        policy,
+    );
+    let m = Mounted::start(&strs(&global(&fake, &config)), &[]).await;
+    let path = m.path("tpl/denied");
+    let cat = || as_nobody(&[], "cat", &[path.as_os_str()]);
+    assert!(!cat().status.success(), "denied before anyone looked");
+    let ls = std::process::Command::new("ls")
+        .arg("-l")
+        .arg(m.path("tpl"))
+        .output()
+        .unwrap();
+    assert!(ls.status.success());
+    let after_lookup = cat();
+    assert!(
+        !after_lookup.status.success() && after_lookup.stdout.is_empty(),
+        "denied after root's lookup"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"pw-closed", "root reads it");
+    for _ in 0..3 {
+        let after_read = cat();
+        assert!(
+            !after_read.status.success() && after_read.stdout.is_empty(),
+            "denied after root's read"
+        );
+    }
+    let stat = as_nobody(&[], "stat", &[path.as_os_str()]);
+    assert!(!stat.status.success(), "not even its size for a denied caller");
+}
+
 #[tokio::test]
 async fn a_template_over_ten_inputs_costs_one_batch_call() {
     let fake = FakeSecretsManager::start();
