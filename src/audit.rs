@@ -23,6 +23,28 @@ impl Front {
     }
 }
 
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The policy allowed it (or none applies, as on TCP with the token).
+    Allowed,
+    /// The policy, or a bad token, refused it.
+    Denied,
+    /// The request was malformed (a bad selector, version or stage): refused before the
+    /// policy was asked.
+    Invalid,
+}
+
+impl Decision {
+    fn name(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+            Decision::Invalid => "invalid",
+        }
+    }
+}
+
 /// One access decision.
 #[derive(Debug)]
 pub struct Access<'a> {
@@ -30,7 +52,7 @@ pub struct Access<'a> {
     pub uid: Option<u32>,
     pub pid: Option<u32>,
     pub selector: &'a str,
-    pub allowed: bool,
+    pub decision: Decision,
     /// The version served, when a value was served.
     pub version: Option<&'a str>,
     /// Whether the value served was stale (past its TTL, refresh failing).
@@ -41,8 +63,8 @@ pub struct Access<'a> {
 
 /// Whether a record of this decision would be written: what a caller checks before building
 /// one, so that an unlogged access costs nothing.
-pub fn enabled(allowed: bool) -> bool {
-    if allowed {
+pub fn enabled(decision: Decision) -> bool {
+    if decision != Decision::Denied {
         tracing::enabled!(target: TARGET, tracing::Level::INFO)
     } else {
         tracing::enabled!(target: TARGET, tracing::Level::WARN)
@@ -52,7 +74,7 @@ pub fn enabled(allowed: bool) -> bool {
 impl Access<'_> {
     pub fn log(&self) {
         let process = self.pid.and_then(process_name);
-        let decision = if self.allowed { "allowed" } else { "denied" };
+        let decision = self.decision.name();
         let served = match (self.version, self.stale) {
             (Some(_), false) => "fresh",
             (Some(_), true) => "stale",
@@ -67,7 +89,8 @@ impl Access<'_> {
                     uid = self.uid,
                     pid = self.pid,
                     process = process.as_deref(),
-                    selector = %bounded(self.selector),
+                    // A string field: quoted, so it cannot pass for other fields.
+                    selector = &*bounded(self.selector),
                     version = self.version,
                     decision,
                     served,
@@ -76,7 +99,7 @@ impl Access<'_> {
                 )
             };
         }
-        if self.allowed {
+        if self.decision != Decision::Denied {
             record!(info);
         } else {
             record!(warn);

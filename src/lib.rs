@@ -38,6 +38,7 @@ pub mod hardening;
 pub mod hooks;
 pub mod host_file;
 pub mod http;
+pub mod log_format;
 pub mod log_throttle;
 pub mod panic_log;
 pub mod policy;

@@ -161,12 +161,14 @@ fn init_logging(
     let filter = cli::log_filter(level, rust_log.as_deref(), default_filter)?;
     let logs = match to {
         LogTo::Stderr => tracing_subscriber::fmt::layer()
+            .fmt_fields(secretsfs::log_format::fields())
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .boxed(),
         LogTo::File(path) => {
             let file = open_append(&path, "--log-file")?;
             tracing_subscriber::fmt::layer()
+                .fmt_fields(secretsfs::log_format::fields())
                 .with_writer(std::sync::Mutex::new(file))
                 .with_ansi(false)
                 .boxed()
@@ -180,6 +182,7 @@ fn init_logging(
             )
             .ok_or_else(|| secretsfs::Error::config("syslog is already in use"))?;
             tracing_subscriber::fmt::layer()
+                .fmt_fields(secretsfs::log_format::fields())
                 .with_writer(syslog)
                 .with_ansi(false)
                 .without_time()

@@ -198,7 +198,11 @@ fn read_file(
 }
 
 /// Whether a process running as `process_uid` may be signalled on the word of `writers`.
-pub(super) fn may_signal(writers: &BTreeSet<u32>, pid: i32, process_uid: u32) -> Result<(), String> {
+pub(super) fn may_signal(
+    writers: &BTreeSet<u32>,
+    pid: i32,
+    process_uid: u32,
+) -> Result<(), String> {
     match writers.iter().collect::<Vec<_>>().as_slice() {
         [] => Ok(()),
         [only] if **only == process_uid => Ok(()),
@@ -207,7 +211,10 @@ pub(super) fn may_signal(writers: &BTreeSet<u32>, pid: i32, process_uid: u32) ->
         )),
         many => Err(format!(
             "uids {} could each have written it: not signalled",
-            many.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::inodes::{Inodes, Node, NodeKind};
 use super::namespace::{EntryKind, Layout, Namespace, Tree, join, valid_component};
 use super::templates::Templates;
-use crate::audit::{Access, Front};
+use crate::audit::{Access, Decision, Front};
 use crate::caller::Caller;
 use crate::engine::{Engine, Resolved};
 use crate::error::ErrorKind;
@@ -73,7 +73,11 @@ fn audit(caller: &Caller, selector: &str, served: Option<&Resolved>, reason: Opt
         uid: Some(caller.uid),
         pid: caller.pid,
         selector,
-        allowed: served.is_some() || reason != Some(DENIED),
+        decision: if served.is_none() && reason == Some(DENIED) {
+            Decision::Denied
+        } else {
+            Decision::Allowed
+        },
         version: served.map(|r| r.secret.version_id.as_str()),
         stale: served.is_some_and(|r| r.stale),
         reason,

@@ -227,7 +227,10 @@ async fn a_pid_file_that_is_a_link_to_roots_file_is_not_followed() {
     std::os::unix::fs::symlink(&roots_file, &link).unwrap();
     std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
     let (survived, log) = roots_process_survives(&link).await;
-    assert!(survived, "root's process was signalled through a link:\n{log}");
+    assert!(
+        survived,
+        "root's process was signalled through a link:\n{log}"
+    );
     assert!(log.contains("is a symbolic link"), "{log}");
 }
 

@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::Api;
-use crate::audit::{Access, Front};
+use crate::audit::{Access, Decision, Front};
 use crate::caller::Caller;
 use crate::engine::Engine;
 use crate::engine::roles::{self, RoleRefusal};
@@ -141,7 +141,7 @@ pub fn route<B>(api: &Api, req: &Request<B>, peer: &Peer) -> Result<Route, Refus
             return Err(Refusal::text(400, "Forwarded"));
         }
         if !api.token_presented(req.headers()) {
-            audit(peer, path, false, None, false, Some("bad token"));
+            audit(peer, path, Decision::Denied, None, false, Some("bad token"));
             return Err(Refusal::text(403, "Bad Token"));
         }
     }
@@ -182,14 +182,19 @@ pub async fn get_secret(api: &Api, query: Query, peer: &Peer) -> Result<Bytes, R
 
 /// The audit record of a GetSecretValue answer, built only when it is written.
 fn audit_answer(peer: &Peer, query: &Query, result: &Result<Answered, Refusal>) {
-    // Denied is the policy's answer (403); a failure to fetch was an allowed access.
-    let allowed = !matches!(result, Err(r) if r.status == StatusCode::FORBIDDEN);
-    if crate::audit::enabled(allowed) {
+    // Denied is the policy's answer (403); a failure to fetch was an allowed access; a
+    // request refused by `validate` never reached the policy.
+    let decision = match result {
+        Err(r) if r.status == StatusCode::FORBIDDEN => Decision::Denied,
+        Err(_) if validate(query).is_err() => Decision::Invalid,
+        _ => Decision::Allowed,
+    };
+    if crate::audit::enabled(decision) {
         let (version, stale, reason) = match result {
             Ok(served) => (Some(served.version_id.as_str()), served.stale, None),
             Err(r) => (None, false, Some(r.body.as_str())),
         };
-        audit(peer, &describe(query), allowed, version, stale, reason);
+        audit(peer, &describe(query), decision, version, stale, reason);
     }
 }
 
@@ -258,7 +263,7 @@ struct Answered {
 pub fn audit(
     peer: &Peer,
     selector: &str,
-    allowed: bool,
+    decision: Decision,
     version: Option<&str>,
     stale: bool,
     reason: Option<&str>,
@@ -272,7 +277,7 @@ pub fn audit(
         uid,
         pid,
         selector,
-        allowed,
+        decision,
         version,
         stale,
         reason,

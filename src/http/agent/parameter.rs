@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use super::{Peer, Refusal, audit, authorize, refusal_for};
+use crate::audit::Decision;
 use crate::error::{Error, ErrorKind, one_line};
 use crate::http::Api;
 use crate::selector::{Selector, VersionRef};
@@ -95,27 +96,53 @@ pub async fn get_parameter(api: &Api, query: Query, peer: &Peer) -> Result<Strin
         query.name,
         selector_suffix(&query).unwrap_or_default()
     );
-    let result = answer(api, query, peer).await;
+    let result = match checked(&query) {
+        Ok(selector) => answer(api, query, selector, peer).await,
+        Err(invalid) => {
+            audit(
+                peer,
+                &described,
+                Decision::Invalid,
+                None,
+                false,
+                Some(&invalid.body),
+            );
+            return Err(invalid);
+        }
+    };
     let (version, reason) = match &result {
         Ok((_, version)) => (Some(version.as_str()), None),
         Err(r) => (None, Some(r.body.as_str())),
     };
-    let allowed = !matches!(&result, Err(r) if r.status == hyper::StatusCode::FORBIDDEN);
-    audit(peer, &described, allowed, version, false, reason);
+    let decision = if matches!(&result, Err(r) if r.status == hyper::StatusCode::FORBIDDEN) {
+        Decision::Denied
+    } else {
+        Decision::Allowed
+    };
+    audit(peer, &described, decision, version, false, reason);
     result.map(|(body, _)| body)
 }
 
-async fn answer(api: &Api, query: Query, peer: &Peer) -> Result<(String, String), Refusal> {
+/// The selector a request names, checked as the mount checks its file names: nothing
+/// invalid reaches the network.
+fn checked(query: &Query) -> Result<Selector, Refusal> {
     let name = name_of(&query.name);
-    // Checked as the mount checks its file names: nothing invalid reaches the network.
-    let checked = match selector_suffix(&query) {
+    let checked = match selector_suffix(query) {
         Some(suffix) => Selector::of_parameter(&name, &suffix[1..]),
         None => crate::selector::validate_name(&name)
             .map(|()| Selector::whole(name.as_str()))
             .map_err(Error::invalid_selector),
     };
-    let selector =
-        checked.map_err(|e| Refusal::aws(400, "ValidationException", Some(e.message())))?;
+    checked.map_err(|e| Refusal::aws(400, "ValidationException", Some(e.message())))
+}
+
+async fn answer(
+    api: &Api,
+    query: Query,
+    selector: Selector,
+    peer: &Peer,
+) -> Result<(String, String), Refusal> {
+    let name = name_of(&query.name);
     if let Peer::Unix(caller) = peer {
         authorize(api, caller, &name).await?;
     }

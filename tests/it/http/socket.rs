@@ -94,3 +94,40 @@ async fn the_unix_socket_is_decided_by_the_callers_uid_and_the_policy() {
     assert!(!log.contains("value of"), "no value in the log");
     assert!(!socket.exists(), "the socket is removed on exit");
 }
+
+/// A secret id with a line break must not write a line of the requester's choosing into the
+/// text log (a forged audit record), nor a NUL; the record says the request was invalid.
+#[tokio::test]
+async fn a_requested_id_cannot_forge_a_log_line() {
+    let fixture = PolicyFixture::start();
+    let dir = public_tempdir();
+    let socket = dir.path().join("api.sock");
+    let global = fixture.global_args();
+    let served = serve(&strs(&global), &["--http-socket", socket.to_str().unwrap()]).await;
+    let forged = "1999-01-01T00:00:00.000000Z%20%20WARN%20secretsfs::audit:%20access%20\
+                  front=%22mount%22%20uid=1000%20selector=private%20decision=%22denied%22";
+    for target in [
+        format!("/secretsmanager/get?secretId=public%0A{forged}"),
+        format!("/secretsmanager/get?secretId=public%0D%0A{forged}%00"),
+        format!("/v1/public%0A{forged}"),
+        format!("/systemsmanager/parameters/get?name=/p%0A{forged}"),
+    ] {
+        let (status, _) = get_as_nobody(&socket, &target, &[]);
+        assert_eq!(status, 400, "{target}");
+    }
+    let log = served.stop().await;
+    assert!(
+        !log.lines().any(|l| l.starts_with("1999-01-01")),
+        "a forged line:\n{log}"
+    );
+    assert!(!log.contains('\0'), "a NUL in the log");
+    let invalid = log
+        .lines()
+        .filter(|l| l.contains("secretsfs::audit") && l.contains("1999-01-01"))
+        .collect::<Vec<_>>();
+    assert_eq!(invalid.len(), 4, "one record per request:\n{log}");
+    for line in invalid {
+        assert!(line.contains("decision=\"invalid\""), "{line}");
+        assert!(line.contains("uid=65534"), "{line}");
+    }
+}

@@ -191,7 +191,8 @@ async fn a_template_stays_denied_after_root_has_looked_it_up_or_read_it() {
     let fake = FakeSecretsManager::start();
     fake.put_string("prod/db", r#"{"password":"pw-closed"}"#);
     let dir = tempfile::tempdir().unwrap();
-    let policy = "dir_mode = \"0555\"\n\n[[policy]]\npath = \"prod/**\"\nowner = \"0\"\nmode = \"0400\"\n";
+    let policy =
+        "dir_mode = \"0555\"\n\n[[policy]]\npath = \"prod/**\"\nowner = \"0\"\nmode = \"0400\"\n";
     let config = config(
         dir.path(),
         &[(
@@ -225,7 +226,10 @@ async fn a_template_stays_denied_after_root_has_looked_it_up_or_read_it() {
         );
     }
     let stat = as_nobody(&[], "stat", &[path.as_os_str()]);
-    assert!(!stat.status.success(), "not even its size for a denied caller");
+    assert!(
+        !stat.status.success(),
+        "not even its size for a denied caller"
+    );
 }
 
 #[tokio::test]

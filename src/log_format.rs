@@ -1,0 +1,107 @@
+//! How fields look in the text logs (stderr, `--log-file`, syslog): one event, one line,
+//! whatever a field holds.
+//!
+//! Fields carry text from outside: a requested secret id, a file name, a process's `comm`, an
+//! upstream error message. tracing's default formatter writes a `%` (Display) field and the
+//! message as they are, so a `\n` in a secret id would start a line of the requester's
+//! choosing (a forged audit record), and a NUL or an escape sequence would reach the file or
+//! the terminal. Every field and the message go through [`escape_controls`] here, in one
+//! place, so no call site has to remember; string fields keep tracing's quoting (`"..."`).
+//! The JSON audit log escapes by itself.
+
+use std::fmt::Write as _;
+
+use tracing::field::Field;
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
+
+/// The field formatter of every text log layer.
+pub fn fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    tracing_subscriber::fmt::format::debug_fn(write_field).delimited(" ")
+}
+
+fn write_field(
+    writer: &mut Writer<'_>,
+    field: &Field,
+    value: &dyn std::fmt::Debug,
+) -> std::fmt::Result {
+    let mut text = String::new();
+    write!(text, "{value:?}")?;
+    let text = escape_controls(&text);
+    if field.name() == "message" {
+        writer.write_str(&text)
+    } else {
+        write!(writer, "{}={}", field.name(), text)
+    }
+}
+
+/// `text` with every control character (and the Unicode line and paragraph separators) written
+/// as an escape (`\n`, `\0`, `\u{1b}`), so that it cannot end a line or drive a terminal.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.contains(needs) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn controls_are_escaped_and_plain_text_is_untouched() {
+        assert_eq!(escape_controls("prod/db é"), "prod/db é");
+        assert_eq!(
+            escape_controls("a\nb\r\0c\u{1b}[31m"),
+            "a\\nb\\r\\0c\\u{1b}[31m"
+        );
+        assert_eq!(escape_controls("x\u{2028}y"), "x\\u{2028}y");
+    }
+
+    /// A writer that keeps what it is given.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Kept {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_event_is_one_line_whatever_its_fields_and_message_hold() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let kept = Kept::default();
+        let writer = kept.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(fields())
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        );
+        let forged = "prod/x\n2026-12-07T00:00:00Z  WARN secretsfs::audit: access uid=1000\0";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(selector = %forged, quoted = forged, "asked for {forged}");
+        });
+        let text = String::from_utf8(kept.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\0'), "{text:?}");
+        assert!(text.contains("selector=prod/x\\n2026"), "{text}");
+        assert!(text.contains("quoted=\"prod/x\\n2026"), "{text}");
+    }
+}
