@@ -48,6 +48,11 @@ pub struct Watcher {
     path_of: Option<PathOf>,
     before: Option<BeforeTelling>,
     relist_every: Duration,
+    /// Watched names found missing (at the first look, or new in a glob's listing since the
+    /// last one): the first version that lands of one is a change, not what was there before.
+    missing: HashSet<(String, VersionRef)>,
+    /// The names handed to the engine last time; `None` before the first time.
+    watched: Option<HashSet<(String, VersionRef)>>,
 }
 
 impl Watcher {
@@ -67,6 +72,8 @@ impl Watcher {
             path_of: None,
             before: None,
             relist_every,
+            missing: HashSet::new(),
+            watched: None,
         }
     }
 
@@ -153,7 +160,35 @@ impl Watcher {
         self.seen.retain(|(group, index, name), _| {
             keys.contains(&(name.clone(), groups[*group][*index].version().clone()))
         });
+        self.missing.retain(|key| keys.contains(key));
+        match &self.watched {
+            None => self.find_missing(&keys).await,
+            // Names a glob lists now and did not before were created since.
+            Some(before) => self
+                .missing
+                .extend(keys.iter().filter(|k| !before.contains(*k)).cloned()),
+        }
+        self.watched = Some(keys.clone());
         self.engine.watch(keys);
+    }
+
+    /// Asks once for every watched name (AWSCURRENT ones in batches, as the engine would
+    /// anyway) and keeps those that do not exist yet in `missing`.
+    async fn find_missing(&mut self, keys: &HashSet<(String, VersionRef)>) {
+        let current: Vec<String> = keys
+            .iter()
+            .filter(|(_, version)| version.is_current())
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.engine.prefetch_current(&current).await;
+        let engine = &self.engine;
+        let looks = keys.iter().map(|key| async move {
+            let found = engine.secret_value(&key.0, &key.1, false).await;
+            let missing = matches!(&found, Err(e) if e.kind() == crate::error::ErrorKind::NotFound);
+            missing.then(|| key.clone())
+        });
+        let missing = futures::future::join_all(looks).await;
+        self.missing.extend(missing.into_iter().flatten());
     }
 
     async fn on_change(&mut self, change: &Arc<Change>) {
@@ -163,6 +198,9 @@ impl Watcher {
             let change = change.clone();
             let _ = tokio::task::spawn_blocking(move || before(&change)).await;
         }
+        let appeared = self
+            .missing
+            .remove(&(change.secret_id.clone(), change.version.clone()));
         for (group, patterns) in self.groups.iter().enumerate() {
             for (index, pattern) in patterns.iter().enumerate() {
                 if !pattern.matches(&change.secret_id) || pattern.version() != &change.version {
@@ -176,17 +214,19 @@ impl Watcher {
                 });
                 self.seen
                     .insert(key, (now.clone(), change.value.version_id.clone()));
-                let Some((was, old_version)) = was else {
-                    continue;
+                let old_version = match was {
+                    Some((was, _)) if was == now => continue,
+                    Some((_, old_version)) => Some(old_version),
+                    // The first value of a name that did not exist is a change; the first
+                    // of one that did is only what was there.
+                    None if appeared => None,
+                    None => continue,
                 };
-                if was == now {
-                    continue;
-                }
                 let selector = pattern.selector_for(&change.secret_id);
                 let noticed = Noticed {
                     secret: change.secret_id.clone(),
                     selector: pattern.text.clone(),
-                    old_version: Some(old_version),
+                    old_version,
                     new_version: change.value.version_id.clone(),
                     path: self.path_of.as_ref().and_then(|path_of| path_of(&selector)),
                 };

@@ -135,3 +135,38 @@ async fn a_glob_watches_the_names_a_listing_shows() {
         .collect();
     assert_eq!(secrets, ["certs/b"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_watched_secret_created_after_the_start_fires_when_it_appears_and_when_it_rotates() {
+    let setup = watching(&[&["hook/a"], &["late/*"]]);
+    setup.source.put("late/old", "1");
+    pass(Duration::from_secs(120)).await;
+    assert!(
+        setup.fired.lock().is_empty(),
+        "nothing exists yet but late/old"
+    );
+    let v1 = setup.source.put("hook/a", "one");
+    setup.source.put("late/new", "1");
+    // A missing name is asked for at least once a minute; a glob's listing every 60 s.
+    pass(Duration::from_secs(75)).await;
+    let fired: Vec<(usize, String, Option<String>)> = setup
+        .fired
+        .lock()
+        .iter()
+        .map(|(g, n)| (*g, n.secret.clone(), n.old_version.clone()))
+        .collect();
+    assert!(
+        fired.contains(&(0, "hook/a".into(), None))
+            && fired.contains(&(1, "late/new".into(), None)),
+        "{fired:?}"
+    );
+    assert_eq!(fired.len(), 2, "late/old was there before: {fired:?}");
+    let v2 = setup.source.put("hook/a", "two");
+    pass(DEFAULT_TTL).await;
+    let last = setup.fired.lock().last().cloned().unwrap().1;
+    assert_eq!(
+        (last.old_version, last.new_version),
+        (Some(v1), v2),
+        "then a rotation"
+    );
+}

@@ -268,6 +268,46 @@ retries = 0
     assert!(log.contains("hook=hanging"), "{log}");
 }
 
+/// A hook armed before its secret exists fires when the secret is created (no old version),
+/// and again when it rotates, with nobody reading it.
+#[tokio::test]
+async fn a_hook_on_a_secret_created_after_the_start_fires_without_readers() {
+    let fake = FakeSecretsManager::start();
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[hook]]
+name = "late"
+secrets = ["hook/a"]
+exec = ["/bin/sh", "-c", "echo \"$SECRETSFS_OLD_VERSION|$SECRETSFS_NEW_VERSION\" >> {}"]
+debounce = 0
+"#,
+            records.display()
+        ),
+    )
+    .unwrap();
+    let mut global = aws_args(&fake.endpoint_url());
+    global.extend(["--ttl".into(), TTL_SECONDS.to_string()]);
+    global.extend(["--config".into(), config.to_str().unwrap().to_owned()]);
+    let m = Mounted::start(&strs(&global), &[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v1 = fake.put_string("hook/a", "one");
+    // A missing watched name is asked for again after 10, 20, 40 s, then every minute.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while lines(&records).is_empty() {
+        assert!(Instant::now() < deadline, "never fired:\n{}", m.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lines(&records), [format!("|{v1}")]);
+    let v2 = fake.put_string("hook/a", "two");
+    let rotated = until_lines(&records, 2).await;
+    assert_eq!(rotated[1], format!("{v1}|{v2}"));
+}
+
 #[tokio::test]
 async fn a_hundred_watched_secrets_cost_at_most_six_calls_per_ttl_at_moto() {
     const SECRETS: usize = 100;

@@ -33,6 +33,9 @@ const REFRESH_AT: std::ops::Range<f64> = 0.88..0.93;
 
 /// The longest wait between fetches ahead of readers of a key that keeps failing.
 const AHEAD_RETRY_MAX: Duration = Duration::from_secs(300);
+/// The same for a watched name that does not exist (yet): one call a minute at most, so that
+/// a secret created after the start is seen within a minute.
+const AHEAD_MISSING_RETRY_MAX: Duration = Duration::from_secs(60);
 
 impl<K, V> Inner<K, V>
 where
@@ -183,14 +186,19 @@ where
                 Err(err)
             }
         };
-        if outcome.is_err() {
+        if let Err(err) = &outcome {
             state.expired_in_flight = false;
             let failures = state.ahead_retry.map_or(0, |(_, n)| n) + 1;
+            let most = if err.kind() == ErrorKind::NotFound {
+                AHEAD_MISSING_RETRY_MAX
+            } else {
+                AHEAD_RETRY_MAX
+            };
             let wait = timing
                 .error_backoff
                 .max(Duration::from_secs(1))
                 .saturating_mul(1 << failures.min(8))
-                .min(AHEAD_RETRY_MAX);
+                .min(most);
             state.ahead_retry = Some((now + wait, failures));
         }
         // Charged under the slot's lock, which eviction also takes, so the total never
