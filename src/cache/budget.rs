@@ -18,6 +18,11 @@ pub trait Member: Send + Sync {
     /// The stamp of this member's least recently used entry that may be released, other than
     /// the one stamped `keep`.
     fn oldest(&self, keep: u64) -> Option<u64>;
+    /// The same among entries that hold no value (a name found missing, a failure): these go
+    /// before any value, so that asking for names that do not exist cannot push out values.
+    fn oldest_valueless(&self, _keep: u64) -> Option<u64> {
+        None
+    }
     /// Releases the entry stamped `stamp`; false when it is gone or busy meanwhile.
     fn release(&self, stamp: u64) -> bool;
 }
@@ -99,10 +104,14 @@ impl Budget {
                 .iter()
                 .filter_map(Weak::upgrade)
                 .collect();
-            let victim = members
-                .iter()
-                .filter_map(|m| m.oldest(keep).map(|stamp| (stamp, m)))
-                .min_by_key(|(stamp, _)| *stamp);
+            let oldest_of = |pick: &dyn Fn(&Arc<dyn Member>) -> Option<u64>| {
+                members
+                    .iter()
+                    .filter_map(|m| pick(m).map(|stamp| (stamp, m)))
+                    .min_by_key(|(stamp, _)| *stamp)
+            };
+            let victim =
+                oldest_of(&|m| m.oldest_valueless(keep)).or_else(|| oldest_of(&|m| m.oldest(keep)));
             match victim {
                 Some((stamp, member)) if member.release(stamp) => {}
                 Some(_) => misses += 1,

@@ -151,6 +151,33 @@ async fn the_least_recently_used_entry_is_evicted_at_the_entry_bound() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn names_that_do_not_exist_evict_each_other_before_any_value() {
+    let (source, engine) = engine_with(CacheConfig {
+        max_entries: 3,
+        ..config()
+    });
+    source.put("a", "a");
+    source.put("b", "b");
+    read(&engine, "a").await.unwrap();
+    read(&engine, "b").await.unwrap();
+    for i in 0..50 {
+        read(&engine, &format!("missing-{i}")).await.unwrap_err();
+    }
+    assert_eq!(
+        engine.stats().evictions,
+        49,
+        "each miss pushed out the one before"
+    );
+    read(&engine, "a").await.unwrap();
+    read(&engine, "b").await.unwrap();
+    assert_eq!(
+        source.calls(Op::GetSecretValue),
+        52,
+        "a and b stayed cached through 50 misses"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_byte_bound_evicts_too() {
     let (source, engine) = engine_with(CacheConfig {
         max_bytes: 3000,

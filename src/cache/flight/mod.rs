@@ -37,7 +37,11 @@ where
     V: Weigh + Send + Sync + 'static,
 {
     fn oldest(&self, keep: u64) -> Option<u64> {
-        self.oldest_slot(keep).map(|(_, stamp)| stamp)
+        self.oldest_slot(keep, false).map(|(_, stamp)| stamp)
+    }
+
+    fn oldest_valueless(&self, keep: u64) -> Option<u64> {
+        self.oldest_slot(keep, true).map(|(_, stamp)| stamp)
     }
 
     fn release(&self, stamp: u64) -> bool {
@@ -450,7 +454,8 @@ where
 
     /// The least recently used slot other than the one stamped `keep` that may go (no
     /// fetch in flight), and its stamp.
-    fn oldest_slot(&self, keep: u64) -> Option<(K, u64)> {
+    /// The least recently used slot with no fetch under way (and, if `valueless`, no value).
+    fn oldest_slot(&self, keep: u64, valueless: bool) -> Option<(K, u64)> {
         self.slots
             .iter()
             .map(|e| {
@@ -462,7 +467,7 @@ where
                 e.value()
                     .state
                     .try_lock()
-                    .is_some_and(|s| s.flight.is_none())
+                    .is_some_and(|s| s.flight.is_none() && !(valueless && s.good.is_some()))
             })
             .min_by_key(|(_, stamp)| *stamp)
             .map(|(e, stamp)| (e.key().clone(), stamp))

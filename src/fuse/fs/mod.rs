@@ -115,6 +115,8 @@ pub struct SecretsFs {
     templates: Arc<Templates>,
     /// A template's failure is logged once a minute at most, per template path.
     template_reports: crate::log_throttle::LogThrottle,
+    /// Per uid, how many more names not in the listing may be asked for upstream.
+    misses: misses::MissBudget,
 }
 
 impl SecretsFs {
@@ -143,6 +145,7 @@ impl SecretsFs {
             only_tree: std::sync::OnceLock::new(),
             templates: Arc::default(),
             template_reports: Default::default(),
+            misses: Default::default(),
         }
     }
 
@@ -389,13 +392,14 @@ impl SecretsFs {
         window
     }
 
-    /// A name the listing does not have (listing is denied, or the secret is newer than the
-    /// listing), asked for by name: a secret is a file (a directory of stages in that layout).
+    /// A name the listing does not have: the listing is denied, or the name is newer than it.
+    /// It is asked for by name: a secret is a file (a directory of stages in that layout).
     /// Otherwise (not found, or denied by Secrets Manager, as a role scoped to named secrets
-    /// answers for `prod` when it may read `prod/db`), it is a directory if a listing of the
-    /// names under it finds any; where listing is denied, a directory that lists nothing, so
-    /// that paths below it can be looked up. The policy is checked before any call: a name the
-    /// caller may not read as a secret is only looked for as a directory.
+    /// answers for `prod` when it may read `prod/db`): with a fresh listing, a miss after that
+    /// one call (a directory would be in the listing; one newer than it shows at the next,
+    /// as in `ls`); where listing is denied, a directory that lists nothing, so that paths
+    /// below it can be looked up. The policy is checked before any call, and each uid has a
+    /// budget of misses (`misses.rs`).
     async fn lookup_unlisted(
         &self,
         caller: &Caller,
@@ -407,40 +411,53 @@ impl SecretsFs {
             // The list says what the mount presents.
             return Err(Errno::ENOENT);
         }
-        let readable = self.may_read_secret(caller, &secret).await;
-        if readable {
-            let selector = Selector::whole(secret.as_str());
-            let found = match self.namespace.layout() {
-                Layout::Flat => self.engine.get(&selector).await.map(Some),
-                Layout::Stages => self.engine.describe(&secret).await.map(|_| None),
-            };
-            match found {
-                Ok(Some(resolved)) => return Ok(self.file_entry(path, &selector, resolved)),
-                Ok(None) => return Ok(self.secret_dir_entry(path, &secret)),
-                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AccessDenied) => {}
-                Err(e) => return Err(e.errno()),
-            }
-        }
-        let is_dir = if listing_allowed {
-            let under = format!("{}/", secret.trim_end_matches('/'));
-            match self.engine.list(Some(&under)).await {
-                Ok(listing) => !listing.value.is_empty(),
-                Err(_) => false,
-            }
-        } else {
-            true
-        };
-        if !is_dir {
-            return Err(if readable {
-                Errno::ENOENT
+        if !self.may_read_secret(caller, &secret).await {
+            // Not readable as a secret: only a directory could be meant, and only where no
+            // listing says there is none.
+            return if listing_allowed {
+                Err(self.not_there(caller, &secret, false))
             } else {
-                audit(caller, &secret, None, Some(DENIED));
-                Errno::EACCES
-            });
+                Ok(self.empty_dir_entry(path))
+            };
         }
+        if !self.misses.may_ask(caller.uid) {
+            return Err(Errno::ENOENT);
+        }
+        let selector = Selector::whole(secret.as_str());
+        let found = match self.namespace.layout() {
+            Layout::Flat => self.engine.get(&selector).await.map(Some),
+            Layout::Stages => self.engine.describe(&secret).await.map(|_| None),
+        };
+        match found {
+            Ok(Some(resolved)) => Ok(self.file_entry(path, &selector, resolved)),
+            Ok(None) => Ok(self.secret_dir_entry(path, &secret)),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AccessDenied) => {
+                self.misses.missed(caller.uid);
+                if listing_allowed {
+                    Err(Errno::ENOENT)
+                } else {
+                    Ok(self.empty_dir_entry(path))
+                }
+            }
+            Err(e) => Err(e.errno()),
+        }
+    }
+
+    /// A name that is not there: ENOENT, or EACCES (audited) for a caller who could not have
+    /// read it as a secret anyway.
+    fn not_there(&self, caller: &Caller, secret: &str, readable: bool) -> Errno {
+        if readable {
+            Errno::ENOENT
+        } else {
+            audit(caller, secret, None, Some(DENIED));
+            Errno::EACCES
+        }
+    }
+
+    fn empty_dir_entry(&self, path: &str) -> Attr {
         let ino = self.inodes.intern_dir(path, NodeKind::Dir);
         let until = Instant::now() + self.engine.config().list_ttl;
-        Ok(self.dir_attr(ino, path, Some(until)))
+        self.dir_attr(ino, path, Some(until))
     }
 
     async fn lookup_secret_dir(
@@ -576,6 +593,7 @@ impl SecretsFs {
 }
 
 mod listing;
+mod misses;
 mod reading;
 mod templated;
 
