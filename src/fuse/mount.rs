@@ -367,9 +367,12 @@ pub async fn serve_until_stopped(
     mut handover: Handover,
 ) -> Result<()> {
     let mut poll = tokio::time::interval(UNMOUNT_POLL);
+    let ended = connection_ended(&handover.fuse);
+    tokio::pin!(ended);
     let signal = loop {
         tokio::select! {
             signal = stop.next() => break Some(signal),
+            () = &mut ended => break None,
             _ = poll.tick() => if session.guard.is_finished() { break None },
             _ = handover.exec_signal.recv() => hand_over_by_exec(&handover),
         }
@@ -414,6 +417,28 @@ pub async fn serve_until_stopped(
         }
     }
     Ok(())
+}
+
+/// Resolves when the kernel ends the FUSE connection (an unmount from outside): /dev/fuse then
+/// polls as an error. So the process ends, and its HTTP port is free, as soon as `umount`
+/// returns; the session's threads are polled too, in case the descriptor cannot be watched.
+async fn connection_ended(fuse: &OwnedFd) {
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+    let watched = fuse.try_clone().and_then(|fd| {
+        // SAFETY: an OwnedFd keeps its descriptor open, and names the same one, until the
+        // AsyncFd that owns it is dropped.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::ERROR) }.map_err(io::Error::from)
+    });
+    match watched {
+        Ok(fd) => {
+            let _ = fd.ready(Interest::ERROR).await;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "the FUSE connection cannot be watched; polling instead");
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 fn hand_over_by_exec(handover: &Handover) {

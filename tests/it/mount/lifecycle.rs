@@ -1,5 +1,5 @@
 //! The daemon's lifecycle: SIGTERM, a dead mount, the foreground, bad mountpoints, and an
-//! unmount from outside.
+//! unmount from outside (after which the daemon ends at once).
 
 use std::time::Duration;
 
@@ -141,4 +141,22 @@ async fn an_unmount_from_outside_leaves_what_lies_beneath() {
         std::fs::read(m.path("api-key")).is_err(),
         "secretsfs is gone"
     );
+}
+
+/// `umount; mount` at once with the same HTTP port: the old process must have let the port go
+/// by the time `umount` returns and the new mount asks for it.
+#[tokio::test]
+async fn umount_then_mount_at_once_takes_the_same_http_port() {
+    let global = ["--source".to_owned(), demo_source()];
+    let global: Vec<&str> = global.iter().map(String::as_str).collect();
+    let (mut m, addr) = Mounted::start_with_http_api(&global).await;
+    assert!(std::fs::read(m.path("api-key")).is_ok());
+    let old = m.pid();
+    nix::mount::umount(&m.mnt).unwrap();
+    let port = addr.port().to_string();
+    m.mount(&global, &["--http-port", &port]).await;
+    assert_ne!(m.pid(), old, "a new daemon");
+    assert!(std::fs::read(m.path("api-key")).is_ok());
+    let ping = crate::support::http::get(addr, "/ping").await;
+    assert_eq!(ping.status, 200, "the new daemon answers on the port");
 }
