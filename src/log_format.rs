@@ -11,28 +11,59 @@
 
 use std::fmt::Write as _;
 
-use tracing::field::Field;
-use tracing_subscriber::field::MakeExt;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
 
-/// The field formatter of every text log layer.
-pub fn fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
-    tracing_subscriber::fmt::format::debug_fn(write_field).delimited(" ")
+/// The field formatter of every text log layer: as tracing's default (`name=value` separated
+/// by spaces, the message bare, the `log.*` fields of `log` records left out), but escaped.
+pub fn fields() -> EscapedFields {
+    EscapedFields
 }
 
-fn write_field(
-    writer: &mut Writer<'_>,
-    field: &Field,
-    value: &dyn std::fmt::Debug,
-) -> std::fmt::Result {
-    let mut text = String::new();
-    write!(text, "{value:?}")?;
-    let text = escape_controls(&text);
-    if field.name() == "message" {
-        writer.write_str(&text)
-    } else {
-        write!(writer, "{}={}", field.name(), text)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EscapedFields;
+
+impl<'w> FormatFields<'w> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
+        let mut visitor = Escaping {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct Escaping<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl Visit for Escaping<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // `log` records carry where they came from; the line's target already says it.
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        let mut text = String::new();
+        if write!(text, "{value:?}").is_err() {
+            return;
+        }
+        let text = escape_controls(&text);
+        let separator = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        self.result = if field.name() == "message" {
+            write!(self.writer, "{separator}{text}")
+        } else {
+            write!(self.writer, "{separator}{}={text}", field.name())
+        };
     }
 }
 
@@ -97,9 +128,12 @@ mod tests {
         let forged = "prod/x\n2026-12-07T00:00:00Z  WARN secretsfs::audit: access uid=1000\0";
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(selector = %forged, quoted = forged, "asked for {forged}");
+            tracing::warn!(log.target = "fuser::request", n = 1, "from log");
         });
         let text = String::from_utf8(kept.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let from_log = text.lines().nth(1).unwrap();
+        assert!(from_log.ends_with("from log n=1"), "{from_log}");
         assert!(!text.contains('\0'), "{text:?}");
         assert!(text.contains("selector=prod/x\\n2026"), "{text}");
         assert!(text.contains("quoted=\"prod/x\\n2026"), "{text}");
