@@ -108,14 +108,20 @@ impl Selector {
                 format!("{name}:{suffix}")
             ))
         };
-        validate_name(name).map_err(|why| invalid(&why))?;
+        validate_parameter_name(name).map_err(|why| invalid(&why))?;
         let mut selector = Selector::whole(name);
         if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
             match suffix.parse::<u64>() {
                 Ok(n) if n >= 1 && n <= i64::MAX as u64 => {
                     selector.version_id = Some(n.to_string());
                 }
-                _ => return Err(invalid("a version number is 1 or more")),
+                Ok(0) => return Err(invalid("a version number is 1 or more")),
+                _ => {
+                    return Err(invalid(&format!(
+                        "a version number is at most {}",
+                        i64::MAX
+                    )));
+                }
             }
             return Ok(selector);
         }
@@ -225,25 +231,38 @@ fn non_empty(s: &str) -> Option<&str> {
 
 /// Checks a secret name against the Secrets Manager character set and length.
 pub fn validate_name(name: &str) -> std::result::Result<(), String> {
+    validate_name_of(name, "secret")
+}
+
+/// [`validate_name`] for a Parameter Store name, with its errors saying so.
+pub fn validate_parameter_name(name: &str) -> std::result::Result<(), String> {
+    validate_name_of(name, "parameter")
+}
+
+fn validate_name_of(name: &str, what: &str) -> std::result::Result<(), String> {
     if name.is_empty() {
-        return Err("the secret name is empty".into());
+        return Err(format!("the {what} name is empty"));
     }
     if name.len() > MAX_NAME_LEN {
         return Err(format!(
-            "the secret name is {} characters long; the limit is {MAX_NAME_LEN}",
+            "the {what} name is {} characters long; the limit is {MAX_NAME_LEN}",
             name.len()
         ));
     }
-    validate_name_chars(name)
+    validate_chars_of(name, what)
 }
 
 /// The characters of [`validate_name`] alone: what a name from upstream must hold to be
 /// presented, a path or a selector (a `:` would be read as a JSON key, a newline split a log
 /// or a `watch` line).
 pub fn validate_name_chars(name: &str) -> std::result::Result<(), String> {
+    validate_chars_of(name, "secret")
+}
+
+fn validate_chars_of(name: &str, what: &str) -> std::result::Result<(), String> {
     if let Some((pos, c)) = name.char_indices().find(|&(_, c)| !is_name_char(c)) {
         return Err(format!(
-            "character {c:?} at position {pos} is not allowed in a secret name \
+            "character {c:?} at position {pos} is not allowed in a {what} name \
              (allowed: A-Z a-z 0-9 / _ + = . @ -)"
         ));
     }
@@ -409,6 +428,22 @@ mod tests {
             );
         }
         assert!(Selector::of_parameter("/app/d b", "3").is_err());
+        // Each refusal says what was wrong, in Parameter Store's words.
+        let message = |suffix: &str| {
+            Selector::of_parameter("/app/db-url", suffix)
+                .unwrap_err()
+                .message()
+                .to_owned()
+        };
+        assert!(message("0").contains("1 or more"));
+        assert!(message("99999999999999999999").contains("at most 9223372036854775807"));
+        let name = Selector::of_parameter("/app/d b", "3").unwrap_err();
+        assert!(name.message().contains("a parameter name"), "{name:?}");
+        assert!(
+            validate_parameter_name("")
+                .unwrap_err()
+                .contains("parameter name is empty")
+        );
         // The secrets grammar is unchanged: `x:3` is still a JSON key there.
         assert_eq!(
             Selector::parse("x:3").unwrap().json_key.as_deref(),

@@ -174,6 +174,16 @@ pub fn valid_component(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && name.len() <= NAME_MAX && !name.contains('/')
 }
 
+/// Whether a name is met for the first time by the listings of this process: what a listing
+/// says of a name is logged once, not at every listing (bounded: past the bound, no more).
+fn first_time(name: &str) -> bool {
+    const KEPT: usize = 4096;
+    static SEEN: std::sync::LazyLock<parking_lot::Mutex<std::collections::HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut seen = SEEN.lock();
+    seen.len() < KEPT && seen.insert(name.to_owned())
+}
+
 fn presentable(path: &str) -> bool {
     path.split('/').all(valid_component)
 }
@@ -195,7 +205,7 @@ impl Tree {
                 Some(path) => {
                     tree.secrets.insert(path.to_owned());
                 }
-                None if entry.name.starts_with(namespace.prefix()) => {
+                None if entry.name.starts_with(namespace.prefix()) && first_time(&entry.name) => {
                     tracing::info!(name = %entry.name,
                         "secret name cannot be a path (empty, '.' or '..' component, or one over 255 bytes); \
                          it is not listed, and stays readable with get or HTTP");
@@ -211,7 +221,11 @@ impl Tree {
                 end += 1;
             }
         }
-        for clash in tree.secrets.intersection(&tree.dirs) {
+        for clash in tree
+            .secrets
+            .intersection(&tree.dirs)
+            .filter(|clash| first_time(clash))
+        {
             tracing::info!(path = %clash,
                 "a secret name is also a directory of other names; it stays a file and the names under it are not reachable as paths");
         }
@@ -286,6 +300,13 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_listing_says_of_a_name_is_said_once() {
+        assert!(first_time("odd//name-said-once"));
+        assert!(!first_time("odd//name-said-once"));
+        assert!(first_time("another//name"));
+    }
 
     fn listing(names: &[&str]) -> Vec<SecretListing> {
         SecretListing::all_named(names)

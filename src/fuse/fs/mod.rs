@@ -310,6 +310,11 @@ impl SecretsFs {
                     return self.lookup_file(caller, &path, selector, None).await;
                 }
                 let secret = self.namespace.secret_name(&path);
+                // The one rule for names (as HTTP and `get` apply it): a name Secrets Manager
+                // would refuse is not looked up, nor asked for.
+                if crate::selector::validate_name(&secret).is_err() {
+                    return Err(Errno::ENOENT);
+                }
                 let tree = self.tree().await;
                 match tree.as_ref().and_then(|(t, _)| t.entry(&path)) {
                     Some(EntryKind::Dir) => {

@@ -95,6 +95,21 @@ async fn lookups_find_files_selectors_and_directories() {
 }
 
 #[tokio::test]
+async fn a_name_secrets_manager_would_refuse_is_not_there_and_costs_no_call() {
+    let (source, fs) = default_fs();
+    source.put("odd%name", "x");
+    let calls = source.calls(Op::GetSecretValue);
+    for name in ["odd%name", "sp ace", "t\u{e9}st"] {
+        assert_eq!(
+            fs.lookup(&root_user(), ROOT, name).await.unwrap_err(),
+            Errno::ENOENT,
+            "{name}"
+        );
+    }
+    assert_eq!(source.calls(Op::GetSecretValue), calls);
+}
+
+#[tokio::test]
 async fn denied_callers_get_eacces_before_any_call_and_listings_hide_what_they_cannot_read() {
     let (source, fs) = default_fs();
     let prod = fs.lookup(&root_user(), ROOT, "prod").await.unwrap();

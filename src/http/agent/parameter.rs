@@ -129,7 +129,7 @@ fn checked(query: &Query) -> Result<Selector, Refusal> {
     let name = name_of(&query.name);
     let checked = match selector_suffix(query) {
         Some(suffix) => Selector::of_parameter(&name, &suffix[1..]),
-        None => crate::selector::validate_name(&name)
+        None => crate::selector::validate_parameter_name(&name)
             .map(|()| Selector::whole(name.as_str()))
             .map_err(Error::invalid_selector),
     };
