@@ -125,7 +125,7 @@ impl Action {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            // Its own group, so a timeout reaches whatever the hook started too.
+            // Its own group, so a timeout reaches the hook and its supervisor (`reaper.rs`).
             .process_group(0)
             .kill_on_drop(true);
         if let Some(id) = who.filter(|w| w.switch) {
@@ -144,6 +144,11 @@ impl Action {
                     Ok(())
                 });
             }
+        }
+        // SAFETY: only system calls on the stack, between fork and exec (`reaper.rs`); after
+        // the switch of user above, so the supervisor is the hook's user too.
+        unsafe {
+            cmd.pre_exec(|| super::reaper::split_off_supervisor());
         }
         let mut child = match cmd.spawn() {
             Ok(child) => child,

@@ -11,6 +11,7 @@
 
 mod action;
 mod pid_file;
+mod reaper;
 mod spec;
 mod worker;
 

@@ -4,6 +4,7 @@
 
 mod config;
 mod failures;
+mod leftovers;
 mod run;
 
 use std::io::Write;
