@@ -1,7 +1,8 @@
 //! Reading a cached 1 KiB secret through the mount, against the same bytes in a tmpfs file:
 //! open+read+close, and pread on a handle kept open, from 1 and 2 threads, in both read paths
 //! (the default, kernel page cache; and `--no-kernel-cache`, FOPEN_DIRECT_IO, where every open
-//! and read reaches the daemon). Prints a markdown table of ops/s, p50, p99 and the ratio to
+//! and read reaches the daemon), and a template rendering the same bytes in the default mount
+//! (whose entry is never cached: every open is a lookup). Prints a markdown table of ops/s, p50, p99 and the ratio to
 //! tmpfs for the same case.
 //!
 //! Run: `cargo bench --bench mount_read` (needs root and /dev/fuse; each case is measured for
@@ -25,10 +26,13 @@ use secretsfs::cache::CacheConfig;
 use secretsfs::fuse::fs::SecretsFs;
 use secretsfs::fuse::mount;
 use secretsfs::fuse::namespace::{Layout, Namespace};
-use secretsfs::policy::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Policy};
+use secretsfs::fuse::templates::Templates;
+use secretsfs::policy::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Policy, SystemDirectory};
 use secretsfs::source::file::FileSource;
+use secretsfs::template::{Template, TemplateSpec};
 
 const SECRET_NAME: &str = "bench-1k";
+const TEMPLATE_PATH: &str = "bench-1k.tpl";
 const SECRET_LEN: usize = 1024;
 /// Bigger than the secret, so that "read the whole file" is one read with data and one at EOF,
 /// as `cat` does it.
@@ -64,6 +68,9 @@ enum Target {
     Tmpfs,
     MountKernelCache,
     MountDirectIo,
+    /// A template rendering the same bytes, in the default mount: its entry is never cached
+    /// (every open is a lookup, judged per caller), so this is what that costs.
+    MountTemplate,
 }
 
 impl Target {
@@ -72,6 +79,7 @@ impl Target {
             Target::Tmpfs => "tmpfs",
             Target::MountKernelCache => "secretsfs (default)",
             Target::MountDirectIo => "secretsfs `--no-kernel-cache`",
+            Target::MountTemplate => "secretsfs template (default)",
         }
     }
 }
@@ -136,6 +144,11 @@ fn main() {
             Target::MountDirectIo,
             direct.file(),
             Some(direct.engine.clone()),
+        ),
+        (
+            Target::MountTemplate,
+            cached.template_file(),
+            Some(cached.engine.clone()),
         ),
     ];
     for (_, file, _) in &targets {
@@ -450,12 +463,10 @@ impl Mounted {
             dir_mode: DEFAULT_DIR_MODE,
         }));
         let namespace = Namespace::new(Layout::Flat, "").expect("namespace");
-        let fs = Arc::new(SecretsFs::new(
-            engine.clone(),
-            policy,
-            namespace,
-            kernel_cache,
-        ));
+        let fs = Arc::new(
+            SecretsFs::new(engine.clone(), policy, namespace, kernel_cache)
+                .with_templates(Arc::new(template_of_the_secret(dir.path()))),
+        );
         let mountpoint = mount::prepare_mountpoint(&mnt).expect("mountpoint");
         // As many FUSE workers as `secretsfs mount` starts on this machine.
         let threads = std::thread::available_parallelism()
@@ -483,6 +494,10 @@ impl Mounted {
         self.mountpoint.join(SECRET_NAME)
     }
 
+    fn template_file(&self) -> PathBuf {
+        self.mountpoint.join(TEMPLATE_PATH)
+    }
+
     /// Unmounts now, failing loudly if it does not work (drop would only detach quietly).
     fn unmount(mut self) {
         let session = self.guard.session.take().expect("mounted");
@@ -492,6 +507,28 @@ impl Mounted {
             "still mounted after unmounting"
         );
     }
+}
+
+/// A template whose rendering is the secret's bytes, at [`TEMPLATE_PATH`].
+fn template_of_the_secret(dir: &Path) -> Templates {
+    let source = dir.join("secret.j2");
+    std::fs::write(&source, format!("{{{{ secret(\"{SECRET_NAME}\") }}}}")).expect("template");
+    let spec = TemplateSpec {
+        path: TEMPLATE_PATH.into(),
+        source,
+        owner: None,
+        group: None,
+        mode: None,
+        on_missing: None,
+    };
+    let compiled = Template::load(&spec).expect("the template compiles");
+    let defaults = Defaults {
+        uid: 0,
+        gid: 0,
+        file_mode: DEFAULT_FILE_MODE,
+        dir_mode: DEFAULT_DIR_MODE,
+    };
+    Templates::new(&[spec], &[compiled], &defaults, &SystemDirectory).expect("templates")
 }
 
 /// Unmounts on drop, so that a panic or an early return leaves no mount behind.

@@ -121,7 +121,12 @@ impl Filesystem for FuseFs {
         self.dispatch(
             async move { fs.lookup(&caller, parent.0, &name).await },
             move |r| match r {
-                Ok(attr) => reply.entry(&attr.ttl, &file_attr(&attr), Generation(0)),
+                Ok(attr) => reply.entry_with_ttls(
+                    &attr.ttl,
+                    &attr.entry_ttl,
+                    &file_attr(&attr),
+                    Generation(0),
+                ),
                 Err(e) => reply.error(fuse_errno(e)),
             },
         );

@@ -50,7 +50,11 @@ pub struct Attr {
     pub uid: u32,
     pub gid: u32,
     pub mode: u32,
+    /// How long the kernel may keep the attributes.
     pub ttl: Duration,
+    /// How long it may keep the name's entry: `ttl`, but none for a file whose access the
+    /// presented mode cannot express (a template), so that every path walk asks again.
+    pub entry_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,6 +527,7 @@ impl SecretsFs {
         fresh_until: Instant,
     ) -> Attr {
         let version = node.version.as_ref().expect("a file node has a version");
+        let ttl = fresh_until.saturating_duration_since(Instant::now());
         Attr {
             ino,
             kind: Kind::File,
@@ -532,13 +537,17 @@ impl SecretsFs {
             uid: attrs.uid,
             gid: attrs.gid,
             mode: attrs.mode.0,
-            ttl: fresh_until.saturating_duration_since(Instant::now()),
+            ttl,
+            entry_ttl: ttl,
         }
     }
 
     fn dir_attr(&self, ino: u64, path: &str, fresh_until: Option<Instant>) -> Attr {
         let name = self.namespace.secret_name(path);
         let attrs = self.policy.load().dir_attrs(name.trim_end_matches('/'));
+        let ttl = fresh_until
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(DIR_TTL);
         Attr {
             ino,
             kind: Kind::Dir,
@@ -548,9 +557,8 @@ impl SecretsFs {
             uid: attrs.uid,
             gid: attrs.gid,
             mode: attrs.mode.0,
-            ttl: fresh_until
-                .map(|t| t.saturating_duration_since(Instant::now()))
-                .unwrap_or(DIR_TTL),
+            ttl,
+            entry_ttl: ttl,
         }
     }
 

@@ -46,11 +46,13 @@ impl SecretsFs {
         Ok(self.template_attr(ino, &template, &node, resolved.fresh_until))
     }
 
-    /// A template's attributes, with no time to live: the kernel checks only the presented
-    /// owner, group and mode when it opens a file through a cached entry, and those cannot say
-    /// "and may read every input". An entry that is never valid makes every path walk to the
-    /// template, by any caller, look it up here again, where the inputs are judged for that
-    /// caller. Opens of secrets keep costing no round trip (docs/ARCHITECTURE.md#templates).
+    /// A template's attributes, whose entry has no time to live: the kernel checks only the
+    /// presented owner, group and mode when it opens a file through a cached entry, and those
+    /// cannot say "and may read every input". An entry that is never valid makes every path
+    /// walk to the template, by any caller, look it up here again, where the inputs are judged
+    /// for that caller. The attributes themselves (one version's, fixed) keep their time, so a
+    /// read costs no GETATTR. Opens of secrets keep costing no round trip
+    /// (docs/ARCHITECTURE.md#templates).
     pub(super) fn template_attr(
         &self,
         ino: u64,
@@ -59,7 +61,7 @@ impl SecretsFs {
         fresh_until: tokio::time::Instant,
     ) -> Attr {
         let mut attr = self.file_attr_as(ino, template.attrs, node, fresh_until);
-        attr.ttl = std::time::Duration::ZERO;
+        attr.entry_ttl = std::time::Duration::ZERO;
         attr
     }
 

@@ -111,3 +111,35 @@ async fn other_users_are_decided_by_mode_and_policy_before_any_call() {
     );
     assert!(!log.contains("value of"), "no value in the log");
 }
+
+/// Where the mount judges access at lookup, the kernel must enforce the same at open through
+/// the entries root's lookups leave: by mode, by a rule's group, and in the stages layout.
+#[tokio::test]
+async fn entries_root_looked_up_do_not_let_other_users_past_the_policy() {
+    let fixture = PolicyFixture::start();
+    for layout in ["flat", "stages"] {
+        let mut global = fixture.global_args();
+        global.extend(["--dir-mode".into(), "0555".into()]);
+        let m = Mounted::start(&strs(&global), &["--layout", layout]).await;
+        let (private, team) = match layout {
+            "flat" => (m.path("private"), m.path("team/app")),
+            _ => (m.path("private/AWSCURRENT"), m.path("team/app/AWSCURRENT")),
+        };
+        for path in [&private, &team] {
+            assert!(std::fs::read(path).is_ok(), "root reads {path:?}");
+        }
+        for _ in 0..2 {
+            assert!(!cat_as_nobody(&private, &[]).status.success(), "{layout}");
+            let outside = cat_as_nobody(&team, &[]);
+            assert!(
+                !outside.status.success() && outside.stdout.is_empty(),
+                "{layout}: outside the group"
+            );
+            let inside = cat_as_nobody(&team, &[TEAM_GID]);
+            assert!(
+                inside.stdout == b"value of team/app",
+                "{layout}: in the group"
+            );
+        }
+    }
+}
