@@ -366,6 +366,9 @@ pub async fn serve_until_stopped(
     stop: &mut crate::daemon::StopSignals,
     mut handover: Handover,
 ) -> Result<()> {
+    // Which mount is ours: at a stop, a path that holds another by then (ours was detached
+    // from outside, and another process mounted there) is not unmounted.
+    let ours = device_at(mountpoint.to_owned()).await;
     let mut poll = tokio::time::interval(UNMOUNT_POLL);
     let ended = connection_ended(&handover.fuse);
     tokio::pin!(ended);
@@ -391,22 +394,7 @@ pub async fn serve_until_stopped(
         Some(signal) => {
             tracing::info!(signal, "unmounting");
             crate::daemon::notify_systemd(sd_notify::NotifyState::Stopping);
-            let path = mountpoint.to_owned();
-            let mounted_here = handover.mounted_here;
-            let unmounted = tokio::task::spawn_blocking(move || {
-                if mounted_here {
-                    return session.umount_and_join();
-                }
-                // A session taken over from another process has no mount of its own.
-                umount2(&path, MntFlags::empty()).map_err(io::Error::from)?;
-                session.join()
-            })
-            .await;
-            if let Ok(Err(e)) = unmounted {
-                // Busy (files open): detach now; the kernel ends the session when they close.
-                tracing::warn!(error = %e, "unmount failed; detaching the mount lazily");
-                let _ = umount2(mountpoint, MntFlags::MNT_DETACH);
-            }
+            unmount_ours(session, mountpoint, handover.mounted_here, ours).await;
         }
         None => {
             tracing::info!("unmounted from outside");
@@ -417,6 +405,85 @@ pub async fn serve_until_stopped(
         }
     }
     Ok(())
+}
+
+/// How long a stop waits for the session's threads once the mount is gone. They end when the
+/// connection does; another mount of it (a container's bind of the mount point) keeps it, and
+/// then it ends with this process.
+const STOP_JOIN: Duration = Duration::from_secs(3);
+
+/// How a stop's unmount ended.
+enum Stopped {
+    Unmounted,
+    NotOurs,
+    Failed(io::Error),
+}
+
+/// The device of the file system mounted at `path` (its root's `st_dev`), if it can be read.
+async fn device_at(path: PathBuf) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    tokio::task::spawn_blocking(move || std::fs::metadata(path).ok().map(|m| m.dev()))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Unmounts the mount at `mountpoint` if it is still this process's (`ours`), and waits a
+/// little for the session to end. On a thread of its own, not the runtime's blocking pool:
+/// a join that never returns must not hold up the process's exit.
+async fn unmount_ours(
+    session: BackgroundSession,
+    mountpoint: &Path,
+    mounted_here: bool,
+    ours: Option<u64>,
+) {
+    let path = mountpoint.to_owned();
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("unmount".into())
+        .spawn(move || {
+            use std::os::unix::fs::MetadataExt;
+            let now = std::fs::metadata(&path).ok().map(|m| m.dev());
+            if ours.is_some() && now != ours {
+                // Dropping the session would unmount by path: whatever is there now.
+                std::mem::forget(session);
+                let _ = done.send(Stopped::NotOurs);
+                return;
+            }
+            let result = if mounted_here {
+                session.umount_and_join()
+            } else {
+                // A session taken over from another process has no mount of its own.
+                umount2(&path, MntFlags::empty())
+                    .map_err(io::Error::from)
+                    .and_then(|()| session.join())
+            };
+            let _ = done.send(match result {
+                Ok(()) => Stopped::Unmounted,
+                Err(e) => Stopped::Failed(e),
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the unmount; the mount ends with this process");
+        return;
+    }
+    match tokio::time::timeout(STOP_JOIN, finished).await {
+        Ok(Ok(Stopped::Unmounted)) => {}
+        Ok(Ok(Stopped::NotOurs)) => tracing::warn!(mountpoint = %mountpoint.display(),
+            "the mount there is no longer this process's (it was detached from outside, and \
+             another mounted there): left as it is"),
+        Ok(Ok(Stopped::Failed(e))) => {
+            // Busy (files open): detach now; the kernel ends the session when they close.
+            tracing::warn!(error = %e, "unmount failed; detaching the mount lazily");
+            let _ = umount2(mountpoint, MntFlags::MNT_DETACH);
+        }
+        Ok(Err(_)) => {}
+        Err(_) => tracing::warn!(
+            "the connection is still in use through another mount of it (a bind of the \
+             mount point, as a container holds); it ends with this process, and reads there \
+             fail with ENOTCONN"
+        ),
+    }
 }
 
 /// Resolves when the kernel ends the FUSE connection (an unmount from outside): /dev/fuse then

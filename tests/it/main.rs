@@ -14,6 +14,7 @@ mod hooks;
 mod http;
 mod moto_tier;
 mod mount;
+mod runc;
 mod ssm;
 mod storms;
 mod systemd;

@@ -160,3 +160,70 @@ async fn umount_then_mount_at_once_takes_the_same_http_port() {
     let ping = crate::support::http::get(addr, "/ping").await;
     assert_eq!(ping.status, 200, "the new daemon answers on the port");
 }
+
+/// A foreground daemon, killed by its pid when the test ends however it ends.
+struct Foreground(std::process::Child);
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn foreground(mnt: &std::path::Path, log: &std::path::Path) -> Foreground {
+    let daemon = Foreground(
+        std::process::Command::new(crate::support::cli::SECRETSFS)
+            .args(["--source", &demo_source(), "--log-level", "info"])
+            .args(["mount", "-f", "--no-http"])
+            .arg(mnt)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read(mnt.join("api-key")).is_err() {
+        assert!(std::time::Instant::now() < deadline, "not mounted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
+}
+
+/// Its mount detached from outside while a file kept it alive, and another daemon mounted at
+/// the same path: the old one, stopped, must leave the new mount alone.
+#[test]
+fn an_old_daemon_whose_mount_was_detached_leaves_the_new_mount_at_its_path() {
+    let (dir, mnt) = mountpoint();
+    let _unmount = DetachOnDrop(mnt.clone());
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut old = foreground(&mnt, &log_a);
+    let held = std::fs::File::open(mnt.join("api-key")).unwrap();
+    nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    let _new = foreground(&mnt, &log_b);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = old.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        std::fs::read(mnt.join("api-key")).is_ok(),
+        "the new mount is still there"
+    );
+    let log = std::fs::read_to_string(&log_a).unwrap();
+    assert!(log.contains("no longer this process's"), "{log}");
+    drop(held);
+}
