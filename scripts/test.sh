@@ -49,6 +49,26 @@ fi
 
 export SECRETSFS_MOTO_SERVER="$venv/bin/moto_server"
 
+# The real runtimes' tiers (tests/it/runc.rs, scripts/systemd-tier.sh) need Debian's runc,
+# busybox-static, debootstrap and systemd-container. Installed when missing; where that cannot
+# be done, those tiers fail saying what is missing, never pass by skipping.
+runtime_packages=()
+command -v runc >/dev/null || runtime_packages+=(runc)
+[[ -x /bin/busybox || -x /usr/bin/busybox ]] || runtime_packages+=(busybox-static)
+command -v debootstrap >/dev/null || runtime_packages+=(debootstrap)
+command -v systemd-nspawn >/dev/null || runtime_packages+=(systemd-container)
+if ((${#runtime_packages[@]})); then
+    say "installing ${runtime_packages[*]}"
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        # A fresh machine may have no package lists yet: then update once and try again.
+        apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${runtime_packages[@]}" >/dev/null; }
+        apt_install || { apt-get update -q >/dev/null && apt_install; } ||
+            say "could not install ${runtime_packages[*]}: the tiers that need them will fail" >&2
+    else
+        say "cannot install ${runtime_packages[*]} (needs root and apt-get): the tiers that need them will fail" >&2
+    fi
+fi
+
 run_cargo_test() {
     say "cargo test $*"
     cargo test "$@"
@@ -79,6 +99,9 @@ else
     if [[ $# -eq 0 ]]; then
         say "packages"
         packaging/build-packages.sh
+        # The package the packages tier just built, under a real systemd booted in a container.
+        say "systemd tier"
+        scripts/systemd-tier.sh
         # The fuzz targets' smoke run, also with the whole suite only. They need nightly; a
         # machine without it says so in capitals rather than pass as if they had run.
         if cargo +nightly --version >/dev/null 2>&1; then

@@ -381,12 +381,16 @@ async fn mount(
         mounted_here,
         exec_signal,
     };
-    mount::serve_until_stopped(session, &mountpoint, &mut stop, handover).await?;
+    let ended = mount::serve_until_stopped(session, &mountpoint, &mut stop, handover).await?;
     reload.abort();
     deliveries.abort();
     drop(http);
     let stats = serde_json::to_string(&engine.stats()).unwrap_or_default();
-    tracing::info!(mountpoint = %mountpoint.display(), stats = %stats, "unmounted");
+    let how = match ended {
+        mount::Stop::LeftToStore => "stopped; the mount stays in the file descriptor store",
+        mount::Stop::Unmounted | mount::Stop::UnmountedFromOutside => "unmounted",
+    };
+    tracing::info!(mountpoint = %mountpoint.display(), stats = %stats, "{how}");
     Ok(())
 }
 

@@ -365,7 +365,7 @@ pub async fn serve_until_stopped(
     mountpoint: &Path,
     stop: &mut crate::daemon::StopSignals,
     mut handover: Handover,
-) -> Result<()> {
+) -> Result<Stop> {
     // Which mount is ours: at a stop, a path that holds another by then (ours was detached
     // from outside, and another process mounted there) is not unmounted.
     let ours = device_at(mountpoint.to_owned()).await;
@@ -379,6 +379,11 @@ pub async fn serve_until_stopped(
             _ = poll.tick() => if session.guard.is_finished() { break None },
             _ = handover.exec_signal.recv() => hand_over_by_exec(&handover),
         }
+    };
+    let stop = match signal {
+        Some(_) if handover.stored => Stop::LeftToStore,
+        Some(_) => Stop::Unmounted,
+        None => Stop::UnmountedFromOutside,
     };
     match signal {
         Some(signal) if handover.stored => {
@@ -404,13 +409,22 @@ pub async fn serve_until_stopped(
             std::mem::forget(session);
         }
     }
-    Ok(())
+    Ok(stop)
 }
 
 /// How long a stop waits for the session's threads once the mount is gone. They end when the
 /// connection does; another mount of it (a container's bind of the mount point) keeps it, and
 /// then it ends with this process.
 const STOP_JOIN: Duration = Duration::from_secs(3);
+
+/// How the mount's life in this process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stopped with the mount left to the file descriptor store, for the next start.
+    LeftToStore,
+    Unmounted,
+    UnmountedFromOutside,
+}
 
 /// How a stop's unmount ended.
 enum Stopped {

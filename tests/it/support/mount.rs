@@ -277,7 +277,7 @@ impl Mounted {
         let log = self.log();
         let line = log
             .lines()
-            .rfind(|l| l.contains("unmounted") && l.contains("stats="))
+            .rfind(|l| (l.contains("unmounted") || l.contains("stopped;")) && l.contains("stats="))
             .unwrap_or_else(|| panic!("no stats in the log:\n{log}"));
         let json = line.split("stats=").nth(1).unwrap();
         serde_json::from_str(json).unwrap()
