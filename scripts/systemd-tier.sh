@@ -258,10 +258,8 @@ rotated() { # N: the demo file with api-key at version N
 install -m 0600 examples/demo-secrets.json "$root/var/tmp/secrets.json"
 
 cat >"$root/var/tmp/config.toml" <<EOF
-# secretsfs systemd tier: the package's conffile, as an operator edits it.
-source = "file:/etc/secretsfs/secrets.json"
-ttl = $ttl
-ttl_jitter = 0
+# secretsfs systemd tier: the package's conffile, as an operator edits it (the source and the
+# TTL come from a drop-in of the unit: secretsfs.service.d/tier.conf).
 log_level = "info"
 # Directories others may enter: the exec hook's user reads api-key (the rule below).
 dir_mode = "0555"
@@ -369,6 +367,16 @@ while :; do
 done
 EOF
 chmod 0755 "$root/usr/local/bin/"tier-*
+
+# The source and the cache's timing from a drop-in, as an operator configures the shipped
+# unit without editing it (the environment outranks the config file).
+mkdir -p "$root/etc/systemd/system/secretsfs.service.d"
+cat >"$root/etc/systemd/system/secretsfs.service.d/tier.conf" <<EOF
+[Service]
+Environment=SECRETSFS_SOURCE=file:/etc/secretsfs/secrets.json
+Environment=SECRETSFS_TTL=$ttl
+Environment=SECRETSFS_TTL_JITTER=0
+EOF
 
 cat >"$root/etc/systemd/system/tier-pidfile.service" <<'EOF'
 [Unit]
@@ -708,7 +716,7 @@ dpkg_out=$(CEXEC_TIMEOUT=120 cexec dpkg --force-confold -i /var/tmp/secretsfs-up
 [[ "$(cexec dpkg-query -W -f '${Version}' secretsfs)" == "${deb_version}+tier1" ]] || fail "f: dpkg did not install ${deb_version}+tier1"
 grep -q "secretsfs.service still runs the old version" <<<"$dpkg_out" ||
     fail "f: postinst did not say the running unit keeps the old version: $dpkg_out"
-cexec grep -q '^source = "file:/etc/secretsfs/secrets.json"' /etc/secretsfs/config.toml || fail "f: the edited conffile was not kept"
+cexec grep -q 'secretsfs.service.d/tier.conf' /etc/secretsfs/config.toml || fail "f: the edited conffile was not kept"
 sleep 1
 [[ "$(prop ActiveState)" == active && "$(prop MainPID)" == "$old_pid" ]] ||
     fail "f: the upgrade restarted or stopped the unit: $(prop ActiveState), MainPID $old_pid -> $(prop MainPID)"
