@@ -39,6 +39,7 @@ ok() {
 }
 
 # The host's own suite: the package links against the host's libraries.
+# shellcheck disable=SC1091  # the host's, read as it is
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 includes=systemd,systemd-sysv,dbus,fuse3
 cache_dir=${SYSTEMD_TIER_CACHE_DIR:-/var/cache/secretsfs-tests}
