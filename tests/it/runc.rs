@@ -287,23 +287,67 @@ fn read(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
+/// What each test sets up: a shared host directory with the mount point `secrets` in it, and
+/// elsewhere the secrets file (not rotated yet), a config holding `config`, the daemon's log.
+struct Scene {
+    host: SharedDir,
+    work: tempfile::TempDir,
+    mnt: PathBuf,
+    secrets: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Scene {
+    fn new(config: &str) -> Scene {
+        require("runc", "runc");
+        require("busybox", "busybox-static");
+        let host = SharedDir::new();
+        let work = tempfile::tempdir().unwrap();
+        let mnt = host.path.join("secrets");
+        std::fs::create_dir(&mnt).unwrap();
+        let secrets = work.path().join("secrets.json");
+        write_secrets(&secrets, false);
+        let config_file = work.path().join("config.toml");
+        std::fs::write(&config_file, config).unwrap();
+        Scene {
+            log: work.path().join("log"),
+            host,
+            work,
+            mnt,
+            secrets,
+            config: config_file,
+        }
+    }
+}
+
+/// The two bind styles: one container binds the shared parent, the other the mount point.
+fn both_bind_styles(work: &Path, host: &SharedDir, mnt: &Path) -> (Container, Container) {
+    let root = rootfs(work);
+    let parent = Container::run(
+        work,
+        &root,
+        "parent",
+        &host.path,
+        "/host",
+        "/host/secrets/app/token",
+    );
+    let point = Container::run(work, &root, "point", mnt, "/secrets", "/secrets/app/token");
+    (parent, point)
+}
+
 #[test]
 fn runc_containers_read_through_both_binds_across_a_kill_and_an_upgrade_without_a_failed_read() {
-    require("runc", "runc");
-    require("busybox", "busybox-static");
-    let host = SharedDir::new();
-    let work = tempfile::tempdir().unwrap();
-    let mnt = host.path.join("secrets");
-    std::fs::create_dir(&mnt).unwrap();
-    let secrets = work.path().join("secrets.json");
-    write_secrets(&secrets, false);
-    let config = work.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!("dir_mode = \"0555\"\n\n[[policy]]\npath = \"app/*\"\ngroup = {TEAM_GID}\nmode = \"0440\"\n"),
-    )
-    .unwrap();
-    let log = work.path().join("log");
+    let Scene {
+        host,
+        work,
+        mnt,
+        secrets,
+        config,
+        log,
+    } = Scene::new(&format!(
+        "dir_mode = \"0555\"\n\n[[policy]]\npath = \"app/*\"\ngroup = {TEAM_GID}\nmode = \"0440\"\n"
+    ));
     let source = format!("file:{}", secrets.display());
     let args = [
         "--source",
@@ -324,23 +368,7 @@ fn runc_containers_read_through_both_binds_across_a_kill_and_an_upgrade_without_
     let mut daemon = Daemon(store.start(SECRETSFS, &args, &log));
     assert!(store.wait_ready(1, READY), "not ready: {}", read(&log));
 
-    let root = rootfs(work.path());
-    let parent = Container::run(
-        work.path(),
-        &root,
-        "parent",
-        &host.path,
-        "/host",
-        "/host/secrets/app/token",
-    );
-    let point = Container::run(
-        work.path(),
-        &root,
-        "point",
-        &mnt,
-        "/secrets",
-        "/secrets/app/token",
-    );
+    let (parent, point) = both_bind_styles(work.path(), &host, &mnt);
     for c in [&parent, &point] {
         c.wait_for_reads(20);
     }
@@ -407,17 +435,14 @@ fn runc_containers_read_through_both_binds_across_a_kill_and_an_upgrade_without_
 /// reads fail with ENOTCONN. What the README says a container sees.
 #[test]
 fn without_a_hand_over_only_a_bind_of_the_parent_sees_the_new_mount() {
-    require("runc", "runc");
-    require("busybox", "busybox-static");
-    let host = SharedDir::new();
-    let work = tempfile::tempdir().unwrap();
-    let mnt = host.path.join("secrets");
-    std::fs::create_dir(&mnt).unwrap();
-    let secrets = work.path().join("secrets.json");
-    write_secrets(&secrets, false);
-    let config = work.path().join("config.toml");
-    std::fs::write(&config, "file_mode = \"0444\"\ndir_mode = \"0555\"\n").unwrap();
-    let log = work.path().join("log");
+    let Scene {
+        host,
+        work,
+        mnt,
+        secrets,
+        config,
+        log,
+    } = Scene::new("file_mode = \"0444\"\ndir_mode = \"0555\"\n");
     let source = format!("file:{}", secrets.display());
     let args = [
         "--source",
@@ -451,23 +476,7 @@ fn without_a_hand_over_only_a_bind_of_the_parent_sees_the_new_mount() {
         daemon
     };
     let mut daemon = start();
-    let root = rootfs(work.path());
-    let parent = Container::run(
-        work.path(),
-        &root,
-        "parent",
-        &host.path,
-        "/host",
-        "/host/secrets/app/token",
-    );
-    let point = Container::run(
-        work.path(),
-        &root,
-        "point",
-        &mnt,
-        "/secrets",
-        "/secrets/app/token",
-    );
+    let (parent, point) = both_bind_styles(work.path(), &host, &mnt);
     for c in [&parent, &point] {
         c.wait_for_reads(5);
     }
