@@ -203,7 +203,10 @@ pub fn secrets_file(data: &[u8]) {
     mark_values(&mut json, false, &mut markers);
     let marked = serde_json::to_vec(&json).expect("a JSON value serializes");
     if let Err(why) = crate::source::file::parse_and_read_back(&marked) {
-        check_message("the secrets file's error", &why, &markers, &[]);
+        // Keys and other strings are the input's own words, which an error may quote (an
+        // unknown key): one that holds a marker's text is not a value.
+        let (_, public) = strings_under(&json, &["SecretString", "SecretBinary"]);
+        check_message("the secrets file's error", &why, &markers, &public);
     }
 }
 
