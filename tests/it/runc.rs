@@ -321,6 +321,27 @@ impl Scene {
     }
 }
 
+impl Scene {
+    /// `secretsfs ... mount -f FLAGS --no-http MNT` over the file source, TTL 1 s.
+    fn mount_args(&self, flags: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--source".into(),
+            format!("file:{}", self.secrets.display()),
+            "--config".into(),
+            self.config.display().to_string(),
+            "--ttl".into(),
+            "1".into(),
+            "--log-level".into(),
+            LOG_LEVEL.into(),
+            "mount".into(),
+            "-f".into(),
+        ];
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
+        args.extend(["--no-http".into(), self.mnt.display().to_string()]);
+        args
+    }
+}
+
 /// The two bind styles: one container binds the shared parent, the other the mount point.
 fn both_bind_styles(work: &Path, host: &SharedDir, mnt: &Path) -> (Container, Container) {
     let root = rootfs(work);
@@ -338,32 +359,19 @@ fn both_bind_styles(work: &Path, host: &SharedDir, mnt: &Path) -> (Container, Co
 
 #[test]
 fn runc_containers_read_through_both_binds_across_a_kill_and_an_upgrade_without_a_failed_read() {
+    let scene = Scene::new(&format!(
+        "dir_mode = \"0555\"\n\n[[policy]]\npath = \"app/*\"\ngroup = {TEAM_GID}\nmode = \"0440\"\n"
+    ));
+    let args = scene.mount_args(&["--fd-store"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let Scene {
         host,
         work,
         mnt,
         secrets,
-        config,
         log,
-    } = Scene::new(&format!(
-        "dir_mode = \"0555\"\n\n[[policy]]\npath = \"app/*\"\ngroup = {TEAM_GID}\nmode = \"0440\"\n"
-    ));
-    let source = format!("file:{}", secrets.display());
-    let args = [
-        "--source",
-        &source,
-        "--config",
-        config.to_str().unwrap(),
-        "--ttl",
-        "1",
-        "--log-level",
-        LOG_LEVEL,
-        "mount",
-        "-f",
-        "--fd-store",
-        "--no-http",
-        mnt.to_str().unwrap(),
-    ];
+        ..
+    } = scene;
     let store = FdStore::new();
     let mut daemon = Daemon(store.start(SECRETSFS, &args, &log));
     assert!(store.wait_ready(1, READY), "not ready: {}", read(&log));
@@ -435,33 +443,20 @@ fn runc_containers_read_through_both_binds_across_a_kill_and_an_upgrade_without_
 /// reads fail with ENOTCONN. What the README says a container sees.
 #[test]
 fn without_a_hand_over_only_a_bind_of_the_parent_sees_the_new_mount() {
+    let scene = Scene::new("file_mode = \"0444\"\ndir_mode = \"0555\"\n");
+    let args = scene.mount_args(&[]);
     let Scene {
         host,
         work,
         mnt,
         secrets,
-        config,
         log,
-    } = Scene::new("file_mode = \"0444\"\ndir_mode = \"0555\"\n");
-    let source = format!("file:{}", secrets.display());
-    let args = [
-        "--source",
-        &source,
-        "--config",
-        config.to_str().unwrap(),
-        "--ttl",
-        "1",
-        "--log-level",
-        LOG_LEVEL,
-        "mount",
-        "-f",
-        "--no-http",
-        mnt.to_str().unwrap(),
-    ];
+        ..
+    } = scene;
     let start = || {
         let daemon = Daemon(
             Command::new(SECRETSFS)
-                .args(args)
+                .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
