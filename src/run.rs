@@ -388,7 +388,7 @@ async fn mount(
     let stats = serde_json::to_string(&engine.stats()).unwrap_or_default();
     let how = match ended {
         mount::Stop::LeftToStore => "stopped; the mount stays in the file descriptor store",
-        mount::Stop::Unmounted | mount::Stop::UnmountedFromOutside => "unmounted",
+        mount::Stop::Unmounted => "unmounted",
     };
     tracing::info!(mountpoint = %mountpoint.display(), stats = %stats, "{how}");
     Ok(())

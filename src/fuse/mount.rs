@@ -380,10 +380,10 @@ pub async fn serve_until_stopped(
             _ = handover.exec_signal.recv() => hand_over_by_exec(&handover),
         }
     };
-    let stop = match signal {
-        Some(_) if handover.stored => Stop::LeftToStore,
-        Some(_) => Stop::Unmounted,
-        None => Stop::UnmountedFromOutside,
+    let stop = if signal.is_some() && handover.stored {
+        Stop::LeftToStore
+    } else {
+        Stop::Unmounted
     };
     match signal {
         Some(signal) if handover.stored => {
@@ -422,8 +422,8 @@ const STOP_JOIN: Duration = Duration::from_secs(3);
 pub enum Stop {
     /// Stopped with the mount left to the file descriptor store, for the next start.
     LeftToStore,
+    /// Unmounted, by this process or from outside.
     Unmounted,
-    UnmountedFromOutside,
 }
 
 /// How a stop's unmount ended.
@@ -434,9 +434,14 @@ enum Stopped {
 }
 
 /// The device of the file system mounted at `path` (its root's `st_dev`), if it can be read.
-async fn device_at(path: PathBuf) -> Option<u64> {
+fn device_of(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    tokio::task::spawn_blocking(move || std::fs::metadata(path).ok().map(|m| m.dev()))
+    std::fs::metadata(path).ok().map(|m| m.dev())
+}
+
+/// [`device_of`], off the runtime's threads (the path is a FUSE mount).
+async fn device_at(path: PathBuf) -> Option<u64> {
+    tokio::task::spawn_blocking(move || device_of(&path))
         .await
         .ok()
         .flatten()
@@ -456,9 +461,7 @@ async fn unmount_ours(
     let spawned = std::thread::Builder::new()
         .name("unmount".into())
         .spawn(move || {
-            use std::os::unix::fs::MetadataExt;
-            let now = std::fs::metadata(&path).ok().map(|m| m.dev());
-            if ours.is_some() && now != ours {
+            if ours.is_some() && device_of(&path) != ours {
                 // Dropping the session would unmount by path: whatever is there now.
                 std::mem::forget(session);
                 let _ = done.send(Stopped::NotOurs);

@@ -424,7 +424,8 @@ impl SecretsFs {
             // Not readable as a secret: only a directory could be meant, and only where no
             // listing says there is none.
             return if listing_allowed {
-                Err(self.not_there(caller, &secret, false))
+                audit(caller, &secret, None, Some(DENIED));
+                Err(Errno::EACCES)
             } else {
                 Ok(self.empty_dir_entry(path))
             };
@@ -449,17 +450,6 @@ impl SecretsFs {
                 }
             }
             Err(e) => Err(e.errno()),
-        }
-    }
-
-    /// A name that is not there: ENOENT, or EACCES (audited) for a caller who could not have
-    /// read it as a secret anyway.
-    fn not_there(&self, caller: &Caller, secret: &str, readable: bool) -> Errno {
-        if readable {
-            Errno::ENOENT
-        } else {
-            audit(caller, secret, None, Some(DENIED));
-            Errno::EACCES
         }
     }
 
