@@ -2,7 +2,8 @@
 //! file), from one thread, and from two threads reading different secrets: with no shared
 //! lock the two-thread time per read stays close to the one-thread time.
 //!
-//! Run: `cargo bench --bench cache_hit --features memory-source`. Figures go in the README.
+//! Run: `cargo bench --bench cache_hit --features memory-source`. Figures go in
+//! docs/cache.md ("Which crate, and why").
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 # Load benchmark of the HTTP API (not a test): requests per second, p50/p99 latency and the
 # server's CPU time per request for a cached 1 KiB secret at 1, 16 and 64 concurrent
 # keep-alive connections, measured with wrk (Debian's package; installed here if missing).
-# Prints a markdown table for the README.
+# Prints a markdown table for docs/performance.md ("The HTTP API").
 #   benches/http_load.sh [SECONDS]
 # AGENT_BIN=/path/to/aws_secretsmanager_agent: also measures the AWS Secrets Manager Agent,
 # side by side in the same run, both reading the same secret from a local moto (the agent has

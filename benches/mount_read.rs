@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench --bench mount_read` (needs root and /dev/fuse; each case is measured for
 //! `SECRETSFS_BENCH_SECS` seconds, default 2, in rounds that alternate the three files so that
-//! a burst of background load hits all three alike). Figures go in the README.
+//! a burst of background load hits all three alike). Figures go in docs/performance.md ("The
+//! mount").
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) every case runs for a few
 //! milliseconds only: a smoke test that still mounts, checks the bytes read and unmounts.
@@ -27,9 +28,9 @@ use secretsfs::fuse::fs::SecretsFs;
 use secretsfs::fuse::mount;
 use secretsfs::fuse::namespace::{Layout, Namespace};
 use secretsfs::fuse::templates::Templates;
-use secretsfs::policy::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Policy, SystemDirectory};
+use secretsfs::policy::{Attrs, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Defaults, Policy};
 use secretsfs::source::file::FileSource;
-use secretsfs::template::{Template, TemplateSpec};
+use secretsfs::template::{OnMissing, Template, TemplateFile};
 
 const SECRET_NAME: &str = "bench-1k";
 const TEMPLATE_PATH: &str = "bench-1k.tpl";
@@ -465,7 +466,7 @@ impl Mounted {
         let namespace = Namespace::new(Layout::Flat, "").expect("namespace");
         let fs = Arc::new(
             SecretsFs::new(engine.clone(), policy, namespace, kernel_cache)
-                .with_templates(Arc::new(template_of_the_secret(dir.path()))),
+                .with_templates(Arc::new(template_of_the_secret())),
         );
         let mountpoint = mount::prepare_mountpoint(&mnt).expect("mountpoint");
         // As many FUSE workers as `secretsfs mount` starts on this machine.
@@ -509,26 +510,21 @@ impl Mounted {
     }
 }
 
-/// A template whose rendering is the secret's bytes, at [`TEMPLATE_PATH`].
-fn template_of_the_secret(dir: &Path) -> Templates {
-    let source = dir.join("secret.j2");
-    std::fs::write(&source, format!("{{{{ secret(\"{SECRET_NAME}\") }}}}")).expect("template");
-    let spec = TemplateSpec {
+/// A template whose rendering is the secret's bytes, at [`TEMPLATE_PATH`], with the default
+/// owner, group and mode.
+fn template_of_the_secret() -> Templates {
+    let text = format!("{{{{ secret(\"{SECRET_NAME}\") }}}}");
+    let template = Template::compile(TEMPLATE_PATH, &text).expect("the template compiles");
+    Templates::new([TemplateFile {
         path: TEMPLATE_PATH.into(),
-        source,
-        owner: None,
-        group: None,
-        mode: None,
-        on_missing: None,
-    };
-    let compiled = Template::load(&spec).expect("the template compiles");
-    let defaults = Defaults {
-        uid: 0,
-        gid: 0,
-        file_mode: DEFAULT_FILE_MODE,
-        dir_mode: DEFAULT_DIR_MODE,
-    };
-    Templates::new(&[spec], &[compiled], &defaults, &SystemDirectory).expect("templates")
+        template,
+        attrs: Attrs {
+            uid: 0,
+            gid: 0,
+            mode: DEFAULT_FILE_MODE,
+        },
+        on_missing: OnMissing::Eio,
+    }])
 }
 
 /// Unmounts on drop, so that a panic or an early return leaves no mount behind.

@@ -102,6 +102,7 @@ for f in packaging/mount.secretsfs packaging/config.toml systemd/secretsfs.servi
     packaging/rpm/post.sh packaging/rpm/preun.sh packaging/rpm/postun.sh; do
     [[ -f "$f" ]] || die "missing $f"
 done
+compgen -G 'docs/*.md' >/dev/null || die "missing docs/*.md"
 
 # --- 1. tools --------------------------------------------------------------------------------
 
@@ -146,7 +147,10 @@ phase "built $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB), $(basename "$rp
 
 # The files of both packages, with their sources in the repository (or target/) and modes.
 # Each line: MODE PATH-IN-DEB PATH-IN-RPM SOURCE ("-": not in that package; the rpm has the
-# Fedora/RHEL paths, where /sbin and /lib are /usr's).
+# Fedora/RHEL paths, where /sbin and /lib are /usr's). The documentation pages are every
+# docs/*.md, as the `docs/*.md` assets of Cargo.toml's two sections glob them: a page added to
+# docs/ is expected in both packages without a change here, and a package that misses one
+# fails the file-list checks.
 files_table() {
     cat <<EOF
 755 /usr/bin/secretsfs /usr/bin/secretsfs -
@@ -159,6 +163,10 @@ files_table() {
 644 /usr/share/man/man1/secretsfs.1.gz /usr/share/man/man1/secretsfs.1.gz $stage/secretsfs.1.gz
 644 /usr/share/doc/secretsfs/copyright - -
 EOF
+    local page
+    for page in docs/*.md; do
+        printf '644 /usr/share/doc/secretsfs/%s /usr/share/doc/secretsfs/%s %s\n' "$page" "$page" "$page"
+    done
 }
 
 # perms OCTAL: ls's notation for a regular file, e.g. 755 -> -rwxr-xr-x.
@@ -441,6 +449,10 @@ ifiles() {
 644 /usr/share/doc/secretsfs/README.md README.md
 644 /usr/share/man/man1/secretsfs.1.gz $stage/secretsfs.1.gz
 EOF
+    local page
+    for page in docs/*.md; do
+        printf '644 /usr/share/doc/secretsfs/%s %s\n' "$page" "$page"
+    done
 }
 install_files_match() {
     local bad=0 mode p src st

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs secretsfs from source on a Debian- or RHEL-like host, as the packages do: the
 # binary, the mount(8) helper, the systemd units, a default config (an existing one is never
-# overwritten), the man page and the README; the system group secretsfs-token and the system
-# user secretsfs; and the HTTP API's token (/run/secretsfs/token), through
-# secretsfs-token.service where systemd runs, else written directly. No service is enabled or
-# started. Running it again upgrades the files in place and changes nothing else.
+# overwritten), the man page, the README and the documentation pages (docs/*.md, into
+# PREFIX/share/doc/secretsfs/docs/, where the README's links find them); the system group
+# secretsfs-token and the system user secretsfs; and the HTTP API's token
+# (/run/secretsfs/token), through secretsfs-token.service where systemd runs, else written
+# directly. No service is enabled or started. Running it again upgrades the files in place and
+# changes nothing else.
 #
 #   packaging/install.sh                          # cargo build --release --locked, then install
 #   packaging/install.sh --binary ./secretsfs     # a prebuilt binary (no cargo needed)
@@ -131,6 +133,9 @@ for f in packaging/mount.secretsfs systemd/secretsfs.service systemd/secretsfs-h
     systemd/secretsfs-token.service packaging/config.toml README.md; do
     [ -f "$repo_root/$f" ] || die "missing $repo_root/$f"
 done
+for page in "$repo_root"/docs/*.md; do
+    [ -f "$page" ] || die "missing $repo_root/docs/*.md"
+done
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -178,6 +183,10 @@ gzip -9n <"$tmp/secretsfs.1" >"$tmp/secretsfs.1.gz"
 put 0644 "$tmp/secretsfs.1.gz" "$mandir/man1/secretsfs.1.gz"
 
 put 0644 "$repo_root/README.md" "$docdir/README.md"
+# Every page, as the packages install them (Cargo.toml's `docs/*.md` assets).
+for page in "$repo_root"/docs/*.md; do
+    put 0644 "$page" "$docdir/docs/${page##*/}"
+done
 
 # --- accounts ------------------------------------------------------------------------------
 

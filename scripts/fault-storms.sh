@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fault storms at the sizes issue 14 names, against the fake Secrets Manager, and the figures
-# for the README ("Reliability", "Fault storms"): a 30 s throttling storm over 20 secrets and
+# for docs/reliability.md ("Fault storms"): a 30 s throttling storm over 20 secrets and
 # its recovery; 12 secrets at 10 s a call read at once through a mount (more than its FUSE
 # threads) while other reads go on; connections reset and answers cut short; 100,000 secrets
 # read once each through a cache of 1,000, over the HTTP API and through the mount, with the

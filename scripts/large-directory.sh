@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Figures for large directories and memory, printed for the README:
+# Figures for large directories and memory, printed for docs/performance.md ("Large
+# directories and memory"):
 #   1. `ls -l` of one directory of 2500 secrets in moto: upstream calls and time;
 #   2. `ls -l` of one directory of 5000 secrets from the file source: time;
 #   3. RSS of the daemon with 10,000 secrets cached (file source, all read once).

@@ -90,10 +90,11 @@ done
 if $selects_targets; then
     run_cargo_test "$@"
 else
+    # Every crate of the workspace, so that none of their tests drops out silently.
     # --all-targets leaves out doctests, hence the second run. The feature brings in the
     # cache_hit bench (required-features), so that it is still built and smoke-run here.
-    run_cargo_test --all-targets --features memory-source "$@"
-    run_cargo_test --doc "$@"
+    run_cargo_test --workspace --all-targets --features memory-source "$@"
+    run_cargo_test --workspace --doc "$@"
     # The packages tier (a release build, the .deb and the .rpm, installs into scratch roots)
     # runs with the whole suite only, not with a filtered run.
     if [[ $# -eq 0 ]]; then

@@ -138,4 +138,41 @@ mod tests {
         assert!(text.contains("selector=prod/x\\n2026"), "{text}");
         assert!(text.contains("quoted=\"prod/x\\n2026"), "{text}");
     }
+
+    /// Users filter logs by target (`secretsfs::cache=trace`), and a target defaults to the
+    /// module path, which in the workspace's other crates begins `secretsfs_core::`: so every
+    /// event there names its target, `secretsfs::` and the module's path, explicitly.
+    #[test]
+    fn every_event_of_the_other_crates_names_a_secretsfs_target() {
+        let crates = concat!(env!("CARGO_MANIFEST_DIR"), "/crates");
+        let mut files = vec![std::path::PathBuf::from(crates)];
+        let mut unnamed = Vec::new();
+        let mut events = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for level in ["trace", "debug", "info", "warn", "error", "event", "span"] {
+                for (at, _) in text.match_indices(&format!("{level}!(")) {
+                    events += 1;
+                    let after = text[at + level.len() + 2..].trim_start();
+                    if !after.starts_with("target: \"secretsfs::")
+                        && !after.starts_with("target: TARGET")
+                    {
+                        unnamed.push(format!("{}: {}", path.display(), &text[at..at + 40]));
+                    }
+                }
+            }
+        }
+        assert!(events > 40, "the crates' events were not found ({events})");
+        assert!(
+            unnamed.is_empty(),
+            "events without a secretsfs target: {unnamed:#?}"
+        );
+    }
 }

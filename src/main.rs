@@ -25,9 +25,10 @@ fn main() -> ExitCode {
     // First, so that no core can ever hold a secret; what it could not do waits for the log.
     let hardening = secretsfs::hardening::harden();
     let mut cli = Cli::parse_args();
+    let mut inherited = secretsfs::handover::Inherited::default();
     if let Command::Mount(_) = &cli.command {
         // Before any thread: it takes LISTEN_* out of the environment.
-        secretsfs::fuse::handover::take_from_env();
+        inherited = secretsfs::handover::take_from_env();
         // SIGUSR2 asks for a hand-over (`mount::watch_exec_signal`); until the daemon watches
         // for it, its default action would end the process, mount in hand: ignored till then.
         // SAFETY: no thread exists yet, and SIG_IGN is no handler.
@@ -136,7 +137,12 @@ fn main() -> ExitCode {
             return fail(&err, &mut readiness);
         }
     };
-    match runtime.block_on(secretsfs::run::run(cli, settings, &mut readiness)) {
+    match runtime.block_on(secretsfs::run::run(
+        cli,
+        settings,
+        &mut readiness,
+        inherited,
+    )) {
         Ok(code) => ExitCode::from(code),
         Err(err) => fail(&err, &mut readiness),
     }

@@ -8,8 +8,8 @@
 //! of every input: errors are one line, and no error, of parsing or of rendering, quotes a
 //! secret value. Their own panic messages never show the value either, only where it was.
 //!
-//! Compiled for tests and with the `memory-source` feature (which the fuzz crate turns on),
-//! never into a release build.
+//! Compiled for tests and with the `fuzzing` feature (which the fuzz crate turns on), never
+//! into a release build.
 
 mod config;
 mod http;

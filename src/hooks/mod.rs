@@ -1,4 +1,4 @@
-//! Change hooks: what runs when a watched secret changes upstream (a rotation), and how.
+//! Notice hooks: what runs when a watched secret changes upstream (a rotation), and how.
 //!
 //! `[[hook]]` entries ([`HookSpec`]) name the secrets they watch, as selectors kept as
 //! written, and one action: a program (`exec`), a signal to a pid file's process or a systemd
@@ -6,7 +6,7 @@
 //! detection decides which hook a change fires and calls [`Hooks::fire`]; this module
 //! debounces, runs, times out and retries.
 //!
-//! A hook never sees a secret value: [`Change`] holds names and version ids only, and a hook
+//! A hook never sees a secret value: [`Notice`] holds names and version ids only, and a hook
 //! that needs the value reads it like any other reader.
 
 mod action;
@@ -18,7 +18,6 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -30,20 +29,8 @@ use crate::error::{Error, Result};
 use action::{Action, Identity};
 use worker::{Hook, Queued};
 
-pub use spec::{ActionSpec, HOOK_PATH, HookSpec, parse_signal, parse_specs};
-
-/// One change that fires a hook. Never holds a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// The secret's name as watched.
-    pub secret: String,
-    /// The hook's selector that matched, as written in the config.
-    pub selector: String,
-    pub old_version: Option<String>,
-    pub new_version: String,
-    /// The file in the mount, when there is a mount.
-    pub path: Option<PathBuf>,
-}
+pub use crate::watch::Notice;
+pub use spec::{ActionSpec, HOOK_PATH, HookSpec, parse_specs};
 
 /// A hook's attempts so far: each attempt counts as started, then as succeeded or failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,7 +118,7 @@ impl Hooks {
     /// its environment describes the last change, and `SECRETSFS_CHANGED` lists every secret
     /// of the window (newline-separated, sorted, once each). A run never overlaps another run
     /// of the same hook: changes that arrive while it runs are queued for the next run.
-    pub fn fire(&self, index: usize, change: Change) {
+    pub fn fire(&self, index: usize, change: Notice) {
         let Some(slot) = self.slots.get(index) else {
             tracing::error!(index, hooks = self.slots.len(), "no such hook to fire");
             return;

@@ -5,7 +5,6 @@
 //! "unknown field" without saying where.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -157,7 +156,8 @@ impl HookSpec {
             return Ok(ActionSpec::Reload(unit_name(unit)?));
         }
         let name = self.signal.as_deref().unwrap_or_default();
-        let signal = parse_signal(name).ok_or_else(|| format!("unknown signal {name:?}"))?;
+        let signal =
+            crate::signal_name::parse(name).ok_or_else(|| format!("unknown signal {name:?}"))?;
         match (&self.pid_file, &self.unit) {
             (Some(path), None) if path.is_absolute() => {
                 Ok(ActionSpec::SignalPid(signal, path.clone()))
@@ -170,17 +170,6 @@ impl HookSpec {
             _ => Err("`signal` needs exactly one of `pid_file` or `unit`".into()),
         }
     }
-}
-
-/// "HUP", "SIGHUP" and "hup" all name SIGHUP.
-pub fn parse_signal(name: &str) -> Option<Signal> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&full).ok()
 }
 
 fn unit_name(unit: &str) -> Result<String, String> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use super::Change;
 use super::HookCounts;
+use super::Notice;
 use super::action::{Action, Outcome, RunEnv};
 
 /// The longest wait between two attempts.
@@ -20,7 +20,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// arrival, not from when the task got to it.
 #[derive(Debug)]
 pub(super) struct Queued {
-    pub change: Change,
+    pub change: Notice,
     pub at: Instant,
 }
 
@@ -53,7 +53,7 @@ impl Hook {
 
 /// The changes one run answers for.
 struct Window {
-    last: Change,
+    last: Notice,
     changed: BTreeSet<String>,
     deadline: Instant,
 }

@@ -253,7 +253,7 @@ impl Settings {
             log_file: g.log_file.clone(),
             audit_log: g.audit_log.clone(),
             mlock: g.mlock,
-            layout: m.layout,
+            layout: m.layout.into(),
             prefix: m.prefix.clone(),
             kernel_cache: !m.no_kernel_cache,
             secrets: file.secrets.clone(),

@@ -212,15 +212,39 @@ pub struct GlobalOptions {
     pub mlock: bool,
 }
 
+/// `layout` as clap takes it: the mount's [`Layout`] knows no clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// Each secret is a file at its name; selectors are file names answered on lookup.
+    Flat,
+    /// Each secret is a directory of its stage labels: `NAME/AWSCURRENT`, `NAME/AWSPREVIOUS`.
+    Stages,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(arg: LayoutArg) -> Layout {
+        match arg {
+            LayoutArg::Flat => Layout::Flat,
+            LayoutArg::Stages => Layout::Stages,
+        }
+    }
+}
+
+impl std::fmt::Display for LayoutArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Layout::from(*self).fmt(f)
+    }
+}
+
 /// Settings of `mount` alone.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct MountOptions {
     /// `flat`: secrets are files at their names (`prod/db`), selectors are file names
     /// (`prod/db:password`). `stages`: each secret is a directory of its stage labels
     /// (`prod/db/AWSCURRENT`).
-    #[arg(long, value_enum, env = "SECRETSFS_LAYOUT", default_value_t = Layout::Flat)]
+    #[arg(long, value_enum, env = "SECRETSFS_LAYOUT", default_value_t = LayoutArg::Flat)]
     #[serde(serialize_with = "shown")]
-    pub layout: Layout,
+    pub layout: LayoutArg,
 
     /// Show only secrets whose names start with this prefix, named relative to it.
     #[arg(

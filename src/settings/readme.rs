@@ -1,12 +1,13 @@
-//! The README's table of settings, generated from their declaration so that it cannot drift:
-//! a test compares it with the README and, with `SECRETSFS_BLESS=1`, writes it there.
+//! The table of settings in docs/configuration.md, generated from their declaration so that it
+//! cannot drift: a test compares it with the page and, with `SECRETSFS_BLESS=1`, writes it
+//! there.
 
 use clap::{Arg, Args};
 
 use super::keys::{self, AgentKey};
 use super::options::{GlobalOptions, MountOptions};
 
-/// The lines around the generated table in README.md.
+/// The lines around the generated table in docs/configuration.md.
 pub const BEGIN: &str =
     "<!-- settings table: generated from src/settings/options.rs by `cargo test readme_table` -->";
 pub const END: &str = "<!-- end of settings table -->";
@@ -159,30 +160,30 @@ pub fn fstab_helper_list(script: &str, name: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    const PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
     const FSTAB_HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/mount.secretsfs");
 
-    /// The README's table is this module's; `SECRETSFS_BLESS=1 cargo test readme_table`
-    /// writes it there after a change to a setting.
+    /// docs/configuration.md's table is this module's; `SECRETSFS_BLESS=1 cargo test
+    /// readme_table` writes it there after a change to a setting.
     #[test]
     fn readme_table_is_generated_from_the_declaration() {
-        let readme = std::fs::read_to_string(README).unwrap();
-        let (before, rest) = readme
+        let page = std::fs::read_to_string(PAGE).unwrap();
+        let (before, rest) = page
             .split_once(BEGIN)
-            .unwrap_or_else(|| panic!("README.md lacks the line {BEGIN}"));
+            .unwrap_or_else(|| panic!("docs/configuration.md lacks the line {BEGIN}"));
         let (current, after) = rest
             .split_once(END)
-            .unwrap_or_else(|| panic!("README.md lacks the line {END}"));
+            .unwrap_or_else(|| panic!("docs/configuration.md lacks the line {END}"));
         let expected = format!("\n{}", table());
         if current == expected {
             return;
         }
         if std::env::var_os("SECRETSFS_BLESS").is_some() {
-            std::fs::write(README, format!("{before}{BEGIN}{expected}{END}{after}")).unwrap();
+            std::fs::write(PAGE, format!("{before}{BEGIN}{expected}{END}{after}")).unwrap();
             return;
         }
         panic!(
-            "README.md's table of settings is out of date: run \
+            "docs/configuration.md's table of settings is out of date: run \
              `SECRETSFS_BLESS=1 cargo test --lib readme_table` and commit it. Expected:\n{expected}"
         );
     }

@@ -15,11 +15,10 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::{AbortOnDrop, Fire, Noticed, WatchPattern, Watcher};
+use super::{AbortOnDrop, Fire, Notice, WatchPattern, Watcher};
 use crate::cli::WatchArgs;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::hooks::parse_signal;
 
 /// The signals passed on to COMMAND.
 const FORWARDED: [Signal; 6] = [
@@ -39,7 +38,7 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
         .map(|s| WatchPattern::parse(s))
         .collect::<Result<Vec<_>>>()?;
     let notify = match &args.signal {
-        Some(name) => Some(parse_signal(name).ok_or_else(|| {
+        Some(name) => Some(crate::signal_name::parse(name).ok_or_else(|| {
             Error::config(format!("invalid --signal {name:?}: not a signal name"))
         })?),
         None => None,
@@ -51,7 +50,7 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
             engine.get(&pattern.selector_for(name)).await?;
         }
     }
-    let (changes, mut changed) = mpsc::unbounded_channel::<Noticed>();
+    let (changes, mut changed) = mpsc::unbounded_channel::<Notice>();
     let fire: Fire = Arc::new(move |_, noticed| {
         let _ = changes.send(noticed);
     });

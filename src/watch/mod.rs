@@ -21,19 +21,30 @@ use tokio::sync::broadcast::error::RecvError;
 
 pub use pattern::{Seen, WatchPattern};
 
-use crate::engine::{Change, Engine};
+use crate::engine::{Engine, Landed};
 use crate::selector::{Selector, VersionRef};
 
-/// One selector of one group that saw a change, as a hook is told of it; never a value.
-pub type Noticed = crate::hooks::Change;
+/// One selector of one group that saw a change, as a hook (or the child of `secretsfs watch`)
+/// is told of it. Never holds a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The secret's name as watched.
+    pub secret: String,
+    /// The selector that matched, as written in the config or on the command line.
+    pub selector: String,
+    pub old_version: Option<String>,
+    pub new_version: String,
+    /// The file in the mount, when there is a mount.
+    pub path: Option<PathBuf>,
+}
 
 /// Where a group's notices go: a hook, or the child of `secretsfs watch`.
-pub type Fire = Arc<dyn Fn(usize, Noticed) + Send + Sync>;
+pub type Fire = Arc<dyn Fn(usize, Notice) + Send + Sync>;
 /// The mount's path of a selector.
 pub type PathOf = Arc<dyn Fn(&Selector) -> Option<PathBuf> + Send + Sync>;
 /// What must happen before a rotation is told to anyone (the mount drops the kernel's entries
 /// of the old version); run on the blocking pool and awaited.
-pub type BeforeTelling = Arc<dyn Fn(&Change) + Send + Sync>;
+pub type BeforeTelling = Arc<dyn Fn(&Landed) + Send + Sync>;
 
 /// How long before the names of a watch without globs are handed to the engine again: never,
 /// in practice.
@@ -191,7 +202,7 @@ impl Watcher {
         self.missing.extend(missing.into_iter().flatten());
     }
 
-    async fn on_change(&mut self, change: &Arc<Change>) {
+    async fn on_change(&mut self, change: &Arc<Landed>) {
         if change.is_rotation()
             && let Some(before) = self.before.clone()
         {
@@ -223,7 +234,7 @@ impl Watcher {
                     None => continue,
                 };
                 let selector = pattern.selector_for(&change.secret_id);
-                let noticed = Noticed {
+                let noticed = Notice {
                     secret: change.secret_id.clone(),
                     selector: pattern.text.clone(),
                     old_version,
@@ -251,7 +262,7 @@ impl Watcher {
             let Ok(served) = self.engine.secret_value(&name, &version, false).await else {
                 continue;
             };
-            let change = Arc::new(Change {
+            let change = Arc::new(Landed {
                 secret_id: name,
                 version,
                 previous: None,

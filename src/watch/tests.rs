@@ -13,7 +13,7 @@ use crate::source::memory::MemorySource;
 
 struct Setup {
     source: Arc<MemorySource>,
-    fired: Arc<Mutex<Vec<(usize, Noticed)>>>,
+    fired: Arc<Mutex<Vec<(usize, Notice)>>>,
     /// What happened, in order: "before SECRET" and "fire SECRET".
     order: Arc<Mutex<Vec<String>>>,
 }
@@ -29,12 +29,12 @@ fn watching(groups: &[&[&str]]) -> Setup {
         .map(|g| g.iter().map(|p| WatchPattern::parse(p).unwrap()).collect())
         .collect();
     let (f, o) = (fired.clone(), order.clone());
-    let fire: Fire = Arc::new(move |group, noticed: Noticed| {
+    let fire: Fire = Arc::new(move |group, noticed: Notice| {
         o.lock().push(format!("fire {}", noticed.secret));
         f.lock().push((group, noticed));
     });
     let o = order.clone();
-    let before: BeforeTelling = Arc::new(move |change: &Change| {
+    let before: BeforeTelling = Arc::new(move |change: &Landed| {
         o.lock().push(format!("before {}", change.secret_id));
     });
     let path_of: PathOf = Arc::new(|s: &Selector| Some(PathBuf::from(format!("/m/{s}"))));
@@ -85,7 +85,7 @@ async fn a_rotation_fires_once_with_both_versions_after_the_mount_was_told() {
         fired,
         vec![(
             0,
-            Noticed {
+            Notice {
                 secret: "prod/db".into(),
                 selector: "prod/db".into(),
                 old_version: Some(v1),

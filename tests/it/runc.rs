@@ -8,7 +8,7 @@
 //! while both containers read in a loop: no read may fail, with any errno. Finally what cannot
 //! survive: a restart with no hand-over at all, which the parent bind sees as a new mount and the
 //! bind of the mount point as a dead connection: ENOTCONN, or the last value the kernel cached,
-//! never a rotation (the README says so).
+//! never a rotation (docs/operations.md, "Restarts", says so).
 //!
 //! Needs runc and busybox-static (scripts/test.sh installs them); without them it fails with one
 //! line saying so, never passes by skipping.
@@ -440,7 +440,7 @@ fn runc_containers_read_through_both_binds_across_a_kill_and_an_upgrade_without_
 
 /// A restart with no hand-over (the store lost, or a plain `umount` and `mount`): the parent
 /// bind sees the new mount; the bind of the mount point keeps the old connection, and its
-/// reads fail with ENOTCONN. What the README says a container sees.
+/// reads fail with ENOTCONN. What docs/operations.md, "Restarts", says a container sees.
 #[test]
 fn without_a_hand_over_only_a_bind_of_the_parent_sees_the_new_mount() {
     let scene = Scene::new("file_mode = \"0444\"\ndir_mode = \"0555\"\n");

@@ -26,8 +26,8 @@ const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_secretsfs");
 const TOKEN_DIR: &str = "/run/secretsfs";
 const TOKEN_ENV: &str = "AWS_TOKEN=file:///run/secretsfs/token";
 
-/// `systemd-analyze security --offline=true` as measured with systemd 252 (the README quotes
-/// them). A unit whose exposure rises above its figure has lost some of its sandbox; after a
+/// `systemd-analyze security --offline=true` as measured with systemd 252 (docs/operations.md,
+/// "Why the mount unit cannot use ProtectSystem= and the like", quotes them). A unit whose exposure rises above its figure has lost some of its sandbox; after a
 /// deliberate change (or on a systemd that scores differently), measure again and update both.
 const MAX_EXPOSURE: [(&str, f64); 3] = [(MOUNT_UNIT, 4.3), (HTTP_UNIT, 1.5), (TOKEN_UNIT, 1.1)];
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::cli::Cli;
 use crate::config::ConfigFile;
-use crate::hooks::{ActionSpec, HookSpec, parse_signal};
+use crate::hooks::{ActionSpec, HookSpec};
 use crate::settings::Settings;
 use nix::sys::signal::Signal;
 
@@ -203,16 +203,6 @@ fn ranges_are_enforced() {
         let err = error_of(&format!("{base}\n{key} = \"5\""));
         assert!(err.starts_with("hook 1: ") && err.contains(key), "{err}");
     }
-}
-
-#[test]
-fn signals_are_named_with_or_without_sig() {
-    assert_eq!(parse_signal("HUP"), Some(Signal::SIGHUP));
-    assert_eq!(parse_signal("SIGHUP"), Some(Signal::SIGHUP));
-    assert_eq!(parse_signal("usr1"), Some(Signal::SIGUSR1));
-    assert_eq!(parse_signal("TERM"), Some(Signal::SIGTERM));
-    assert_eq!(parse_signal("SIG"), None);
-    assert_eq!(parse_signal("1"), None);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use nix::unistd::{Pid, Uid};
 use parking_lot::Mutex;
 
 use crate::config::ConfigFile;
-use crate::hooks::{Change, HookCounts, HookSpec};
+use crate::hooks::{HookCounts, HookSpec, Notice};
 
 /// One `[[hook]]` entry, parsed as the config file would be.
 pub(super) fn hook(body: &str) -> HookSpec {
@@ -32,8 +32,8 @@ pub(super) fn sh(script: &str, extra: &str) -> HookSpec {
     spec
 }
 
-pub(super) fn change(secret: &str, version: &str) -> Change {
-    Change {
+pub(super) fn change(secret: &str, version: &str) -> Notice {
+    Notice {
         secret: secret.into(),
         selector: "x".into(),
         old_version: None,

@@ -7,7 +7,7 @@ use nix::unistd::Uid;
 
 use super::{change, counts, is_root, quoted, sh, until};
 use crate::hooks::action::Identity;
-use crate::hooks::{Change, HookCounts, Hooks};
+use crate::hooks::{HookCounts, Hooks, Notice};
 
 #[tokio::test]
 async fn exec_sees_exactly_the_listed_variables() {
@@ -21,7 +21,7 @@ async fn exec_sees_exactly_the_listed_variables() {
     let hooks = Hooks::new(&[spec]).unwrap();
     hooks.fire(
         0,
-        Change {
+        Notice {
             secret: "prod/db".into(),
             selector: "prod/*".into(),
             old_version: Some("v1".into()),

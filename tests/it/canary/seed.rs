@@ -213,7 +213,7 @@ fn fixture(c: &[Canary], rotated: bool) -> Vec<FixtureSecret> {
     ]
 }
 
-/// The secrets file (README, "The file source") holding `secrets`.
+/// The secrets file (docs/sources.md, "The `file` source") holding `secrets`.
 fn file_json(secrets: &[FixtureSecret]) -> String {
     let secrets: Vec<Value> = secrets
         .iter()
