@@ -148,7 +148,7 @@ pub struct WatchArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RenderArgs {
-    /// The template file (Jinja syntax; see the README's templates section).
+    /// The template file (Jinja syntax; see docs/templates.md).
     pub template: PathBuf,
 }
 
@@ -200,7 +200,7 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
     Ok(page)
 }
 
-/// Exit codes, from sysexits(3) where one fits; listed in the README and in `--help`.
+/// Exit codes, from sysexits(3) where one fits; listed in docs/operations.md and in `--help`.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const INVALID_SELECTOR: u8 = 65; // EX_DATAERR

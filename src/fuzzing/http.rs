@@ -78,7 +78,7 @@ fn world() -> &'static World {
 /// or the Unix socket as uid 0, 1000 or 1001), whether the right token replaces the fuzzed one,
 /// and whether an `X-Forwarded-For` is sent.
 ///
-/// Every answer has a status the README documents, no refusal holds a value, and every
+/// Every answer has a status docs/http-api.md documents, no refusal holds a value, and every
 /// refusal's body is one line.
 pub fn http(data: &[u8]) {
     let Some((&flags, rest)) = data.split_first() else {

@@ -359,7 +359,7 @@ pub struct HttpOptions {
 }
 
 /// Every setting in one command, whichever subcommand takes it: what the file layer, the
-/// resolution, `check-config` and the README's table work from.
+/// resolution, `check-config` and the table in docs/configuration.md work from.
 #[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "secretsfs", no_binary_name = true, disable_help_flag = true)]
 pub struct Options {
@@ -375,7 +375,7 @@ pub struct Options {
 }
 
 /// A whole number from `min` to `max`, with one message for flags and file keys alike. The
-/// message is also how the README's table learns the range (see `keys::range_of`).
+/// message is also how the table in docs/configuration.md learns the range (see `keys::range_of`).
 pub fn in_range<T>(
     min: T,
     max: T,

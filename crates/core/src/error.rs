@@ -155,7 +155,7 @@ impl Error {
         }
     }
 
-    /// The errno a file system front end answers with (documented in the README).
+    /// The errno a file system front end answers with (documented in docs/mount.md).
     pub fn errno(&self) -> Errno {
         match self.kind() {
             ErrorKind::NotFound | ErrorKind::InvalidSelector => Errno::ENOENT,

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     pub bytes: u64,
-    /// The limit as the README writes it ("4 KiB").
+    /// The limit as the docs write it ("4 KiB").
     pub shown: &'static str,
 }
 

@@ -1,7 +1,7 @@
 //! The AWS Secrets Manager Agent's HTTP API, request by request: the same routes, parameters,
 //! checks in the same order, status codes and bodies, so that a client written for the agent
-//! works unchanged. Where this differs from the agent it is on purpose, and listed in the
-//! README: JSON bodies say `Content-Type: application/json`, error messages are JSON-escaped,
+//! works unchanged. Where this differs from the agent it is on purpose, and listed in
+//! docs/http-api.md: JSON bodies say `Content-Type: application/json`, error messages are JSON-escaped,
 //! the token comparison is constant-time, and `/metrics` exists.
 
 use std::sync::Arc;

@@ -1,0 +1,158 @@
+//! The mount's one error type (docs/ARCHITECTURE.md#errors), after mountpoint-s3's: the errno
+//! the kernel gets and, for the log, what failed, its cause and how loud to say it. An
+//! operation makes one where it knows why; the adapter replies with it, logs it and counts it
+//! in one place (`adapter::FuseFs::fail`). Neither the message nor the cause ever holds a value.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use nix::errno::Errno;
+use tracing::Level;
+
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Why an operation of the mount failed.
+#[derive(Debug)]
+pub struct FsError {
+    errno: Errno,
+    message: Cow<'static, str>,
+    /// The path in the mount it concerns, when the operation knows it.
+    path: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    level: Level,
+}
+
+impl FsError {
+    /// An ordinary answer (no such file, not permitted, not a directory): the errno is the
+    /// whole story, and the log has it only at debug level.
+    pub fn answer(errno: Errno) -> Self {
+        FsError {
+            errno,
+            message: Cow::Borrowed(errno.desc()),
+            path: None,
+            source: None,
+            level: Level::DEBUG,
+        }
+    }
+
+    /// A failure the reader did not cause and an operator must hear of: one warning line
+    /// (at most one a minute for the same failure of the same path).
+    pub fn failure(errno: Errno, message: impl Into<Cow<'static, str>>) -> Self {
+        FsError {
+            errno,
+            message: message.into(),
+            path: None,
+            source: None,
+            level: Level::WARN,
+        }
+    }
+
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn errno(&self) -> Errno {
+        self.errno
+    }
+
+    /// What failed, without the cause: what an audit record's reason says.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    pub fn source_text(&self) -> Option<String> {
+        self.source.as_ref().map(|s| s.to_string())
+    }
+
+    pub fn level(&self) -> Level {
+        self.level
+    }
+}
+
+impl From<Errno> for FsError {
+    fn from(errno: Errno) -> Self {
+        FsError::answer(errno)
+    }
+}
+
+/// An engine's error, as the mount answers it (`Error::errno`). At debug level: the cache has
+/// logged an upstream failure already, once a minute per key with what readers got
+/// (`FlightCache::report`), and the rest (no such secret, a bad selector) are answers.
+impl From<secretsfs_core::Error> for FsError {
+    fn from(error: secretsfs_core::Error) -> Self {
+        FsError {
+            errno: error.errno(),
+            message: Cow::Owned(error.message().to_owned()),
+            path: None,
+            source: None,
+            level: Level::DEBUG,
+        }
+    }
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_says_what_failed_then_why() {
+        let cause = secretsfs_core::Error::new(
+            secretsfs_core::ErrorKind::Unavailable,
+            "GetSecretValue: timed out",
+        );
+        let e = FsError::failure(
+            Errno::EIO,
+            "an open file's version could not be fetched again",
+        )
+        .with_path("prod/db")
+        .with_source(cause);
+        assert_eq!(e.errno(), Errno::EIO);
+        assert_eq!(e.level(), Level::WARN);
+        assert_eq!(e.path(), Some("prod/db"));
+        assert_eq!(
+            e.to_string(),
+            "an open file's version could not be fetched again: GetSecretValue: timed out"
+        );
+        assert_eq!(
+            e.message(),
+            "an open file's version could not be fetched again"
+        );
+    }
+
+    #[test]
+    fn answers_and_engine_errors_are_quiet_and_keep_their_errno() {
+        let e = FsError::from(Errno::ENOENT);
+        assert_eq!((e.errno(), e.level()), (Errno::ENOENT, Level::DEBUG));
+        let denied = secretsfs_core::Error::new(secretsfs_core::ErrorKind::AccessDenied, "no");
+        let e = FsError::from(denied);
+        assert_eq!((e.errno(), e.level()), (Errno::EACCES, Level::DEBUG));
+    }
+}
