@@ -74,6 +74,10 @@ run_cargo_test() {
     cargo test "$@"
 }
 
+# The layers the compiler cannot hold: which crate may use which, and no module cycle
+# (docs/ARCHITECTURE.md#layers). A second, not a build.
+python3 "$repo_root/scripts/check-layers.py"
+
 # Arguments that pick targets themselves (e.g. `--test it`) cannot be combined
 # with --doc, so then the caller's selection is run alone.
 selects_targets=false

@@ -172,6 +172,12 @@ pub struct GlobalArgs {
 }
 
 impl Cli {
+    /// The settings this command line runs with, resolved from its flags, environment and
+    /// config file (read again at each call: SIGHUP re-reads the file through it).
+    pub fn settings(&self) -> crate::error::Result<crate::settings::Settings> {
+        crate::settings::Settings::resolve(&self.given, self.global.config.as_deref())
+    }
+
     /// The process's command line; on a usage error, clap's message and exit code 2.
     pub fn parse_args() -> Cli {
         Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())

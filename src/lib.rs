@@ -5,13 +5,13 @@
 //!   templates, audit; re-exported here under its module names.
 //! - `secretsfs-fuse` ([`fuse`]) and `secretsfs-http` ([`http`]): the front ends, each on the
 //!   core alone.
-//! - here: [`cli`], [`settings`], [`config`] (the file, with its `[[template]]` entries),
+//! - here: [`cli`], [`settings`] (with the config file and its `[[template]]` and `[[hook]]`
+//!   entries),
 //!   [`run`] (each command), [`service`] (the life of `mount` and `serve`: prepare, build,
 //!   serve, stop), [`handover`] and [`daemon`] (the process), [`hooks`] and [`watch`] (what a
 //!   change sets off).
 
 pub mod cli;
-pub mod config;
 pub mod daemon;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
@@ -26,6 +26,7 @@ pub mod service;
 pub mod settings;
 pub mod signal_name;
 pub mod stop_post;
+pub mod supervisor;
 pub mod watch;
 
 pub use secretsfs_core::{

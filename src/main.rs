@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         cli.global.config = Some(file.clone());
     }
     // Resolved before forking, so that a bad config is reported by the command itself.
-    let mut settings = match secretsfs::run::settings_for(&cli) {
+    let mut settings = match cli.settings() {
         Ok(s) => s,
         Err(err) => return fail(&err, &mut readiness),
     };

@@ -15,11 +15,6 @@ use crate::settings::Settings;
 use crate::template::Template;
 use crate::watch::WatchPattern;
 
-/// The settings a command runs with, resolved from its flags, environment and config file.
-pub fn settings_for(cli: &Cli) -> Result<Settings> {
-    Settings::resolve(&cli.given, cli.global.config.as_deref())
-}
-
 /// Runs the command; its exit code (COMMAND's, for `watch`).
 pub async fn run(
     cli: Cli,
@@ -89,7 +84,7 @@ async fn watch(settings: &Settings, args: &WatchArgs) -> Result<u8> {
         build_source(settings, true).await?,
         settings.source_cache(),
     ));
-    crate::watch::command::supervise(engine, args, settings.cache.list_ttl).await
+    crate::supervisor::supervise(engine, args, settings.cache.list_ttl).await
 }
 
 /// What `mount` refuses in its settings before it touches a mountpoint or the network, with

@@ -1,7 +1,7 @@
 //! The config-file target: TOML text through everything `check-config` does with it.
 
-use crate::config::ConfigFile;
 use crate::policy::{Directory, Policy};
+use crate::settings::file::ConfigFile;
 use crate::settings::{Given, Settings};
 use crate::watch::WatchPattern;
 

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::spec::{ActionSpec, HOOK_PATH};
+use super::{ActionSpec, HOOK_PATH};
 
 /// What an exec hook runs as, computed in the parent: after fork only async-signal-safe
 /// calls are allowed, so nothing may be looked up or allocated there.

@@ -12,7 +12,6 @@
 mod action;
 mod pid_file;
 mod reaper;
-mod spec;
 mod worker;
 
 #[cfg(test)]
@@ -29,8 +28,8 @@ use crate::error::{Error, Result};
 use action::{Action, Identity};
 use worker::{Hook, Queued};
 
+pub use crate::settings::file::hook::{ActionSpec, HOOK_PATH, HookSpec};
 pub use crate::watch::Notice;
-pub use spec::{ActionSpec, HOOK_PATH, HookSpec, parse_specs};
 
 /// A hook's attempts so far: each attempt counts as started, then as succeeded or failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -263,8 +263,9 @@ async fn reload_on_sighup(
     policy_changed: Option<PolicyChanged>,
 ) {
     while hangup.recv().await.is_some() {
-        let reloaded =
-            crate::run::settings_for(&cli).and_then(|s| build_policy(&s).map(|p| (s, p)));
+        let reloaded = cli
+            .settings()
+            .and_then(|s| build_policy(&s).map(|p| (s, p)));
         match reloaded {
             Ok((settings, new_policy)) => {
                 policy.store(Arc::new(new_policy));

@@ -5,6 +5,7 @@
 //! value goes through its setting's own parser. `check-config` prints the result, and SIGHUP
 //! resolves it again.
 
+pub mod file;
 pub mod keys;
 pub mod options;
 pub mod readme;
@@ -18,13 +19,13 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use crate::cache::CacheConfig;
-use crate::config::{self, ConfigFile};
 use crate::error::{Error, Result};
 use crate::fuse::namespace::Layout;
 use crate::http::HttpSettings;
 use crate::policy::Defaults;
 use crate::source::SourceSpec;
 use crate::source::aws::AwsOptions;
+use file::ConfigFile;
 
 pub use options::{GlobalOptions, HttpOptions, MountOptions, Options};
 
@@ -101,7 +102,7 @@ pub struct Settings {
     pub options: Options,
     /// Where each setting came from, in the order of their declaration.
     pub origins: Vec<(String, Origin)>,
-    pub sections: config::Sections,
+    pub sections: file::Sections,
 }
 
 impl HttpOptions {
@@ -135,9 +136,9 @@ impl Settings {
     /// The config file: `--config`, else the default path when it exists, else none.
     pub fn config_path(config: Option<&Path>) -> Option<PathBuf> {
         config.map(Path::to_owned).or_else(|| {
-            Path::new(config::DEFAULT_PATH)
+            Path::new(file::DEFAULT_PATH)
                 .exists()
-                .then(|| config::DEFAULT_PATH.into())
+                .then(|| file::DEFAULT_PATH.into())
         })
     }
 

@@ -10,7 +10,7 @@ fn resolve(args: &[&str], file_text: &str) -> Result<Settings> {
     argv.extend(args);
     let cli = Cli::try_parse_args_from(argv).unwrap();
     let path = PathBuf::from("/etc/test.toml");
-    let file = ConfigFile::parse(file_text).map_err(|why| config::file_error(&path, &why))?;
+    let file = ConfigFile::parse(file_text).map_err(|why| file::file_error(&path, &why))?;
     Settings::resolve_with(&cli.given, Some(path), &file)
 }
 

@@ -9,7 +9,6 @@
 //! to serve it (the mount drops the kernel's entries of the old version), so a program that
 //! reloads on the notice reads the new value.
 
-pub mod command;
 pub mod pattern;
 
 use std::collections::{HashMap, HashSet};

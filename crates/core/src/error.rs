@@ -10,8 +10,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use nix::errno::Errno;
-
 /// `text` with its control characters escaped (`\n`, `\u{7}`), for a message that repeats
 /// what it was given (a field name, an id, a query parameter): every error, log line and
 /// plain-text answer stays one line.
@@ -129,39 +127,6 @@ impl Error {
 
     pub fn is_transient(&self) -> bool {
         self.kind().is_transient()
-    }
-
-    /// The status the HTTP API answers with, as the agent does: Secrets Manager's own status
-    /// passed through, 504 for a timeout, 502 for a connection failure; for sources without an
-    /// HTTP service behind them, what AWS would answer. `http::agent::refusal_for` builds its
-    /// bodies on it, and the cache's failure log says it.
-    pub fn http_status(&self) -> u16 {
-        if let Some(up) = self.upstream_detail() {
-            return match (up.code.as_str(), up.status) {
-                ("TimeoutError", _) => 504,
-                ("ConnectionError" | "ResponseError", _) => 502,
-                (_, Some(status)) => status,
-                _ => 500,
-            };
-        }
-        match self.kind() {
-            ErrorKind::NotFound
-            | ErrorKind::AccessDenied
-            | ErrorKind::InvalidSelector
-            | ErrorKind::InvalidRequest
-            | ErrorKind::Decryption => 400,
-            ErrorKind::Unavailable => 502,
-            ErrorKind::Config | ErrorKind::Io | ErrorKind::Internal => 500,
-        }
-    }
-
-    /// The errno a file system front end answers with (documented in docs/mount.md).
-    pub fn errno(&self) -> Errno {
-        match self.kind() {
-            ErrorKind::NotFound | ErrorKind::InvalidSelector => Errno::ENOENT,
-            ErrorKind::AccessDenied => Errno::EACCES,
-            _ => Errno::EIO,
-        }
     }
 }
 

@@ -19,17 +19,54 @@ use fuser::{
     TimeOrNow, WriteFlags,
 };
 
-use super::fs::{Attr, Kind, SecretsFs};
+use super::fs::{Attr, FsError, Kind, SecretsFs};
 use secretsfs_core::caller::Caller;
+use secretsfs_core::log_throttle::LogThrottle;
 
 pub struct FuseFs {
     fs: Arc<SecretsFs>,
     runtime: tokio::runtime::Handle,
+    failures: Arc<Failures>,
+}
+
+/// Where every error of the mount ends (docs/ARCHITECTURE.md#errors): counted
+/// (`secretsfs_fuse_errors_total` by operation and errno), logged in one line with its cause
+/// (a failure as a warning, at most once a minute for the same failure of the same path, with
+/// how many were left out; an ordinary answer at debug level) and turned into the reply's errno.
+#[derive(Default)]
+struct Failures {
+    reported: LogThrottle,
+}
+
+impl Failures {
+    fn fail(&self, operation: &'static str, error: FsError) -> Errno {
+        let errno = error.errno();
+        metrics::counter!("secretsfs_fuse_errors_total",
+            "operation" => operation, "errno" => format!("{errno:?}"))
+        .increment(1);
+        let path = error.path().unwrap_or("");
+        let cause = error.source_text().unwrap_or_default();
+        if error.level() <= tracing::Level::WARN {
+            let key = format!("{}\0{path}", error.message());
+            if let Some(left_out) = self.reported.due(&key) {
+                tracing::warn!(target: "secretsfs::fuse", operation, path, errno = %errno,
+                    cause, left_out, "{}", error.message());
+            }
+        } else {
+            tracing::debug!(target: "secretsfs::fuse", operation, path, errno = %errno, cause,
+                "{}", error.message());
+        }
+        Errno::from_i32(errno as i32)
+    }
 }
 
 impl FuseFs {
     pub fn new(fs: Arc<SecretsFs>, runtime: tokio::runtime::Handle) -> Self {
-        FuseFs { fs, runtime }
+        FuseFs {
+            fs,
+            runtime,
+            failures: Arc::default(),
+        }
     }
 
     /// Runs `op` to completion inline if it needs no waiting, else on the runtime; `reply`
@@ -60,10 +97,6 @@ impl FuseFs {
 /// up only if the policy needs them, and not on this worker.
 fn caller(req: &Request) -> Caller {
     Caller::new(req.uid(), req.gid(), Some(req.pid()))
-}
-
-fn fuse_errno(e: nix::errno::Errno) -> Errno {
-    Errno::from_i32(e as i32)
 }
 
 fn file_attr(attr: &Attr) -> FileAttr {
@@ -118,6 +151,7 @@ impl Filesystem for FuseFs {
             return reply.error(Errno::ENOENT);
         };
         let (fs, caller) = (self.fs(), caller(req));
+        let failures = self.failures.clone();
         self.dispatch(
             async move { fs.lookup(&caller, parent.0, &name).await },
             move |r| match r {
@@ -127,7 +161,7 @@ impl Filesystem for FuseFs {
                     &file_attr(&attr),
                     Generation(0),
                 ),
-                Err(e) => reply.error(fuse_errno(e)),
+                Err(e) => reply.error(failures.fail("lookup", e)),
             },
         );
     }
@@ -138,9 +172,10 @@ impl Filesystem for FuseFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let fs = self.fs();
+        let failures = self.failures.clone();
         self.dispatch(async move { fs.getattr(ino.0).await }, move |r| match r {
             Ok(attr) => reply.attr(&attr.ttl, &file_attr(&attr)),
-            Err(e) => reply.error(fuse_errno(e)),
+            Err(e) => reply.error(failures.fail("getattr", e)),
         });
     }
 
@@ -153,11 +188,12 @@ impl Filesystem for FuseFs {
             return reply.error(Errno::ENOSYS);
         }
         let (fs, caller) = (self.fs(), caller(req));
+        let failures = self.failures.clone();
         self.dispatch(
             async move { fs.open(&caller, ino.0).await },
             move |r| match r {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
-                Err(e) => reply.error(fuse_errno(e)),
+                Err(e) => reply.error(failures.fail("open", e)),
             },
         );
     }
@@ -167,7 +203,7 @@ impl Filesystem for FuseFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(fuse_errno(e)),
+            Err(e) => reply.error(self.failures.fail("opendir", e)),
         }
     }
 
@@ -195,11 +231,12 @@ impl Filesystem for FuseFs {
         reply: ReplyData,
     ) {
         let fs = self.fs();
+        let failures = self.failures.clone();
         self.dispatch(
             async move { fs.read(ino.0, fh.0, offset, size).await },
             move |r| match r {
                 Ok((resolved, range)) => reply.data(&resolved.bytes()[range]),
-                Err(e) => reply.error(fuse_errno(e)),
+                Err(e) => reply.error(failures.fail("read", e)),
             },
         );
     }
@@ -227,6 +264,7 @@ impl Filesystem for FuseFs {
         mut reply: ReplyDirectory,
     ) {
         let (fs, caller) = (self.fs(), caller(req));
+        let failures = self.failures.clone();
         self.dispatch(
             async move { fs.readdir_at(&caller, ino.0, fh.0, offset).await },
             move |r| match r {
@@ -243,7 +281,7 @@ impl Filesystem for FuseFs {
                     }
                     reply.ok();
                 }
-                Err(e) => reply.error(fuse_errno(e)),
+                Err(e) => reply.error(failures.fail("readdir", e)),
             },
         );
     }

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -230,12 +229,12 @@ async fn serve<S>(
         let (api, peer) = (api.clone(), peer.clone());
         async move {
             if over_limit && req.uri().path() != PING {
-                super::metrics::count_response(429);
-                let body = "Connection limit exceeded".to_owned();
+                let refused = agent::Refusal::connection_limit();
+                super::metrics::count_response(refused.status.as_u16());
                 return Ok::<_, Infallible>(agent::respond(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    body,
-                    false,
+                    refused.status,
+                    refused.body,
+                    refused.json,
                 ));
             }
             Ok(api.handle(req, &peer, timeout).await)

@@ -2,7 +2,6 @@
 //! and signal cases need root, and say they were skipped without it). Waits poll the counts
 //! with a generous limit: no test depends on how fast the machine is.
 
-mod config;
 mod failures;
 mod leftovers;
 mod run;
@@ -16,8 +15,8 @@ use nix::sys::signal::kill;
 use nix::unistd::{Pid, Uid};
 use parking_lot::Mutex;
 
-use crate::config::ConfigFile;
 use crate::hooks::{HookCounts, HookSpec, Notice};
+use crate::settings::file::ConfigFile;
 
 /// One `[[hook]]` entry, parsed as the config file would be.
 pub(super) fn hook(body: &str) -> HookSpec {

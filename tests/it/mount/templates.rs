@@ -274,7 +274,7 @@ async fn a_missing_input_fails_the_read_with_one_log_line_and_no_partial_renderi
     let log = m.log();
     let line = log
         .lines()
-        .find(|l| l.contains("template could not be rendered") && l.contains(r#"template="eio""#))
+        .find(|l| l.contains("template could not be rendered") && l.contains(r#"path="eio""#))
         .unwrap_or_else(|| panic!("no line for the template:\n{log}"));
     assert!(line.contains("gone"), "names the input: {line}");
     assert!(!log.contains("value-here-91c"), "a value in the log");

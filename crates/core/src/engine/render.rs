@@ -34,6 +34,8 @@ impl std::fmt::Display for RenderFailure {
     }
 }
 
+impl std::error::Error for RenderFailure {}
+
 impl RenderFailure {
     fn of_input(input: String, err: &Error) -> Self {
         RenderFailure {

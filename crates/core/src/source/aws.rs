@@ -515,4 +515,4 @@ impl SecretSource for AwsSource {
 }
 
 #[cfg(test)]
-mod endpoint_tests;
+mod tests;

@@ -175,10 +175,6 @@ mod tests {
         let err = checked.get_secret_value("big", &current).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Internal);
         assert_eq!(
-            (err.http_status(), err.errno()),
-            (500, nix::errno::Errno::EIO)
-        );
-        assert_eq!(
             err.message(),
             "GetSecretValue big (stage AWSCURRENT): the value is 65537 bytes, over the limit of \
              65536 (Secrets Manager's own); not used"

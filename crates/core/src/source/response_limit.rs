@@ -102,7 +102,6 @@ mod tests {
         let cut = Limited::new(body, 5).collect().await.unwrap_err();
         let err = refusal("GetSecretValue x", cut.as_ref()).expect("recognised");
         assert_eq!(err.kind(), ErrorKind::Internal);
-        assert_eq!(err.http_status(), 500);
         assert_eq!(
             err.message(),
             "GetSecretValue x: the answer is over the limit of 16 MiB for one answer; cut off there"

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use nix::errno::Errno;
+use secretsfs_core::ErrorKind;
 use tracing::Level;
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -47,6 +48,12 @@ impl FsError {
         }
     }
 
+    /// A failure of the engine that the cache has not told of (a fetch by version id of an
+    /// open file): a warning, with the engine's error as its cause.
+    pub fn of_engine(error: secretsfs_core::Error, message: impl Into<Cow<'static, str>>) -> Self {
+        FsError::failure(errno_of(&error), message).with_source(error)
+    }
+
     pub fn with_path(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
         self
@@ -85,18 +92,45 @@ impl From<Errno> for FsError {
     }
 }
 
-/// An engine's error, as the mount answers it (`Error::errno`). At debug level: the cache has
+/// The mount's one mapping of an error's kind to an errno (docs/ARCHITECTURE.md#errors).
+pub fn errno_of(error: &secretsfs_core::Error) -> Errno {
+    match error.kind() {
+        ErrorKind::NotFound | ErrorKind::InvalidSelector => Errno::ENOENT,
+        ErrorKind::AccessDenied => Errno::EACCES,
+        ErrorKind::Decryption
+        | ErrorKind::InvalidRequest
+        | ErrorKind::Unavailable
+        | ErrorKind::Config
+        | ErrorKind::Io
+        | ErrorKind::Internal => Errno::EIO,
+    }
+}
+
+/// An engine's error, as the mount answers it ([`errno_of`]). At debug level: the cache has
 /// logged an upstream failure already, once a minute per key with what readers got
 /// (`FlightCache::report`), and the rest (no such secret, a bad selector) are answers.
 impl From<secretsfs_core::Error> for FsError {
     fn from(error: secretsfs_core::Error) -> Self {
         FsError {
-            errno: error.errno(),
+            errno: errno_of(&error),
             message: Cow::Owned(error.message().to_owned()),
             path: None,
             source: None,
             level: Level::DEBUG,
         }
+    }
+}
+
+/// Equal when the kernel is answered the same errno: what a caller of the mount can tell.
+impl PartialEq for FsError {
+    fn eq(&self, other: &Self) -> bool {
+        self.errno == other.errno
+    }
+}
+
+impl PartialEq<Errno> for FsError {
+    fn eq(&self, errno: &Errno) -> bool {
+        self.errno == *errno
     }
 }
 
@@ -124,16 +158,9 @@ mod tests {
 
     #[test]
     fn a_failure_says_what_failed_then_why() {
-        let cause = secretsfs_core::Error::new(
-            secretsfs_core::ErrorKind::Unavailable,
-            "GetSecretValue: timed out",
-        );
-        let e = FsError::failure(
-            Errno::EIO,
-            "an open file's version could not be fetched again",
-        )
-        .with_path("prod/db")
-        .with_source(cause);
+        let cause = secretsfs_core::Error::new(ErrorKind::Unavailable, "GetSecretValue: timed out");
+        let e = FsError::of_engine(cause, "an open file's version could not be fetched again")
+            .with_path("prod/db");
         assert_eq!(e.errno(), Errno::EIO);
         assert_eq!(e.level(), Level::WARN);
         assert_eq!(e.path(), Some("prod/db"));
@@ -151,8 +178,26 @@ mod tests {
     fn answers_and_engine_errors_are_quiet_and_keep_their_errno() {
         let e = FsError::from(Errno::ENOENT);
         assert_eq!((e.errno(), e.level()), (Errno::ENOENT, Level::DEBUG));
-        let denied = secretsfs_core::Error::new(secretsfs_core::ErrorKind::AccessDenied, "no");
+        let denied = secretsfs_core::Error::new(ErrorKind::AccessDenied, "no");
         let e = FsError::from(denied);
         assert_eq!((e.errno(), e.level()), (Errno::EACCES, Level::DEBUG));
+    }
+
+    #[test]
+    fn kinds_map_onto_the_documented_errnos() {
+        let errno = |kind| errno_of(&secretsfs_core::Error::new(kind, "x"));
+        assert_eq!(errno(ErrorKind::NotFound), Errno::ENOENT);
+        assert_eq!(errno(ErrorKind::InvalidSelector), Errno::ENOENT);
+        assert_eq!(errno(ErrorKind::AccessDenied), Errno::EACCES);
+        for kind in [
+            ErrorKind::Decryption,
+            ErrorKind::InvalidRequest,
+            ErrorKind::Unavailable,
+            ErrorKind::Config,
+            ErrorKind::Io,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(errno(kind), Errno::EIO, "{kind:?}");
+        }
     }
 }

@@ -28,9 +28,9 @@ impl SecretsFs {
             },
         ];
         match node.kind {
-            NodeKind::File(_) | NodeKind::Template(_) => return Err(Errno::ENOTDIR),
+            NodeKind::File(_) | NodeKind::Template(_) => return Err(Errno::ENOTDIR.into()),
             NodeKind::SecretDir(secret) => {
-                let described = self.engine.describe(&secret).await.map_err(|e| e.errno())?;
+                let described = self.engine.describe(&secret).await?;
                 for stage in described.value.stages().into_keys() {
                     if valid_component(stage) {
                         let path = join(&node.path, stage);
@@ -87,7 +87,7 @@ impl SecretsFs {
 
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         match self.inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
-            NodeKind::File(_) | NodeKind::Template(_) => Err(Errno::ENOTDIR),
+            NodeKind::File(_) | NodeKind::Template(_) => Err(Errno::ENOTDIR.into()),
             _ => Ok(self.new_handle()),
         }
     }

@@ -64,7 +64,7 @@ pub struct DirEntry {
     pub kind: Kind,
 }
 
-pub type FsResult<T> = Result<T, Errno>;
+pub use error::{FsError, FsResult};
 
 /// A tree, the listing it was built from, and until when that listing is fresh.
 type BuiltTree = (Arc<Vec<SecretListing>>, Arc<Tree>, Instant);
@@ -117,8 +117,6 @@ pub struct SecretsFs {
     only_tree: std::sync::OnceLock<Arc<Tree>>,
     /// The config file's templates, files of their own beside the secrets.
     templates: Arc<Templates>,
-    /// A template's failure is logged once a minute at most, per template path.
-    template_reports: secretsfs_core::log_throttle::LogThrottle,
     /// Per uid, how many more names not in the listing may be asked for upstream.
     misses: misses::MissBudget,
 }
@@ -148,7 +146,6 @@ impl SecretsFs {
             only: None,
             only_tree: std::sync::OnceLock::new(),
             templates: Arc::default(),
-            template_reports: Default::default(),
             misses: Default::default(),
         }
     }
@@ -220,7 +217,7 @@ impl SecretsFs {
             return Ok(());
         }
         audit(caller, &selector.to_string(), None, Some(DENIED));
-        Err(Errno::EACCES)
+        Err(Errno::EACCES.into())
     }
 
     /// Whether the policy lets `caller` read the secret `name`. Pending only while the
@@ -291,11 +288,11 @@ impl SecretsFs {
     pub async fn lookup(&self, caller: &Caller, parent: u64, name: &str) -> FsResult<Attr> {
         let node = self.inodes.get(parent).ok_or(Errno::ENOENT)?;
         if !valid_component(name) {
-            return Err(Errno::ENOENT);
+            return Err(Errno::ENOENT.into());
         }
         let path = join(&node.path, name);
         match node.kind {
-            NodeKind::File(_) | NodeKind::Template(_) => Err(Errno::ENOTDIR),
+            NodeKind::File(_) | NodeKind::Template(_) => Err(Errno::ENOTDIR.into()),
             NodeKind::SecretDir(secret) => {
                 let selector = Selector::of_stage(&secret, name).map_err(|_| Errno::ENOENT)?;
                 self.lookup_file(caller, &path, selector, None).await
@@ -317,7 +314,7 @@ impl SecretsFs {
                 // The one rule for names (as HTTP and `get` apply it): a name Secrets Manager
                 // would refuse is not looked up, nor asked for.
                 if secretsfs_core::selector::validate_name(&secret).is_err() {
-                    return Err(Errno::ENOENT);
+                    return Err(Errno::ENOENT.into());
                 }
                 let tree = self.tree().await;
                 match tree.as_ref().and_then(|(t, _)| t.entry(&path)) {
@@ -361,8 +358,7 @@ impl SecretsFs {
                 resolved
             }
             _ => self.engine.get(&selector).await,
-        }
-        .map_err(|e| e.errno())?;
+        }?;
         Ok(self.file_entry(path, &selector, resolved))
     }
 
@@ -418,20 +414,20 @@ impl SecretsFs {
     ) -> FsResult<Attr> {
         if self.only.is_some() {
             // The list says what the mount presents.
-            return Err(Errno::ENOENT);
+            return Err(Errno::ENOENT.into());
         }
         if !self.may_read_secret(caller, &secret).await {
             // Not readable as a secret: only a directory could be meant, and only where no
             // listing says there is none.
             return if listing_allowed {
                 audit(caller, &secret, None, Some(DENIED));
-                Err(Errno::EACCES)
+                Err(Errno::EACCES.into())
             } else {
                 Ok(self.empty_dir_entry(path))
             };
         }
         if !self.misses.may_ask(caller.uid) {
-            return Err(Errno::ENOENT);
+            return Err(Errno::ENOENT.into());
         }
         let selector = Selector::whole(secret.as_str());
         let found = match self.namespace.layout() {
@@ -444,12 +440,12 @@ impl SecretsFs {
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AccessDenied) => {
                 self.misses.missed(caller.uid);
                 if listing_allowed {
-                    Err(Errno::ENOENT)
+                    Err(Errno::ENOENT.into())
                 } else {
                     Ok(self.empty_dir_entry(path))
                 }
             }
-            Err(e) => Err(e.errno()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -467,7 +463,7 @@ impl SecretsFs {
     ) -> FsResult<Attr> {
         self.may_read(caller, &Selector::whole(secret.as_str()))
             .await?;
-        self.engine.describe(&secret).await.map_err(|e| e.errno())?;
+        self.engine.describe(&secret).await?;
         Ok(self.secret_dir_entry(path, &secret))
     }
 
@@ -595,6 +591,7 @@ impl SecretsFs {
     }
 }
 
+mod error;
 mod listing;
 mod misses;
 mod reading;

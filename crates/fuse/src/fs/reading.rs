@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
-use super::{FsResult, SecretsFs, audit};
+use super::{FsError, FsResult, SecretsFs, audit};
 use crate::inodes::{Identity, Node, NodeKind};
 use secretsfs_core::caller::Caller;
 use secretsfs_core::engine::Resolved;
@@ -20,14 +20,14 @@ impl SecretsFs {
             return self.open_template(caller, &node, path).await;
         }
         let NodeKind::File(selector) = &node.kind else {
-            return Err(Errno::EISDIR);
+            return Err(Errno::EISDIR.into());
         };
         self.may_read(caller, selector).await?;
         let resolved = match self.version_bytes(&node).await {
             Ok(resolved) => resolved,
-            Err((errno, why)) => {
-                audit(caller, &selector.to_string(), None, Some(&why));
-                return Err(errno);
+            Err(e) => {
+                audit(caller, &selector.to_string(), None, Some(e.message()));
+                return Err(e);
             }
         };
         audit(caller, &selector.to_string(), Some(&resolved), None);
@@ -40,11 +40,10 @@ impl SecretsFs {
         let template = self.templates.get(path).ok_or(Errno::ENOENT)?.clone();
         if !self.may_read_template(caller, &template).await {
             audit(caller, path, None, Some(super::DENIED));
-            return Err(Errno::EACCES);
+            return Err(Errno::EACCES.into());
         }
-        let resolved = self.version_bytes(node).await.map_err(|(errno, why)| {
-            audit(caller, path, None, Some(&why));
-            errno
+        let resolved = self.version_bytes(node).await.inspect_err(|e| {
+            audit(caller, path, None, Some(e.message()));
         })?;
         audit(caller, path, Some(&resolved), None);
         let fh = self.new_handle();
@@ -69,7 +68,7 @@ impl SecretsFs {
             Some(snapshot) => snapshot,
             None => {
                 let node = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-                self.version_bytes(&node).await.map_err(|(e, _)| e)?
+                self.version_bytes(&node).await?
             }
         };
         let len = resolved.bytes().len();
@@ -81,12 +80,12 @@ impl SecretsFs {
     /// The bytes of the version `node` is: held, or fetched again by its version id when the
     /// byte budget dropped them. A version whose bytes changed in place upstream (the file
     /// source keeps a VersionId across an edit) is ESTALE: a new open finds the new inode.
-    async fn version_bytes(&self, node: &Node) -> Result<Arc<Resolved>, (Errno, String)> {
+    async fn version_bytes(&self, node: &Node) -> FsResult<Arc<Resolved>> {
         if let NodeKind::Template(_) = &node.kind {
             return self.template_bytes(node).await;
         }
         let (NodeKind::File(selector), Some(version)) = (&node.kind, &node.version) else {
-            return Err((Errno::EISDIR, "not a file".into()));
+            return Err(Errno::EISDIR.into());
         };
         if let Some(bytes) = version.bytes() {
             self.inodes.touch(version);
@@ -106,15 +105,20 @@ impl SecretsFs {
             ..(**selector).clone()
         };
         let resolved = self.engine.get(&pinned).await.map_err(|e| {
-            tracing::warn!(target: "secretsfs::fuse::fs::reading", path = %node.path, version_id = %version.identity.version_id, error = %e,
-                "an open file's version could not be fetched again");
-            (e.errno(), e.message().to_owned())
+            FsError::of_engine(e, "an open file's version could not be fetched again").with_path(
+                format!("{} (version {})", node.path, version.identity.version_id),
+            )
         })?;
         let resolved = Arc::new(resolved);
         if Identity::of(&resolved) != version.identity {
-            tracing::warn!(target: "secretsfs::fuse::fs::reading", path = %node.path, version_id = %version.identity.version_id,
-                "this version's bytes changed in place upstream; open the file again to read them");
-            return Err((Errno::ESTALE, "the version changed in place".into()));
+            return Err(FsError::failure(
+                Errno::ESTALE,
+                "this version's bytes changed in place upstream; open the file again to read them",
+            )
+            .with_path(format!(
+                "{} (version {})",
+                node.path, version.identity.version_id
+            )));
         }
         self.inodes.restore_bytes(version, &resolved);
         Ok(resolved)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
-use super::{Attr, DENIED, FsResult, SecretsFs, audit};
+use super::{Attr, DENIED, FsError, FsResult, SecretsFs, audit};
 use crate::inodes::{Identity, Node, NodeKind};
 use secretsfs_core::caller::Caller;
 use secretsfs_core::engine::Resolved;
@@ -34,7 +34,7 @@ impl SecretsFs {
         let template = self.templates.get(path).ok_or(Errno::ENOENT)?.clone();
         if !self.may_read_template(caller, &template).await {
             audit(caller, path, None, Some(DENIED));
-            return Err(Errno::EACCES);
+            return Err(Errno::EACCES.into());
         }
         let resolved = Arc::new(self.render(path, &template).await?);
         let kind = NodeKind::Template(Arc::from(path));
@@ -61,52 +61,42 @@ impl SecretsFs {
         attr
     }
 
-    /// Renders the template; a failure is logged (template, input, cause; never a value) and
-    /// answered EIO, or ENOENT for a missing input where the template says so.
+    /// Renders the template; a failure is EIO, or ENOENT for a missing input where the
+    /// template says so, and a warning either way (template, input, cause; never a value).
     pub(super) async fn render(&self, path: &str, template: &TemplateFile) -> FsResult<Resolved> {
-        match self.engine.render(&template.template).await {
-            Ok(resolved) => Ok(resolved),
-            Err(failure) => {
+        self.engine
+            .render(&template.template)
+            .await
+            .map_err(|failure| {
                 let errno = if failure.missing && template.on_missing == OnMissing::Enoent {
                     Errno::ENOENT
                 } else {
                     Errno::EIO
                 };
-                if let Some(left_out) = self.template_reports.due(path) {
-                    tracing::warn!(target: "secretsfs::fuse::fs::templated", template = path, input = failure.input.as_deref().unwrap_or(""),
-                        cause = %failure.cause, errno = %errno, left_out,
-                        "template could not be rendered");
-                }
-                Err(errno)
-            }
-        }
+                FsError::failure(errno, "template could not be rendered")
+                    .with_path(path)
+                    .with_source(failure)
+            })
     }
 
     /// The bytes of a template version: held, or rendered again when that gives the same
     /// version (else ESTALE: a new open finds the new one).
-    pub(super) async fn template_bytes(
-        &self,
-        node: &Node,
-    ) -> Result<Arc<Resolved>, (Errno, String)> {
+    pub(super) async fn template_bytes(&self, node: &Node) -> FsResult<Arc<Resolved>> {
         let (NodeKind::Template(path), Some(version)) = (&node.kind, &node.version) else {
-            return Err((Errno::EISDIR, "not a template".into()));
+            return Err(Errno::EISDIR.into());
         };
         if let Some(bytes) = version.bytes() {
             self.inodes.touch(version);
             return Ok(bytes);
         }
-        let template = self
-            .templates
-            .get(path)
-            .ok_or((Errno::ENOENT, "no such template".to_owned()))?
-            .clone();
-        let rendered = Arc::new(
-            self.render(path, &template)
-                .await
-                .map_err(|e| (e, "the template could not be rendered".to_owned()))?,
-        );
+        let template = self.templates.get(path).ok_or(Errno::ENOENT)?.clone();
+        let rendered = Arc::new(self.render(path, &template).await?);
         if Identity::of(&rendered) != version.identity {
-            return Err((Errno::ESTALE, "the template's inputs changed".into()));
+            return Err(FsError::failure(
+                Errno::ESTALE,
+                "the template's inputs changed since it was opened; open it again",
+            )
+            .with_path(path.as_ref()));
         }
         self.inodes.restore_bytes(version, &rendered);
         Ok(rendered)

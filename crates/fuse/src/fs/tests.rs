@@ -84,13 +84,13 @@ async fn lookups_find_files_selectors_and_directories() {
     for missing in ["nope", "db:nokey", "db:a:b:c:d", "..", ""] {
         assert_eq!(
             fs.lookup(&root_user(), prod.ino, missing).await,
-            Err(Errno::ENOENT),
+            Err(Errno::ENOENT.into()),
             "{missing}"
         );
     }
     assert_eq!(
         fs.lookup(&root_user(), db.ino, "x").await,
-        Err(Errno::ENOTDIR)
+        Err(Errno::ENOTDIR.into())
     );
     assert_eq!(fs.getattr(db.ino).await.unwrap().size, 31);
 }
@@ -117,11 +117,11 @@ async fn denied_callers_get_eacces_before_any_call_and_listings_hide_what_they_c
     let calls_before = source.calls(Op::GetSecretValue);
     assert_eq!(
         fs.lookup(&nobody(), prod.ino, "db").await,
-        Err(Errno::EACCES)
+        Err(Errno::EACCES.into())
     );
     assert_eq!(
         fs.lookup(&nobody(), prod.ino, "db:password").await,
-        Err(Errno::EACCES)
+        Err(Errno::EACCES.into())
     );
     assert_eq!(
         source.calls(Op::GetSecretValue),
@@ -179,7 +179,7 @@ async fn the_stages_layout_shows_secrets_as_directories_of_stages() {
     );
     assert_eq!(
         fs.lookup(&root_user(), db.ino, "AWSPENDING").await,
-        Err(Errno::ENOENT)
+        Err(Errno::ENOENT.into())
     );
 }
 
@@ -192,7 +192,7 @@ async fn a_prefix_is_the_root() {
     assert_eq!(read_all(&fs, db.ino).await, b"app");
     assert_eq!(
         fs.lookup(&root_user(), ROOT, "public").await,
-        Err(Errno::ENOENT)
+        Err(Errno::ENOENT.into())
     );
 }
 
@@ -216,7 +216,7 @@ async fn open_handles_are_snapshots() {
     assert_ne!(rotated.ino, db.ino);
     assert_eq!(read_all(&fs, rotated.ino).await, b"new");
     fs.release(fh);
-    assert_eq!(fs.open(&nobody(), db.ino).await, Err(Errno::EACCES));
+    assert_eq!(fs.open(&nobody(), db.ino).await, Err(Errno::EACCES.into()));
 }
 
 static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
@@ -250,7 +250,7 @@ async fn groups_are_looked_up_only_when_a_rule_needs_them_and_never_in_the_first
     let mut op = Box::pin(fs.lookup(&caller, prod.ino, "db"));
     let first = op.as_mut().poll(&mut Context::from_waker(Waker::noop()));
     assert!(first.is_pending());
-    assert_eq!(op.await, Err(Errno::EACCES));
+    assert_eq!(op.await, Err(Errno::EACCES.into()));
     assert_eq!(LOOKUPS.load(Relaxed), 1);
     assert_ne!(
         *LOOKED_UP_ON.lock(),
@@ -312,7 +312,7 @@ async fn a_same_length_rotation_is_a_new_inode_and_the_old_one_keeps_its_bytes()
     let again = fs.lookup(&root_user(), ROOT, "db:password").await.unwrap();
     assert_eq!(again.ino, new.ino, "the current version keeps its number");
     fs.forget(old.ino, 1);
-    assert_eq!(fs.getattr(old.ino).await, Err(Errno::ENOENT));
+    assert_eq!(fs.getattr(old.ino).await, Err(Errno::ENOENT.into()));
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use secretsfs_core::audit::{Access, Decision, Front};
 use secretsfs_core::caller::Caller;
 use secretsfs_core::engine::Engine;
 use secretsfs_core::engine::roles::{self, RoleRefusal};
-use secretsfs_core::error::{Error, ErrorKind, one_line};
+use secretsfs_core::error::{Error, one_line};
 use secretsfs_core::policy;
 use secretsfs_core::selector::{self, VersionRef};
 use secretsfs_core::source::{Payload, SecretValue};
@@ -45,41 +45,6 @@ pub struct Query {
     /// The IAM role to read as (the agent's `roleArn`), of the shape [`roles::is_role_arn`]
     /// checks.
     pub role_arn: Option<String>,
-}
-
-/// An answer that is not a secret: a status and a plain-text or JSON body.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub body: String,
-    pub json: bool,
-}
-
-impl Refusal {
-    pub(crate) fn text(status: u16, body: impl Into<String>) -> Self {
-        Refusal {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            body: body.into(),
-            json: false,
-        }
-    }
-
-    pub(crate) fn aws(status: u16, code: &str, message: Option<&str>) -> Self {
-        #[derive(Serialize)]
-        struct AwsError<'a> {
-            #[serde(rename = "__type")]
-            code: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            message: Option<&'a str>,
-        }
-        // As the agent: an empty message, or an InternalFailure, carries no message at all.
-        let message = message.filter(|m| !m.is_empty() && code != "InternalFailure");
-        Refusal {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            body: serde_json::to_string(&AwsError { code, message }).unwrap_or_default(),
-            json: true,
-        }
-    }
 }
 
 pub const PING: &str = "/ping";
@@ -142,7 +107,7 @@ pub fn route<B>(api: &Api, req: &Request<B>, peer: &Peer) -> Result<Route, Refus
         }
         if !api.token_presented(req.headers()) {
             audit(peer, path, Decision::Denied, None, false, Some("bad token"));
-            return Err(Refusal::text(403, "Bad Token"));
+            return Err(Refusal::bad_token());
         }
     }
     if req.method() != Method::GET {
@@ -185,7 +150,7 @@ fn audit_answer(peer: &Peer, query: &Query, result: &Result<Answered, Refusal>) 
     // Denied is the policy's answer (403); a failure to fetch was an allowed access; a
     // request refused by `validate` never reached the policy.
     let decision = match result {
-        Err(r) if r.status == StatusCode::FORBIDDEN => Decision::Denied,
+        Err(r) if r.is_denial() => Decision::Denied,
         Err(_) if validate(query).is_err() => Decision::Invalid,
         _ => Decision::Allowed,
     };
@@ -395,11 +360,7 @@ pub(crate) async fn authorize(api: &Api, caller: &Caller, secret_id: &str) -> Re
     if decision.allowed {
         return Ok(());
     }
-    Err(Refusal::aws(
-        403,
-        "AccessDeniedException",
-        Some("access denied by the secretsfs policy"),
-    ))
+    Err(Refusal::denied_by_policy())
 }
 
 /// The secret name in an id: a name as is; an ARN's name without the six random characters
@@ -418,37 +379,6 @@ fn name_of(secret_id: &str) -> &str {
             base
         }
         _ => name,
-    }
-}
-
-/// The agent's mapping of a failure onto a status and an AWS-style body.
-pub fn refusal_for(err: &Error) -> Refusal {
-    let status = err.http_status();
-    if let Some(up) = err.upstream_detail() {
-        return match up.code.as_str() {
-            "TimeoutError" => Refusal::aws(status, "TimeoutError", Some("Timeout")),
-            "ConnectionError" => Refusal::aws(status, "ConnectionError", Some("Read Error")),
-            "ResponseError" => Refusal::aws(status, "ConnectionError", Some("Response Error")),
-            code if up.status.is_some() => Refusal::aws(status, code, up.message.as_deref()),
-            _ => Refusal::aws(status, "InternalFailure", None),
-        };
-    }
-    // Sources without an HTTP service behind them (the file source) answer as AWS would.
-    match err.kind() {
-        ErrorKind::NotFound => Refusal::aws(
-            status,
-            "ResourceNotFoundException",
-            Some("Secrets Manager can't find the specified secret."),
-        ),
-        ErrorKind::AccessDenied => {
-            Refusal::aws(status, "AccessDeniedException", Some(err.message()))
-        }
-        ErrorKind::InvalidSelector | ErrorKind::InvalidRequest => {
-            Refusal::aws(status, "InvalidParameterException", Some(err.message()))
-        }
-        ErrorKind::Decryption => Refusal::aws(status, "DecryptionFailure", Some(err.message())),
-        ErrorKind::Unavailable => Refusal::aws(status, "ConnectionError", Some("Read Error")),
-        _ => Refusal::aws(status, "InternalFailure", None),
     }
 }
 
@@ -514,5 +444,8 @@ pub fn respond_bytes(status: StatusCode, body: Bytes, json: bool) -> Response<Bo
 }
 
 pub mod parameter;
+mod refusal;
+
+pub use refusal::{Refusal, refusal_for};
 #[cfg(test)]
 mod tests;

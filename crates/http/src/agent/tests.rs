@@ -3,6 +3,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use super::*;
+use secretsfs_core::error::ErrorKind;
 use secretsfs_core::error::Upstream;
 
 fn text(status: u16, body: &str) -> Refusal {
@@ -208,6 +209,7 @@ mod roles {
     use crate::{Api, HttpSettings};
     use secretsfs_core::cache::CacheConfig;
     use secretsfs_core::engine::roles::{Connect, Roles};
+    use secretsfs_core::error::ErrorKind;
     use secretsfs_core::policy::{self, Defaults, Policy, SystemDirectory};
     use secretsfs_core::source::DynSource;
     use secretsfs_core::source::memory::MemorySource;

@@ -16,13 +16,11 @@ use super::slot::{REPORT_EVERY, Reported, Slot, SlotState, Stored};
 use super::{Flight, FlightCache, Inner, Launch, Outcome, Served, Weigh};
 use crate::error::{Error, ErrorKind, Result};
 
-/// What a reader gets for `err`, for the log: the mount's errno and the HTTP API's status.
+/// What a reader gets for `err`, for the log: an error of its kind, which each front end
+/// answers in its own way (docs/ARCHITECTURE.md#errors: EIO from the mount, 502 from the HTTP
+/// API for `Unavailable`).
 fn refusal(err: &Error) -> String {
-    format!(
-        "an error: {} from the mount, HTTP {} from the API",
-        err.errno(),
-        err.http_status()
-    )
+    format!("an error ({:?})", err.kind())
 }
 
 /// The share of a value's life after which it is refreshed ahead when still in use, drawn at

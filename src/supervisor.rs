@@ -15,10 +15,10 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::{AbortOnDrop, Fire, Notice, WatchPattern, Watcher};
 use crate::cli::WatchArgs;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
+use crate::watch::{AbortOnDrop, Fire, Notice, WatchPattern, Watcher};
 
 /// The signals passed on to COMMAND.
 const FORWARDED: [Signal; 6] = [

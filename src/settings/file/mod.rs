@@ -8,6 +8,7 @@
 //! Numbers may be quoted (`ttl = "300"`), as in the agent's documented examples; booleans may
 //! be written as the agent's config library takes them (`true`, `"yes"`, `"off"`, 1, 0).
 
+pub mod hook;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -18,11 +19,11 @@ use clap::{Arg, CommandFactory};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::hooks::HookSpec;
 use crate::policy::RuleSpec;
 use crate::secrets_list::SecretsList;
 use crate::settings::keys::{self, AgentKey};
 use crate::settings::options::{Options, in_range};
+use hook::HookSpec;
 use template::TemplateSpec;
 
 /// Where the file is looked for when `--config` is not given.
@@ -37,7 +38,7 @@ pub struct Sections {
     pub secrets: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy: Vec<RuleSpec>,
-    /// Change hooks, checked one by one by `hooks::parse_specs` so errors name the hook.
+    /// Change hooks, checked one by one by `hook::parse_specs` so errors name the hook.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hook: Vec<HookSpec>,
     /// Files rendered from secrets, checked and compiled one by one by
@@ -107,7 +108,7 @@ impl ConfigFile {
         file.sections = sections
             .try_into()
             .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
-        file.sections.hook = crate::hooks::parse_specs(hooks)?;
+        file.sections.hook = hook::parse_specs(hooks)?;
         (file.sections.template, file.templates) =
             template::parse_specs(templates)?.into_iter().unzip();
         file.secrets =

@@ -4,9 +4,9 @@ use std::io::Write;
 
 use super::TemplateSpec;
 use crate::cli::Cli;
-use crate::config::ConfigFile;
 use crate::policy::{Defaults, Directory, Mode, Principal};
 use crate::settings::Settings;
+use crate::settings::file::ConfigFile;
 use crate::template::OnMissing;
 
 fn source(text: &str) -> tempfile::NamedTempFile {

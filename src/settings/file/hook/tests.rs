@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use super::{ActionSpec, HookSpec};
 use crate::cli::Cli;
-use crate::config::ConfigFile;
-use crate::hooks::{ActionSpec, HookSpec};
 use crate::settings::Settings;
+use crate::settings::file::ConfigFile;
 use nix::sys::signal::Signal;
 
 const GOOD: &str = r#"

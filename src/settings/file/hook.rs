@@ -195,7 +195,7 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 /// The `hook` table array of the config file, each entry deserialized and checked, with
 /// one-line errors that name the hook (`hook "nginx-cert": ...` or `hook 2: ...`).
 pub fn parse_specs(value: Option<toml::Value>) -> Result<Vec<HookSpec>, String> {
-    let entries = crate::config::table_entries::<HookSpec>(value, "hook", "name")?;
+    let entries = super::table_entries::<HookSpec>(value, "hook", "name")?;
     let mut specs: Vec<HookSpec> = Vec::with_capacity(entries.len());
     for (i, (label, spec)) in entries.into_iter().enumerate() {
         spec.check().map_err(|why| format!("{label}: {why}"))?;
@@ -211,3 +211,6 @@ pub fn parse_specs(value: Option<toml::Value>) -> Result<Vec<HookSpec>, String> 
     }
     Ok(specs)
 }
+
+#[cfg(test)]
+mod tests;

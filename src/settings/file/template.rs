@@ -132,7 +132,7 @@ impl TemplateSpec {
 pub fn parse_specs(
     value: Option<toml::Value>,
 ) -> std::result::Result<Vec<(TemplateSpec, Template)>, String> {
-    let entries = crate::config::table_entries::<TemplateSpec>(value, "template", "path")?;
+    let entries = super::table_entries::<TemplateSpec>(value, "template", "path")?;
     let mut specs: Vec<(TemplateSpec, Template)> = Vec::with_capacity(entries.len());
     for (label, spec) in entries {
         spec.check().map_err(|why| format!("{label}: {why}"))?;
