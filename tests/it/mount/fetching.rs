@@ -169,7 +169,8 @@ async fn reading_every_secret_after_ls_lr_costs_no_more_calls() {
     assert_eq!(total, after_ls, "reading after ls -lR made calls");
 }
 
-/// A throttled upstream: every read is EIO, and the log says why, once, not once per read.
+/// A throttled upstream: every read is EIO, and the log says why and what kind of error
+/// readers get (docs/ARCHITECTURE.md#errors maps it), once, not once per read.
 #[tokio::test]
 async fn a_throttled_secret_is_eio_with_one_log_line_saying_why() {
     let fake = FakeSecretsManager::start();
@@ -183,7 +184,7 @@ async fn a_throttled_secret_is_eio_with_one_log_line_saying_why() {
     let log = m.log();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("fetch failed")).collect();
     assert_eq!(lines.len(), 1, "{log}");
-    for needle in ["\"busy\"", "ThrottlingException", "EIO", "HTTP 400"] {
+    for needle in ["\"busy\"", "ThrottlingException", "an error (Unavailable)"] {
         assert!(lines[0].contains(needle), "{needle} not in {}", lines[0]);
     }
     assert!(!log.contains("value\n") && !log.contains("\"value\""));
