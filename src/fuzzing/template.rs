@@ -64,8 +64,10 @@ ROUND={{ secret("app/cert") | base64 | b64decode | base64 }}
 "#,
 ];
 
-/// The causes a render error gives (src/template/env.rs).
-const WORDS: [&str; 9] = [
+/// The causes a render error gives (crates/core/src/template/env.rs): its own, and minijinja's
+/// error kinds, which it passes on as they are (`kind => ...` there). A value that happens to
+/// be part of one ("lid operatio" of "invalid operation", found by the smoke run) is not a quote.
+const WORDS: [&str; 29] = [
     "does not exist",
     "not JSON",
     "base64 takes a string or bytes",
@@ -75,6 +77,26 @@ const WORDS: [&str; 9] = [
     "binary value; use |base64",
     "a key does not exist",
     "undefined value",
+    "not a primitive",
+    "not a key type",
+    "invalid operation",
+    "syntax error",
+    "template not found",
+    "too many arguments",
+    "missing argument",
+    "unknown filter",
+    "unknown function",
+    "unknown test",
+    "unknown method",
+    "bad string escape",
+    "could not serialize to value",
+    "could not render include",
+    "could not render block",
+    "cannot unpack",
+    "failed to write output",
+    "cannot deserialize",
+    "invalid custom delimiters",
+    "unknown block",
 ];
 
 /// Renders each of [`TEMPLATES`] over the fuzzer's values: `app/db`, `app/api-key` and
