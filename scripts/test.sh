@@ -77,6 +77,8 @@ run_cargo_test() {
 # The layers the compiler cannot hold: which crate may use which, and no module cycle
 # (docs/ARCHITECTURE.md#layers). A second, not a build.
 python3 "$repo_root/scripts/check-layers.py"
+# Every relative link of the README and docs/ resolves, anchors included.
+python3 "$repo_root/scripts/check-doc-links.py"
 
 # Arguments that pick targets themselves (e.g. `--test it`) cannot be combined
 # with --doc, so then the caller's selection is run alone.
