@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     if let Command::Mount(_) = &cli.command {
         // Before any thread: it takes LISTEN_* out of the environment.
         inherited = secretsfs::handover::take_from_env();
-        // SIGUSR2 asks for a hand-over (`mount::watch_exec_signal`); until the daemon watches
+        // SIGUSR2 asks for a hand-over (`service::mount` watches it); until the daemon watches
         // for it, its default action would end the process, mount in hand: ignored till then.
         // SAFETY: no thread exists yet, and SIG_IGN is no handler.
         let _ = unsafe {

@@ -97,11 +97,11 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
                 secrets.dedup();
                 match notify {
                     Some(sig) => {
-                        tracing::info!(changed = ?secrets, signal = %sig, "watched secrets changed: signalling the command");
+                        tracing::info!(target: "secretsfs::watch::command", changed = ?secrets, signal = %sig, "watched secrets changed: signalling the command");
                         send(&child, sig);
                     }
                     None => {
-                        tracing::info!(changed = ?secrets, "watched secrets changed: restarting the command");
+                        tracing::info!(target: "secretsfs::watch::command", changed = ?secrets, "watched secrets changed: restarting the command");
                         stop(&mut child, Duration::from_secs(args.kill_timeout)).await;
                         child = start(args)?;
                     }
@@ -134,7 +134,7 @@ fn send(child: &Child, sig: Signal) {
 async fn stop(child: &mut Child, grace: Duration) {
     send(child, Signal::SIGTERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        tracing::warn!(
+        tracing::warn!(target: "secretsfs::watch::command",
             grace_seconds = grace.as_secs(),
             "the command outlived SIGTERM: killing it"
         );

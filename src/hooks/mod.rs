@@ -1,4 +1,4 @@
-//! Notice hooks: what runs when a watched secret changes upstream (a rotation), and how.
+//! Change hooks: what runs when a watched secret changes upstream (a rotation), and how.
 //!
 //! `[[hook]]` entries ([`HookSpec`]) name the secrets they watch, as selectors kept as
 //! written, and one action: a program (`exec`), a signal to a pid file's process or a systemd

@@ -21,7 +21,7 @@ fn tcp_token(keys: &HttpOptions, insist: bool) -> Result<Option<Token>> {
                 "no SSRF token for the HTTP API: set one of {names} (a value, or file://PATH)"
             )));
         }
-        tracing::warn!("no SSRF token is set ({names}): the HTTP API's TCP listener is off");
+        tracing::warn!(target: "secretsfs::run", "no SSRF token is set ({names}): the HTTP API's TCP listener is off");
     }
     Ok(token)
 }

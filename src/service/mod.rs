@@ -179,14 +179,18 @@ pub async fn run(
     if signal.is_some() {
         daemon::notify_systemd(sd_notify::NotifyState::Stopping);
     }
+    let mountpoint = front.mountpoint();
+    // The front end stops first (the mount unmounts), while changes are still delivered and
+    // SIGHUP still answered, as a process that is not yet stopped should.
+    let how = front.stop(signal).await;
     reload.abort();
     deliveries.abort();
-    let mountpoint = front.mountpoint();
-    let how = front.stop(signal).await;
     let stats = serde_json::to_string(&built.engine.stats()).unwrap_or_default();
     match mountpoint {
-        Some(path) => tracing::info!(mountpoint = %path.display(), stats = %stats, "{how}"),
-        None => tracing::info!(signal, stats = %stats, "{how}"),
+        Some(path) => {
+            tracing::info!(target: "secretsfs::run", mountpoint = %path.display(), stats = %stats, "{how}")
+        }
+        None => tracing::info!(target: "secretsfs::run", signal, stats = %stats, "{how}"),
     }
     Ok(())
 }
@@ -243,7 +247,7 @@ pub fn hooks(settings: &Settings, templates: Option<&Templates>) -> Result<HookW
         patterns.push(group);
     }
     if !specs.is_empty() {
-        tracing::info!(hooks = specs.len(), "change hooks armed");
+        tracing::info!(target: "secretsfs::run", hooks = specs.len(), "change hooks armed");
     }
     let fire: Fire = Arc::new(move |index, change| hooks.fire(index, change));
     Ok(HookWiring {
@@ -273,17 +277,17 @@ async fn reload_on_sighup(
                     policy_changed();
                 }
                 let changed = settings.changed_at_restart(&current);
-                tracing::info!(
+                tracing::info!(target: "secretsfs::run",
                     rules = settings.sections.policy.len(),
                     "SIGHUP: configuration re-read; policy replaced"
                 );
                 if !changed.is_empty() {
-                    tracing::warn!(keys = ?changed, "these keys changed and take effect at the next start");
+                    tracing::warn!(target: "secretsfs::run", keys = ?changed, "these keys changed and take effect at the next start");
                 }
                 current = settings;
             }
             Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: the new configuration is invalid; keeping the old one")
+                tracing::error!(target: "secretsfs::run", error = %e, "SIGHUP: the new configuration is invalid; keeping the old one")
             }
         }
     }

@@ -72,7 +72,7 @@ pub async fn run(
     let handed = inherited.handed.filter(|handed| {
         let alive = handed.is_alive();
         if !alive {
-            tracing::warn!("the FUSE connection handed over has ended (unmounted); mounting anew");
+            tracing::warn!(target: "secretsfs::run", "the FUSE connection handed over has ended (unmounted); mounting anew");
         }
         alive
     });
@@ -103,7 +103,7 @@ pub async fn run(
     let journal = match fs.journal_fds().transpose() {
         Ok(journal) => journal,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot keep the inode journal for a hand-over");
+            tracing::warn!(target: "secretsfs::run", error = %e, "cannot keep the inode journal for a hand-over");
             None
         }
     };
@@ -126,7 +126,7 @@ pub async fn run(
     } else {
         None
     };
-    tracing::info!(mountpoint = %mountpoint.display(), pid = std::process::id(), "mounted");
+    tracing::info!(target: "secretsfs::run", mountpoint = %mountpoint.display(), pid = std::process::id(), "mounted");
     if let Some(list) = &settings.secrets {
         let fetch = prefetch_secrets_list(built.engine.clone(), list.names().to_vec());
         if settings.wait_for_secrets {
@@ -174,14 +174,14 @@ fn connect(
                 Error::config(format!("cannot read the inode journal handed over: {e}"))
             })?;
             let taken = mount::take_over(fs.clone(), runtime, handed.fuse, threads)?;
-            tracing::info!(mountpoint = %mountpoint.display(), pid = std::process::id(),
+            tracing::info!(target: "secretsfs::run", mountpoint = %mountpoint.display(), pid = std::process::id(),
                 "took over the mount from the previous process");
             Ok(taken)
         }
         None => {
             let mounted = mount::mount(fs.clone(), runtime, mountpoint, threads)?;
             if let Err(e) = fs.start_journal() {
-                tracing::warn!(error = %e, "cannot journal the inode table; a restart will \
+                tracing::warn!(target: "secretsfs::run", error = %e, "cannot journal the inode table; a restart will \
                     not take over this mount");
             }
             Ok(mounted)
@@ -198,7 +198,7 @@ fn give_to_store(fuse: &OwnedFd, journal: Option<&[OwnedFd; 2]>) -> bool {
     match handover::store(fuse.as_fd(), journal) {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot give the mount to systemd's file descriptor \
+            tracing::warn!(target: "secretsfs::run", error = %e, "cannot give the mount to systemd's file descriptor \
                 store; a restart will mount anew");
             false
         }
@@ -213,7 +213,7 @@ async fn prefetch_secrets_list(engine: Arc<Engine>, names: Vec<String>) {
         .iter()
         .filter(|n| !engine.needs_fetch_current(&Selector::whole(n.as_str())))
         .count();
-    tracing::info!(names = names.len(), cached, "secrets list fetched");
+    tracing::info!(target: "secretsfs::run", names = names.len(), cached, "secrets list fetched");
 }
 
 /// What a mount keeps for handing itself over to the process that follows it.
@@ -233,12 +233,12 @@ struct Handover {
 impl Handover {
     fn by_exec(&self) {
         let Some(journal) = &self.journal else {
-            tracing::error!("SIGUSR2: cannot hand the mount over: there is no inode journal");
+            tracing::error!(target: "secretsfs::fuse::mount", "SIGUSR2: cannot hand the mount over: there is no inode journal");
             return;
         };
-        tracing::info!("SIGUSR2: handing the mount over to a new process (exec)");
+        tracing::info!(target: "secretsfs::fuse::mount", "SIGUSR2: handing the mount over to a new process (exec)");
         let e = handover::exec(self.fuse.as_fd(), journal, self.started_in.as_deref());
-        tracing::error!(error = %e, "the hand-over by exec failed; this process goes on serving");
+        tracing::error!(target: "secretsfs::fuse::mount", error = %e, "the hand-over by exec failed; this process goes on serving");
     }
 }
 
@@ -302,7 +302,7 @@ impl FrontEnd for Mounted {
     async fn stop(self, signal: Option<&'static str>) -> &'static str {
         match signal {
             Some(signal) if self.handover.stored => {
-                tracing::info!(
+                tracing::info!(target: "secretsfs::fuse::mount",
                     signal,
                     "stopping; the mount stays, for the next process to take over \
                     from the file descriptor store"
@@ -312,7 +312,7 @@ impl FrontEnd for Mounted {
                 "stopped; the mount stays in the file descriptor store"
             }
             Some(signal) => {
-                tracing::info!(signal, "unmounting");
+                tracing::info!(target: "secretsfs::fuse::mount", signal, "unmounting");
                 mount::unmount_ours(
                     self.session,
                     &self.mountpoint,
@@ -323,7 +323,7 @@ impl FrontEnd for Mounted {
                 "unmounted"
             }
             None => {
-                tracing::info!("unmounted from outside");
+                tracing::info!(target: "secretsfs::fuse::mount", "unmounted from outside");
                 // The session's threads have ended. Dropping the session would unmount the
                 // path again, and with the mount gone that takes out whatever is mounted
                 // beneath (a bind mount of the mountpoint, a container's hostPath): so it is

@@ -1,6 +1,6 @@
 //! Every scalar setting, declared once: its flag, environment variable, default, value parser
 //! (type and range) and help text are the clap attributes of one field, and its config-file
-//! key is the field's name. The file layer (src/config.rs) feeds file values through the same
+//! key is the field's name. The file layer (src/settings/file/) feeds file values through the same
 //! value parsers, so a range is written in one place and a file value is checked exactly as a
 //! flag is. What clap cannot say (the agent's names, SIGHUP, the SDK's variables) is in the
 //! small tables of [`super::keys`].

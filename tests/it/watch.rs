@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
 
 use crate::support::cli::{aws_args, command, run, strs};
 use crate::support::fake_sm::FakeSecretsManager;
@@ -105,6 +106,22 @@ async fn a_rotation_restarts_the_command_and_sigterm_goes_on_to_it() {
         "sleep died of the SIGTERM"
     );
     assert!(!alive(new_pid), "SIGTERM reached the command");
+    // The default filter of `watch` shows what it did to the command (a container's log).
+    let mut stderr = String::new();
+    w.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(
+        stderr
+            .matches("watched secrets changed: restarting the command")
+            .count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

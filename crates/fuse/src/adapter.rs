@@ -42,7 +42,7 @@ impl Failures {
     fn fail(&self, operation: &'static str, error: FsError) -> Errno {
         let errno = error.errno();
         metrics::counter!("secretsfs_fuse_errors_total",
-            "operation" => operation, "errno" => format!("{errno:?}"))
+            "operation" => operation, "errno" => errno_name(errno))
         .increment(1);
         let path = error.path().unwrap_or("");
         let cause = error.source_text().unwrap_or_default();
@@ -57,6 +57,20 @@ impl Failures {
                 "{}", error.message());
         }
         Errno::from_i32(errno as i32)
+    }
+}
+
+/// The errno's name as a metric label; the common ones without an allocation.
+fn errno_name(errno: nix::errno::Errno) -> std::borrow::Cow<'static, str> {
+    use nix::errno::Errno as E;
+    match errno {
+        E::ENOENT => "ENOENT".into(),
+        E::EACCES => "EACCES".into(),
+        E::EIO => "EIO".into(),
+        E::ENOTDIR => "ENOTDIR".into(),
+        E::EISDIR => "EISDIR".into(),
+        E::ESTALE => "ESTALE".into(),
+        other => format!("{other:?}").into(),
     }
 }
 

@@ -274,9 +274,9 @@ pub fn resend(fuse: BorrowedFd<'_>) {
     header[4..8].copy_from_slice(&FUSE_NOTIFY_RESEND.to_ne_bytes());
     match nix::unistd::write(fuse, &header) {
         Ok(_) => {
-            tracing::debug!(target: "secretsfs::fuse::mount", "asked the kernel to resend the requests left unanswered")
+            tracing::debug!(target: "secretsfs::fuse::handover", "asked the kernel to resend the requests left unanswered")
         }
-        Err(e) => tracing::warn!(target: "secretsfs::fuse::mount", error = %e,
+        Err(e) => tracing::warn!(target: "secretsfs::fuse::handover", error = %e,
             "the kernel cannot resend requests the previous process left unanswered (Linux \
             6.9+); a reader caught in one waits until it is interrupted"),
     }

@@ -1,6 +1,7 @@
-//! The hooks' tests: `config` needs nothing; `run` and `failures` start processes (the user
-//! and signal cases need root, and say they were skipped without it). Waits poll the counts
-//! with a generous limit: no test depends on how fast the machine is.
+//! The hooks' tests (those of their config are in settings/file/hook/tests.rs): `run`,
+//! `failures` and `leftovers` start processes (the user and signal cases need root, and say
+//! they were skipped without it). Waits poll the counts with a generous limit: no test depends
+//! on how fast the machine is.
 
 mod failures;
 mod leftovers;

@@ -13,7 +13,7 @@ use crate::support::fake_sm::{FakeSecretsManager, Latch, Op};
 use crate::support::http::TOKEN;
 use crate::support::mount::{Mounted, alive};
 
-/// The most FUSE worker threads a mount starts (src/run.rs: the CPUs, clamped to 2-8; there is
+/// The most FUSE worker threads a mount starts (src/service/mount.rs, `connect`: the CPUs, clamped to 2-8; there is
 /// no setting for it). One more slow read than that at once would block every worker if any
 /// worker waited on the network.
 const MAX_FUSE_THREADS: usize = 8;

@@ -1,7 +1,7 @@
 //! The mount's one error type (docs/ARCHITECTURE.md#errors), after mountpoint-s3's: the errno
 //! the kernel gets and, for the log, what failed, its cause and how loud to say it. An
 //! operation makes one where it knows why; the adapter replies with it, logs it and counts it
-//! in one place (`adapter::FuseFs::fail`). Neither the message nor the cause ever holds a value.
+//! in one place (`adapter::Failures::fail`). Neither the message nor the cause ever holds a value.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,6 +19,8 @@ pub struct FsError {
     message: Cow<'static, str>,
     /// The path in the mount it concerns, when the operation knows it.
     path: Option<String>,
+    /// What an audit record says of it, when not the message or the cause.
+    reason: Option<&'static str>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
     level: Level,
 }
@@ -31,6 +33,7 @@ impl FsError {
             errno,
             message: Cow::Borrowed(errno.desc()),
             path: None,
+            reason: None,
             source: None,
             level: Level::DEBUG,
         }
@@ -43,19 +46,27 @@ impl FsError {
             errno,
             message: message.into(),
             path: None,
+            reason: None,
             source: None,
             level: Level::WARN,
         }
     }
 
-    /// A failure of the engine that the cache has not told of (a fetch by version id of an
-    /// open file): a warning, with the engine's error as its cause.
+    /// A failure of the engine that is worth a warning of the mount's own (a fetch by version id
+    /// of an open file, which the cache's failure line also reports): the engine's error is
+    /// its cause.
     pub fn of_engine(error: secretsfs_core::Error, message: impl Into<Cow<'static, str>>) -> Self {
         FsError::failure(errno_of(&error), message).with_source(error)
     }
 
     pub fn with_path(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
+        self
+    }
+
+    /// What the audit record's reason says in place of the cause (or the message).
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
         self
     }
 
@@ -71,6 +82,16 @@ impl FsError {
     /// What failed, without the cause: what an audit record's reason says.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The reason an audit record gives: set by the operation, else the cause, else the
+    /// message. Never a value.
+    pub fn reason(&self) -> String {
+        match (self.reason, &self.source) {
+            (Some(reason), _) => reason.to_owned(),
+            (None, Some(source)) => source.to_string(),
+            (None, None) => self.message.to_string(),
+        }
     }
 
     pub fn path(&self) -> Option<&str> {
@@ -115,6 +136,7 @@ impl From<secretsfs_core::Error> for FsError {
             errno: errno_of(&error),
             message: Cow::Owned(error.message().to_owned()),
             path: None,
+            reason: None,
             source: None,
             level: Level::DEBUG,
         }

@@ -26,7 +26,7 @@ impl SecretsFs {
         let resolved = match self.version_bytes(&node).await {
             Ok(resolved) => resolved,
             Err(e) => {
-                audit(caller, &selector.to_string(), None, Some(e.message()));
+                audit(caller, &selector.to_string(), None, Some(&e.reason()));
                 return Err(e);
             }
         };
@@ -43,7 +43,7 @@ impl SecretsFs {
             return Err(Errno::EACCES.into());
         }
         let resolved = self.version_bytes(node).await.inspect_err(|e| {
-            audit(caller, path, None, Some(e.message()));
+            audit(caller, path, None, Some(&e.reason()));
         })?;
         audit(caller, path, Some(&resolved), None);
         let fh = self.new_handle();
@@ -85,7 +85,7 @@ impl SecretsFs {
             return self.template_bytes(node).await;
         }
         let (NodeKind::File(selector), Some(version)) = (&node.kind, &node.version) else {
-            return Err(Errno::EISDIR.into());
+            return Err(FsError::answer(Errno::EISDIR).with_reason("not a file"));
         };
         if let Some(bytes) = version.bytes() {
             self.inodes.touch(version);
@@ -118,7 +118,8 @@ impl SecretsFs {
             .with_path(format!(
                 "{} (version {})",
                 node.path, version.identity.version_id
-            )));
+            ))
+            .with_reason("the version changed in place"));
         }
         self.inodes.restore_bytes(version, &resolved);
         Ok(resolved)

@@ -76,6 +76,7 @@ impl SecretsFs {
                 FsError::failure(errno, "template could not be rendered")
                     .with_path(path)
                     .with_source(failure)
+                    .with_reason("the template could not be rendered")
             })
     }
 
@@ -83,20 +84,25 @@ impl SecretsFs {
     /// version (else ESTALE: a new open finds the new one).
     pub(super) async fn template_bytes(&self, node: &Node) -> FsResult<Arc<Resolved>> {
         let (NodeKind::Template(path), Some(version)) = (&node.kind, &node.version) else {
-            return Err(Errno::EISDIR.into());
+            return Err(FsError::answer(Errno::EISDIR).with_reason("not a template"));
         };
         if let Some(bytes) = version.bytes() {
             self.inodes.touch(version);
             return Ok(bytes);
         }
-        let template = self.templates.get(path).ok_or(Errno::ENOENT)?.clone();
+        let template = self
+            .templates
+            .get(path)
+            .ok_or_else(|| FsError::answer(Errno::ENOENT).with_reason("no such template"))?
+            .clone();
         let rendered = Arc::new(self.render(path, &template).await?);
         if Identity::of(&rendered) != version.identity {
             return Err(FsError::failure(
                 Errno::ESTALE,
                 "the template's inputs changed since it was opened; open it again",
             )
-            .with_path(path.as_ref()));
+            .with_path(path.as_ref())
+            .with_reason("the template's inputs changed"));
         }
         self.inodes.restore_bytes(version, &rendered);
         Ok(rendered)

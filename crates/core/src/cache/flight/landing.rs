@@ -17,8 +17,8 @@ use super::{Flight, FlightCache, Inner, Launch, Outcome, Served, Weigh};
 use crate::error::{Error, ErrorKind, Result};
 
 /// What a reader gets for `err`, for the log: an error of its kind, which each front end
-/// answers in its own way (docs/ARCHITECTURE.md#errors: EIO from the mount, 502 from the HTTP
-/// API for `Unavailable`).
+/// answers in its own way (docs/ARCHITECTURE.md#errors: for `Unavailable`, EIO from the mount,
+/// and from the HTTP API the upstream's status passed through, or 502).
 fn refusal(err: &Error) -> String {
     format!("an error ({:?})", err.kind())
 }
