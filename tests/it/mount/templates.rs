@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::cli::{aws_args, run, strs};
 use crate::support::fake_sm::{FakeSecretsManager, Fault, Op, SecretData};
+use crate::support::http::Conn;
 use crate::support::mount::Mounted;
 use crate::support::nobody::as_nobody;
 
@@ -386,4 +387,49 @@ async fn with_only_get_secret_value_allowed_templates_render_and_hooks_fire() {
         "the refused batch call is said once:\n{log}"
     );
     assert_eq!(log.matches("BatchGetSecretValue is refused").count(), 1);
+}
+
+/// The mount's errors are counted where they are replied (by operation and errno) and a
+/// failure leaves one warning with its cause: a template whose input is missing, read three
+/// times, is three EIOs and one line.
+#[tokio::test]
+async fn the_mount_counts_its_errors_by_operation_and_errno() {
+    let fake = FakeSecretsManager::start();
+    fake.put_string("present", "v");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &[("broken", "{{ secret('gone-forever') }}", "")],
+        "",
+    );
+    let (m, addr) = Mounted::start_with_http_api(&strs(&global(&fake, &config))).await;
+    for _ in 0..3 {
+        let err = std::fs::read(m.path("broken")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EIO));
+    }
+    let missing = std::fs::metadata(m.path("not-a-secret")).unwrap_err();
+    assert_eq!(missing.raw_os_error(), Some(nix::libc::ENOENT));
+
+    let text = Conn::tcp(addr).await.get("/metrics", &[]).await.text();
+    let count = |operation: &str, errno: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("secretsfs_fuse_errors_total{"))
+            .filter(|l| l.contains(&format!("operation=\"{operation}\"")))
+            .filter(|l| l.contains(&format!("errno=\"{errno}\"")))
+            .find_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    // Each read walks the path: the lookup renders (no entry is kept for a template).
+    assert_eq!(count("lookup", "EIO"), Some(3), "{text}");
+    assert!(count("lookup", "ENOENT").is_some_and(|n| n >= 1), "{text}");
+    let log = m.log();
+    let lines: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("template could not be rendered"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one warning a minute: {lines:?}");
+    assert!(
+        lines[0].contains("gone-forever") && lines[0].contains("errno=EIO"),
+        "the line says the cause and the errno: {}",
+        lines[0]
+    );
 }

@@ -104,10 +104,11 @@ impl SecretsFs {
             version_id: Some(version.identity.version_id.to_string()),
             ..(**selector).clone()
         };
+        // The file and its version, as the log names them (built only on a failure).
+        let at = || format!("{} (version {})", node.path, version.identity.version_id);
         let resolved = self.engine.get(&pinned).await.map_err(|e| {
-            FsError::of_engine(e, "an open file's version could not be fetched again").with_path(
-                format!("{} (version {})", node.path, version.identity.version_id),
-            )
+            FsError::of_engine(e, "an open file's version could not be fetched again")
+                .with_path(at())
         })?;
         let resolved = Arc::new(resolved);
         if Identity::of(&resolved) != version.identity {
@@ -115,10 +116,7 @@ impl SecretsFs {
                 Errno::ESTALE,
                 "this version's bytes changed in place upstream; open the file again to read them",
             )
-            .with_path(format!(
-                "{} (version {})",
-                node.path, version.identity.version_id
-            ))
+            .with_path(at())
             .with_reason("the version changed in place"));
         }
         self.inodes.restore_bytes(version, &resolved);
