@@ -59,6 +59,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Render a template file to stdout, from the same cache and source as `get` (no mount).
     Render(RenderArgs),
+    /// Serve the Secrets Store CSI Driver as its provider `secretsfs` (a SecretProviderClass of
+    /// the AWS provider, with `provider: secretsfs`), on a Unix socket, in the foreground.
+    CsiProvider(CsiProviderArgs),
     /// For the mount unit's ExecStopPost=: unmount MOUNTPOINT unless systemd is restarting
     /// UNIT (whose next process takes the mount over from the file descriptor store).
     StopPost(StopPostArgs),
@@ -71,6 +74,40 @@ pub enum Command {
 pub struct ServeArgs {
     #[command(flatten)]
     pub http: HttpOptions,
+}
+
+/// Serve the Secrets Store CSI Driver's provider API (docs/kubernetes-csi.md).
+///
+/// Each pod's objects are read with the pod's own identity (IRSA, or EKS Pod Identity with
+/// `usePodIdentity`), from a cache per identity shared by the node's pods: a republish within
+/// the TTL costs no call. The region of a class without one is --region (AWS_REGION), else the
+/// pod's node's topology.kubernetes.io/region label.
+#[derive(Debug, Clone, Args)]
+pub struct CsiProviderArgs {
+    /// The socket the driver asks (`<provider>.sock` in its provider directory).
+    #[arg(long, value_name = "PATH", default_value = secretsfs_csi::server::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// The Kubernetes API [default: the cluster's, with this pod's service account].
+    #[arg(long, value_name = "URL")]
+    pub kube_api: Option<String>,
+
+    /// The EKS Pod Identity Agent [default: http://169.254.170.23/v1/credentials, or
+    /// http://[fd00:ec2::23]/v1/credentials with preferredAddressType ipv6].
+    #[arg(long, value_name = "URL")]
+    pub pod_identity_endpoint: Option<String>,
+
+    /// Serve a pod whose request carries no service account token with this provider's own
+    /// credentials. Every such pod on the node then reads with the node's identity: a risk,
+    /// off by default.
+    #[arg(long)]
+    pub allow_node_identity: bool,
+
+    /// The most bytes one answer may hold (the driver's --max-call-recv-msg-size, 4 MiB by
+    /// default): a larger one is refused with ResponseTooLarge.
+    #[arg(long, value_name = "BYTES", default_value_t = secretsfs_csi::provider::DEFAULT_MAX_RESPONSE_BYTES,
+        value_parser = crate::settings::options::in_range::<usize>(1024, 1 << 30))]
+    pub max_response_bytes: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,8 +3,8 @@
 //!
 //! - `secretsfs-core` ([`secretsfs_core`]): selectors, sources, cache, engine, policy,
 //!   templates, audit; re-exported here under its module names.
-//! - `secretsfs-fuse` ([`fuse`]) and `secretsfs-http` ([`http`]): the front ends, each on the
-//!   core alone.
+//! - `secretsfs-fuse` ([`fuse`]), `secretsfs-http` ([`http`]) and `secretsfs-csi` ([`csi`]): the
+//!   front ends, each on the core alone.
 //! - here: [`cli`], [`settings`] (with the config file and its `[[template]]` and `[[hook]]`
 //!   entries),
 //!   [`run`] (each command), [`service`] (the life of `mount` and `serve`: prepare, build,
@@ -33,5 +33,6 @@ pub use secretsfs_core::{
     Engine, Error, ErrorKind, Resolved, Result, Selector, audit, cache, caller, engine, error,
     extract, host_file, log_throttle, policy, secrets_list, selector, source, template,
 };
+pub use secretsfs_csi as csi;
 pub use secretsfs_fuse as fuse;
 pub use secretsfs_http as http;

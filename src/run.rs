@@ -28,6 +28,7 @@ pub async fn run(
             service::mount::run(&cli, args, settings, readiness, inherited).await
         }
         Command::Serve(_) => service::serve::run(&cli, settings).await,
+        Command::CsiProvider(args) => service::csi::run(args, settings).await,
         Command::Watch(args) => return watch(&settings, args).await,
         Command::Render(args) => render(&settings, args).await,
         Command::StopPost(args) => crate::stop_post::run(args),

@@ -48,7 +48,11 @@ fn world() -> &'static World {
                 region: Some("us-east-1".into()),
                 endpoint_url: Some(format!("http://127.0.0.1:{port}")),
                 timeout: Some(Duration::from_secs(10)),
-                credentials: Some(aws_credential_types::Credentials::for_tests()),
+                credentials: Some(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(
+                        aws_credential_types::Credentials::for_tests(),
+                    ),
+                ),
                 ..AwsOptions::default()
             };
             let shared = shared_config(&options).await.expect("the SDK config");

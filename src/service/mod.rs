@@ -7,6 +7,7 @@
 //! A front end is what [`FrontEnd`] asks of it: `mount` ([`mount`]) and `serve` ([`serve`])
 //! are the two today; a third adds one more module here, and nothing in the others changes.
 
+pub mod csi;
 pub mod http;
 pub mod mount;
 pub mod serve;

@@ -21,9 +21,11 @@ async fn source(fake: &FakeSecretsManager) -> AwsSource {
         region: Some("us-east-1".into()),
         endpoint_url: Some(fake.endpoint_url()),
         timeout: Some(Duration::from_secs(20)),
-        credentials: Some(aws_credential_types::Credentials::new(
-            "x", "x", None, None, "test",
-        )),
+        credentials: Some(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("x", "x", None, None, "test"),
+            ),
+        ),
         ..AwsOptions::default()
     })
     .await

@@ -54,7 +54,11 @@ pub struct MountParams {
     pub pod_name: String,
     pub pod_uid: String,
     pub service_account: String,
-    pub tokens: HashMap<String, ServiceAccountToken>,
+    /// The pod's tokens by audience; `None` when the request carries none (a CSIDriver without
+    /// `tokenRequests`), which only the node's own identity may serve.
+    pub tokens: Option<HashMap<String, ServiceAccountToken>>,
+    /// The class's `roleArn`, in place of the service account's annotation (IRSA only).
+    pub role_arn: Option<String>,
     /// The class's `region`; absent, the provider finds it itself (its own environment, then
     /// the node's `topology.kubernetes.io/region` label).
     pub region: Option<String>,
@@ -87,11 +91,7 @@ impl MountParams {
             ))
         })?;
         let get = |key: &str| attributes.get(key).cloned().unwrap_or_default();
-        let tokens = tokens(&get(TOKENS)).map_err(|why| {
-            SpecError(format!(
-                "CSI token error: {why} - ensure tokenRequests is configured in CSIDriver spec"
-            ))
-        })?;
+        let tokens = tokens(&get(TOKENS)).map_err(|why| SpecError(token_error(&why)))?;
         let default_mode: u32 = serde_json::from_str(permission)
             .map_err(|e| SpecError(format!("failed to unmarshal file permission, error: {e}")))?;
         let some = |s: String| Some(s).filter(|s| !s.is_empty());
@@ -114,6 +114,7 @@ impl MountParams {
             pod_uid: get(POD_UID),
             service_account: get(SERVICE_ACCOUNT),
             tokens,
+            role_arn: some(get("roleArn")),
             region: some(get("region")),
             failover_region: some(get("failoverRegion")),
             path_translation: crate::spec::path_translation(Some(&get("pathTranslation")))?,
@@ -139,16 +140,29 @@ impl MountParams {
         Ok(regions)
     }
 
+    /// The audience of the token the pod's identity needs: the Pod Identity Agent's with
+    /// `usePodIdentity`, STS's (IRSA) otherwise.
+    pub fn identity_audience(&self) -> &'static str {
+        if self.use_pod_identity {
+            POD_IDENTITY_AUDIENCE
+        } else {
+            IRSA_AUDIENCE
+        }
+    }
+
     /// The token of the pod's identity: for the Pod Identity Agent with `usePodIdentity`, for
     /// STS (IRSA) otherwise.
     pub fn identity_token(&self) -> Result<&str, SpecError> {
+        let Some(tokens) = &self.tokens else {
+            return Err(SpecError(token_error(NO_TOKENS)));
+        };
         let (audience, method) = if self.use_pod_identity {
             (POD_IDENTITY_AUDIENCE, "Pod Identity")
         } else {
             (IRSA_AUDIENCE, "IRSA")
         };
         let failed = |why: String| SpecError(format!("{method} token extraction failed: {why}"));
-        match self.tokens.get(audience) {
+        match tokens.get(audience) {
             None => Err(failed(format!(
                 "token for audience {audience:?} not found - ensure tokenRequests includes this audience in CSIDriver"
             ))),
@@ -160,16 +174,20 @@ impl MountParams {
     }
 }
 
-/// The tokens the kubelet passed, by audience; required, whichever identity is used.
-fn tokens(text: &str) -> Result<HashMap<String, ServiceAccountToken>, String> {
+const NO_TOKENS: &str =
+    "serviceAccount.tokens not provided - ensure tokenRequests is configured in CSIDriver";
+
+fn token_error(why: &str) -> String {
+    format!("CSI token error: {why} - ensure tokenRequests is configured in CSIDriver spec")
+}
+
+/// The tokens the kubelet passed, by audience, if it passed any.
+fn tokens(text: &str) -> Result<Option<HashMap<String, ServiceAccountToken>>, String> {
     if text.is_empty() {
-        return Err(
-            "serviceAccount.tokens not provided - ensure tokenRequests is configured in CSIDriver"
-                .into(),
-        );
+        return Ok(None);
     }
     // The parser's message quotes no input: a token must not reach a pod's events.
-    serde_json::from_str(text).map_err(|e| {
+    serde_json::from_str(text).map(Some).map_err(|e| {
         format!(
             "failed to parse serviceAccount.tokens: not a map of audience to token (line {}, column {})",
             e.line(),

@@ -15,7 +15,7 @@ use std::fmt;
 use serde_json::Value;
 
 /// Where an object is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectType {
     SecretsManager,
     ParameterStore,

@@ -1,9 +1,11 @@
 //! Self-tests of the fake Secrets Manager, driven through the real SDK client
-//! so that the fake is known to speak the protocol the SDK expects.
+//! so that the fake is known to speak the protocol the SDK expects; and of the
+//! CSI provider's fakes (`csi_fakes`), driven by a plain HTTP client.
 //!
 //! Assertions on secret values never print them: test values are dummies,
 //! but the habit is what keeps real ones out of logs.
 
+mod csi_fakes;
 mod faults;
 mod harness;
 mod listing;

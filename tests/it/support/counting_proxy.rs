@@ -5,7 +5,8 @@
 //!
 //! It runs on its own thread and runtime, so it answers whatever the test does with its own
 //! (blocking reads of a mount included). Access key ids are compared, never printed. It
-//! refuses AssumeRole of roles named `.../denied` (see [`REFUSED_ROLE_SUFFIX`]).
+//! refuses AssumeRole and AssumeRoleWithWebIdentity of roles named `.../denied` (see
+//! [`REFUSED_ROLE_SUFFIX`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,14 +21,29 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-/// AssumeRole of a role whose ARN ends so is refused here, as STS refuses a role whose trust
-/// policy does not name the caller (moto grants every AssumeRole).
+/// AssumeRole or AssumeRoleWithWebIdentity of a role whose ARN ends so is refused here, as STS
+/// refuses a role whose trust policy does not name the caller (moto grants every one).
 pub const REFUSED_ROLE_SUFFIX: &str = "/denied";
 
-const ACCESS_DENIED: &[u8] = b"<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-<Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: \
-sts:AssumeRole</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId>\
-</ErrorResponse>";
+/// The operations refused for a role named so, each with STS's message.
+const REFUSABLE: [(&str, &str); 2] = [
+    (
+        "AssumeRole",
+        "User is not authorized to perform: sts:AssumeRole",
+    ),
+    (
+        "AssumeRoleWithWebIdentity",
+        "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+    ),
+];
+
+fn access_denied(message: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+<Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{message}</Message></Error>\
+<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    )
+}
 
 /// One request that went through: its operation and the access key id that signed it.
 #[derive(Clone, PartialEq, Eq)]
@@ -107,6 +123,17 @@ impl CountingProxy {
             .count()
     }
 
+    /// How many requests went through, whatever their operation.
+    pub fn total(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// The operation of every request, in order (empty when it had none).
+    pub fn ops(&self) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|s| s.op.clone()).collect()
+    }
+
     /// The access key ids of the requests of `op`, in order.
     pub fn key_ids(&self, op: &str) -> Vec<String> {
         let seen = self.seen.lock().unwrap();
@@ -161,12 +188,17 @@ async fn forward(
         .and_then(|c| c.split('/').next())
         .unwrap_or("")
         .to_owned();
-    let refused = op == "AssumeRole"
-        && form_urlencoded::parse(&body)
-            .any(|(k, v)| k == "RoleArn" && v.ends_with(REFUSED_ROLE_SUFFIX));
+    let refusal = REFUSABLE
+        .iter()
+        .find(|(refusable, _)| *refusable == op)
+        .filter(|_| {
+            form_urlencoded::parse(&body)
+                .any(|(k, v)| k == "RoleArn" && v.ends_with(REFUSED_ROLE_SUFFIX))
+        })
+        .map(|(_, message)| access_denied(message));
     seen.lock().unwrap().push(Seen { op, key_id });
-    if refused {
-        let mut response = Response::new(Full::new(Bytes::from_static(ACCESS_DENIED)));
+    if let Some(refusal) = refusal {
+        let mut response = Response::new(Full::new(Bytes::from(refusal)));
         *response.status_mut() = StatusCode::FORBIDDEN;
         response.headers_mut().insert(
             hyper::header::CONTENT_TYPE,

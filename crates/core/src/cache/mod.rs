@@ -75,7 +75,7 @@ impl CacheConfig {
         }
     }
 
-    pub(crate) fn limits(&self) -> flight::Limits {
+    pub fn limits(&self) -> flight::Limits {
         flight::Limits {
             max_entries: self.max_entries,
             max_bytes: self.max_bytes,

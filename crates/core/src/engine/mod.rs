@@ -145,7 +145,10 @@ impl Engine {
         Engine::with_budget(source, self.config, self.budget.clone(), self.stats.clone())
     }
 
-    fn with_budget(
+    /// An engine under a budget and statistics of its own choosing: the first of a family
+    /// whose members ([`Engine::sharing`]) are made on demand, as the CSI provider's engines
+    /// per identity.
+    pub fn with_budget(
         source: DynSource,
         config: CacheConfig,
         budget: Arc<Budget>,

@@ -40,8 +40,9 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
     /// The deadline for one whole call, retries included.
     pub timeout: Option<Duration>,
-    /// Fixed credentials in place of the default chain, for embedding and tests.
-    pub credentials: Option<aws_credential_types::Credentials>,
+    /// Credentials in place of the default chain: fixed ones for tests, a pod's identity for
+    /// the CSI provider.
+    pub credentials: Option<SharedCredentialsProvider>,
     /// A shared credentials file in place of ~/.aws/credentials (the agent's
     /// `credentials_file_path`).
     pub credentials_file: Option<std::path::PathBuf>,

@@ -68,9 +68,13 @@ fn the_first_problem_in_the_aws_provider_s_order_is_the_one_named() {
         bad_json.starts_with("failed to unmarshal attributes, error: "),
         "{bad_json}"
     );
+    // No tokens at all is not refused while reading: the node's own identity may serve it
+    // (--allow-node-identity); the pod's identity cannot.
     let no_tokens = attributes(&[(TOKENS, "")]);
+    let params = MountParams::parse("/t", &no_tokens, "420").unwrap();
+    assert_eq!(params.tokens, None);
     assert_eq!(
-        refused("/t", &no_tokens, "420"),
+        params.identity_token().unwrap_err().0,
         "CSI token error: serviceAccount.tokens not provided - ensure tokenRequests is \
          configured in CSIDriver - ensure tokenRequests is configured in CSIDriver spec"
     );

@@ -7,14 +7,16 @@ use aws_sdk_secretsmanager::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 
+use aws_credential_types::provider::SharedCredentialsProvider;
+
 use super::{AwsOptions, AwsSource};
 use crate::error::ErrorKind;
 
 fn options(region: &str, fips: Option<bool>, dual_stack: Option<bool>) -> AwsOptions {
     AwsOptions {
         region: Some(region.into()),
-        credentials: Some(aws_credential_types::Credentials::new(
-            "x", "x", None, None, "test",
+        credentials: Some(SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("x", "x", None, None, "test"),
         )),
         use_fips: fips,
         use_dual_stack: dual_stack,
