@@ -8,6 +8,7 @@ mod canary;
 mod cli;
 mod config;
 mod containers;
+mod csi;
 mod fake_selftest;
 mod fstab;
 mod hooks;

@@ -79,7 +79,7 @@ impl Provider {
             Err(failure) => {
                 tracing::warn!(target: "secretsfs::csi",
                     pod = %Pod(&pod.0, &pod.1),
-                    object = failure.object.as_deref().unwrap_or("-"),
+                    object = %failure.object.as_deref().unwrap_or("-"),
                     code = %failure.code,
                     cause = %failure.cause,
                     "mount refused");
@@ -99,13 +99,14 @@ impl Provider {
         request: &MountRequest,
         pod: &mut (String, String),
     ) -> Result<MountResponse, Failure> {
+        // Named before anything is checked, so that even a refused class's line says whose.
+        *pod = crate::request::pod_of(&request.attributes);
         let params = MountParams::parse(
             &request.target_path,
             &request.attributes,
             &request.permission,
         )
         .map_err(Failure::class)?;
-        *pod = (params.pod_namespace.clone(), params.pod_name.clone());
         let primary = self.region(&params).await?;
         let regions = params.regions(&primary).map_err(Failure::class)?;
         let objects = spec::parse_objects(&params.objects, params.path_translation, &regions)

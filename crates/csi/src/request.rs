@@ -196,6 +196,14 @@ fn tokens(text: &str) -> Result<Option<HashMap<String, ServiceAccountToken>>, St
     })
 }
 
+/// The pod's namespace and name from `attributes`, as far as they can be read (for the log
+/// line of a request refused before it is read whole).
+pub fn pod_of(attributes: &str) -> (String, String) {
+    let value: serde_json::Value = serde_json::from_str(attributes).unwrap_or_default();
+    let field = |key: &str| value[key].as_str().unwrap_or("").to_owned();
+    (field(POD_NAMESPACE), field(POD_NAME))
+}
+
 /// Go's `strconv.ParseBool`.
 fn parse_bool(v: &str) -> Option<bool> {
     match v {

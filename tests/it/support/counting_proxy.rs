@@ -50,11 +50,17 @@ fn access_denied(message: &str) -> String {
 pub struct Seen {
     pub op: String,
     pub key_id: String,
+    /// The region the request was signed for (its credential scope).
+    pub region: String,
 }
+
+/// Regions whose signed requests are answered 503, as an outage of one region.
+type Failing = Arc<Mutex<std::collections::HashSet<String>>>;
 
 pub struct CountingProxy {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    failing: Failing,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -72,8 +78,10 @@ impl CountingProxy {
             .expect("counting proxy: nonblocking");
         let addr = listener.local_addr().expect("counting proxy: address");
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let failing: Failing = Arc::default();
         let (shutdown, mut stop) = oneshot::channel();
         let seen_by_server = seen.clone();
+        let failing_by_server = failing.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -88,9 +96,10 @@ impl CountingProxy {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let seen = seen_by_server.clone();
+                            let failing = failing_by_server.clone();
                             tokio::spawn(async move {
                                 let service = service_fn(move |request| {
-                                    forward(upstream, seen.clone(), request)
+                                    forward(upstream, seen.clone(), failing.clone(), request)
                                 });
                                 let _ = http1::Builder::new()
                                     .serve_connection(TokioIo::new(stream), service)
@@ -104,6 +113,7 @@ impl CountingProxy {
         CountingProxy {
             addr,
             seen,
+            failing,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -134,6 +144,20 @@ impl CountingProxy {
         seen.iter().map(|s| s.op.clone()).collect()
     }
 
+    /// Answers every request signed for `region` with 503 from now on.
+    pub fn fail_region(&self, region: &str) {
+        self.failing.lock().unwrap().insert(region.to_owned());
+    }
+
+    /// The regions of the requests of `op`, in order.
+    pub fn regions(&self, op: &str) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|s| s.op == op)
+            .map(|s| s.region.clone())
+            .collect()
+    }
+
     /// The access key ids of the requests of `op`, in order.
     pub fn key_ids(&self, op: &str) -> Vec<String> {
         let seen = self.seen.lock().unwrap();
@@ -158,6 +182,7 @@ impl Drop for CountingProxy {
 async fn forward(
     upstream: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    failing: Failing,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = request.into_parts();
@@ -182,12 +207,15 @@ async fn forward(
             .unwrap_or_default(),
     };
     let authorization = header("authorization");
-    let key_id = authorization
+    // Credential=KEY_ID/DATE/REGION/SERVICE/aws4_request
+    let scope: Vec<&str> = authorization
         .split("Credential=")
         .nth(1)
-        .and_then(|c| c.split('/').next())
-        .unwrap_or("")
-        .to_owned();
+        .map(|c| c.split(',').next().unwrap_or("").split('/').collect())
+        .unwrap_or_default();
+    let key_id = scope.first().copied().unwrap_or("").to_owned();
+    let region = scope.get(2).copied().unwrap_or("").to_owned();
+    let outage = failing.lock().unwrap().contains(&region);
     let refusal = REFUSABLE
         .iter()
         .find(|(refusable, _)| *refusable == op)
@@ -196,7 +224,14 @@ async fn forward(
                 .any(|(k, v)| k == "RoleArn" && v.ends_with(REFUSED_ROLE_SUFFIX))
         })
         .map(|(_, message)| access_denied(message));
-    seen.lock().unwrap().push(Seen { op, key_id });
+    seen.lock().unwrap().push(Seen { op, key_id, region });
+    if outage {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            b"{\"__type\":\"ServiceUnavailableException\",\"message\":\"an outage the test injected\"}",
+        )));
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(response);
+    }
     if let Some(refusal) = refusal {
         let mut response = Response::new(Full::new(Bytes::from(refusal)));
         *response.status_mut() = StatusCode::FORBIDDEN;
