@@ -3,6 +3,7 @@
 //! recording proxy for STS, Secrets Manager and Parameter Store, a fake Kubernetes API and a
 //! fake EKS Pod Identity Agent.
 
+mod bench;
 mod identity;
 mod manifests;
 mod mount;

@@ -54,8 +54,11 @@ pub struct Seen {
     pub region: String,
 }
 
-/// Regions whose signed requests are answered 503, as an outage of one region.
+/// Regions whose signed requests are answered 503, as an outage of one region; and
+/// [`BATCH_OP`] when it is refused, as a policy granting GetSecretValue alone refuses it.
 type Failing = Arc<Mutex<std::collections::HashSet<String>>>;
+
+const BATCH_OP: &str = "BatchGetSecretValue";
 
 pub struct CountingProxy {
     addr: SocketAddr,
@@ -149,6 +152,12 @@ impl CountingProxy {
         self.failing.lock().unwrap().insert(region.to_owned());
     }
 
+    /// Refuses BatchGetSecretValue from now on (AccessDeniedException), as the AWS provider's
+    /// documented IAM policy does: it grants GetSecretValue and DescribeSecret only.
+    pub fn refuse_batch(&self) {
+        self.failing.lock().unwrap().insert(BATCH_OP.to_owned());
+    }
+
     /// The regions of the requests of `op`, in order.
     pub fn regions(&self, op: &str) -> Vec<String> {
         let seen = self.seen.lock().unwrap();
@@ -215,7 +224,13 @@ async fn forward(
         .unwrap_or_default();
     let key_id = scope.first().copied().unwrap_or("").to_owned();
     let region = scope.get(2).copied().unwrap_or("").to_owned();
-    let outage = failing.lock().unwrap().contains(&region);
+    let (outage, batch_refused) = {
+        let failing = failing.lock().unwrap();
+        (
+            failing.contains(&region),
+            op == BATCH_OP && failing.contains(BATCH_OP),
+        )
+    };
     let refusal = REFUSABLE
         .iter()
         .find(|(refusable, _)| *refusable == op)
@@ -230,6 +245,13 @@ async fn forward(
             b"{\"__type\":\"ServiceUnavailableException\",\"message\":\"an outage the test injected\"}",
         )));
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(response);
+    }
+    if batch_refused {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            b"{\"__type\":\"AccessDeniedException\",\"message\":\"not authorized to perform: secretsmanager:BatchGetSecretValue\"}",
+        )));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
         return Ok(response);
     }
     if let Some(refusal) = refusal {

@@ -35,7 +35,7 @@ fn refresh_tick(ttl: Duration) -> Duration {
 
 impl Engine {
     /// Brings the AWSCURRENT values of `names` into the cache, batched, for listings that need
-    /// every size (`ls -l`) and for names fetched at start. Names already cached or being
+    /// every size (`ls -l`), for names fetched at start and for a CSI mount's objects. Names already cached or being
     /// fetched are skipped; each name's fetch is a regular single-flight entry, so a reader
     /// arriving meanwhile waits on the batch instead of calling again.
     pub async fn prefetch_current(&self, names: &[String]) {
@@ -45,17 +45,13 @@ impl Engine {
             .filter(|n| self.values.needs_fetch(&((*n).clone(), current.clone())))
             .cloned()
             .collect();
-        let mut fetches = Vec::new();
-        for chunk in missing.chunks(self.source.batch_limit().max(1)) {
-            let batch = self.batch_call(chunk.to_vec());
-            for name in chunk {
-                let key = (name.clone(), current.clone());
-                let load = self.taken_from_batch(batch.clone(), name.clone());
-                fetches.push(async move {
-                    let _ = self.values.get_unread(&key, move || load).await;
-                });
-            }
-        }
+        // Batched as refreshes are: not again while the batch call is taken as refused.
+        let fetches = self
+            .current_loads(&missing)
+            .into_iter()
+            .map(|(key, load)| async move {
+                let _ = self.values.get_unread(&key, move || load).await;
+            });
         futures::future::join_all(fetches).await;
     }
 

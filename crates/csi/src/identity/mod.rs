@@ -92,8 +92,13 @@ pub struct Identities {
     agent: pod_identity::PodIdentityAgent,
     by_key: parking_lot::Mutex<HashMap<IdentityKey, Arc<Identity>>>,
     /// Until when a service account's token is taken as accepted for an identity.
-    accepted: parking_lot::Mutex<HashMap<(IdentityKey, String, String), SystemTime>>,
+    accepted: parking_lot::Mutex<HashMap<Acceptance, SystemTime>>,
+    /// Whose acceptance is being asked for.
+    accepting: parking_lot::Mutex<HashMap<Acceptance, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// An identity, and the namespace and service account whose token was accepted for it.
+type Acceptance = (IdentityKey, String, String);
 
 pub struct IdentitiesConfig {
     /// Endpoint, timeout and FIPS settings every client starts from; no region, no
@@ -117,6 +122,7 @@ impl Identities {
             kube,
             by_key: Default::default(),
             accepted: Default::default(),
+            accepting: Default::default(),
         })
     }
 
@@ -155,16 +161,22 @@ impl Identities {
             IdentityKey::Role(self.role_of(params).await?)
         };
         let acceptance = (key.clone(), namespace.clone(), account.clone());
-        let now = SystemTime::now();
-        if let Some(identity) = self.by_key.lock().get(&key).cloned()
-            && self
-                .accepted
-                .lock()
-                .get(&acceptance)
-                .is_some_and(|until| now < *until)
-        {
+        if let Some(identity) = self.accepted_identity(&acceptance) {
             return Ok(identity);
         }
+        // One acceptance at a time per service account and identity: the pods of a rollout
+        // that arrive together wait for the first one's STS call instead of each making one.
+        let turn = self
+            .accepting
+            .lock()
+            .entry(acceptance.clone())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        if let Some(identity) = self.accepted_identity(&acceptance) {
+            return Ok(identity);
+        }
+        let now = SystemTime::now();
         let credentials = match &key {
             IdentityKey::Role(role) => {
                 let session = sts::session_name(namespace, account);
@@ -183,6 +195,19 @@ impl Identities {
         let identity = self.identity(key, Some(credentials))?;
         self.accepted.lock().insert(acceptance, until);
         Ok(identity)
+    }
+
+    /// The identity of `acceptance`, if its service account's token was accepted for it and
+    /// that has not run out.
+    fn accepted_identity(&self, acceptance: &Acceptance) -> Option<Arc<Identity>> {
+        let accepted = self
+            .accepted
+            .lock()
+            .get(acceptance)
+            .is_some_and(|until| SystemTime::now() < *until);
+        accepted
+            .then(|| self.by_key.lock().get(&acceptance.0).cloned())
+            .flatten()
     }
 
     /// The role of an IRSA pod: the class's `roleArn`, else its service account's annotation.

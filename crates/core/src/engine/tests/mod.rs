@@ -516,11 +516,20 @@ async fn prefetch_reports_missing_names_as_not_found_and_falls_back_when_batch_i
             message: None,
         },
     );
+    source.put("c", "3");
     source.fail_next(denied, 1);
-    engine.prefetch_current(&["b".into()]).await;
-    assert_eq!(gets(&source), 1, "fell back to GetSecretValue");
+    engine.prefetch_current(&["b".into(), "c".into()]).await;
+    assert_eq!(gets(&source), 2, "fell back to GetSecretValue");
     assert_eq!(read(&engine, "b").await.unwrap(), b"2");
-    assert_eq!(gets(&source), 1);
+    assert_eq!(gets(&source), 2);
+
+    // While the refusal is remembered, a prefetch asks each name alone, not the batch again.
+    let batches = source.calls(Op::BatchGetSecretValue);
+    source.put("d", "4");
+    source.put("e", "5");
+    engine.prefetch_current(&["d".into(), "e".into()]).await;
+    assert_eq!(source.calls(Op::BatchGetSecretValue), batches);
+    assert_eq!(gets(&source), 4);
 }
 
 #[tokio::test(start_paused = true)]
