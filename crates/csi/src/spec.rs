@@ -109,7 +109,40 @@ pub fn parse_objects(
         specs.push(object(&fields, translation, regions)?);
     }
     check_duplicates(&specs)?;
+    for spec in &specs {
+        let jmes = spec.jmes_path.iter().map(|e| e.file_name.as_str());
+        for file_name in std::iter::once(spec.file_name.as_str()).chain(jmes) {
+            if let Some(why) = unwritable(file_name) {
+                return refuse(format!("invalid filepath: {file_name:?}: {why}"));
+            }
+        }
+    }
     Ok(specs)
+}
+
+/// Why the driver would not write `file_name` (its `validatePath`, and `filepath.Clean(p) ==
+/// p`), which the AWS provider leaves to it: refused here, before anything is fetched.
+fn unwritable(file_name: &str) -> Option<&'static str> {
+    if file_name.is_empty() {
+        return Some("a file name cannot be empty");
+    }
+    if file_name.len() > 4096 {
+        return Some("a path is at most 4096 characters");
+    }
+    if file_name.starts_with('/') {
+        return Some("a path must be relative");
+    }
+    for part in file_name.split('/') {
+        match part {
+            "" | "." => {
+                return Some("the driver writes only clean paths (no //, /./ or trailing /)");
+            }
+            ".." => return Some("a path cannot contain .."),
+            _ if part.len() > 255 => return Some("a file name is at most 255 characters"),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// An entry's keys folded to lower case, as `encoding/json` matches them; values as strings.

@@ -323,7 +323,7 @@ impl Identities {
                 Ok::<_, secretsfs_core::Error>(engine)
             })
             .await
-            .map_err(|e| Failure::new(failure::INVALID_CLASS, e.message().to_owned()))?;
+            .map_err(|e| Failure::of_read(&e))?;
         Ok(engine.clone())
     }
 }

@@ -267,3 +267,23 @@ fn what_is_not_a_list_of_maps_is_a_load_error() {
         "Failed to load SecretProviderClass: objectName must be a string"
     );
 }
+
+#[test]
+fn file_names_the_driver_would_not_write_are_refused_before_any_fetch() {
+    let regions = ["us-east-1".to_owned()];
+    let refused = |objects: &str| parse_objects(objects, None, &regions).unwrap_err().0;
+    let object = |name: &str| format!("- objectName: {name}\n  objectType: secretsmanager\n");
+    assert_eq!(
+        refused(&object("a//b")),
+        "invalid filepath: \"a//b\": the driver writes only clean paths (no //, /./ or trailing /)"
+    );
+    assert!(refused(&object("a/./b")).starts_with("invalid filepath: \"a/./b\""));
+    assert!(refused(&object("a/")).starts_with("invalid filepath: \"a/\""));
+    assert!(refused(&object("..")).contains("cannot contain .."));
+    assert!(refused(&object(&"x".repeat(256))).contains("at most 255"));
+    let jmes = "- objectName: a\n  objectType: secretsmanager\n  jmesPath:\n    - path: k\n      objectAlias: x//y\n";
+    assert!(refused(jmes).starts_with("invalid filepath: \"x//y\""));
+    // Leading slashes go (as the AWS provider trims them); inner ones make directories.
+    let specs = parse_objects(&object("/a/b"), None, &regions).unwrap();
+    assert_eq!(specs[0].file_name, "a/b");
+}
