@@ -57,6 +57,8 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Run a command, and restart (or signal) it whenever a watched secret changes.
     Watch(WatchArgs),
+    /// Run a command with secrets in its environment, read once, in place of this process.
+    Exec(ExecArgs),
     /// Render a template file to stdout, from the same cache and source as `get` (no mount).
     Render(RenderArgs),
     /// Serve the Secrets Store CSI Driver as its provider `secretsfs` (a SecretProviderClass of
@@ -161,8 +163,11 @@ pub struct MountArgs {
 pub struct WatchArgs {
     /// Selectors to watch; a name may be a glob (`certs/*`), and a JSON key watches that key
     /// alone.
-    #[arg(required = true, value_name = "SELECTOR")]
+    #[arg(value_name = "SELECTOR", required_unless_present_any = ["env", "env_file"])]
     pub selectors: Vec<String>,
+
+    #[command(flatten)]
+    pub env: EnvArgs,
 
     /// On a change, send COMMAND this signal (HUP, USR1, ...) instead of restarting it.
     #[arg(long, value_name = "SIGNAL")]
@@ -177,6 +182,46 @@ pub struct WatchArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10,
         value_parser = crate::settings::options::in_range::<u64>(1, 3600))]
     pub kill_timeout: u64,
+
+    /// The command to run, and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// Secrets as COMMAND's environment variables (docs/environment.md).
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    /// Set the variable NAME to the value SELECTOR names (exact bytes, no glob); watched:
+    /// a change restarts COMMAND with the values read anew.
+    #[arg(long = "env", value_name = "NAME=SELECTOR")]
+    pub env: Vec<String>,
+
+    /// Variables from a file: NAME=SELECTOR lines, or an ECS task definition's `secrets` list
+    /// (JSON; a valueFrom is a Secrets Manager ARN with its :json-key:stage:version-id, or a
+    /// Parameter Store ARN or name).
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Vec<PathBuf>,
+}
+
+impl EnvArgs {
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty() && self.env_file.is_empty()
+    }
+}
+
+/// Run COMMAND with secrets in its environment, in place of this process.
+///
+/// Every value is read first (in batches where the source allows); if one cannot be, exit
+/// with `get`'s code and COMMAND never runs. Then COMMAND replaces secretsfs (no process of
+/// ours stays behind), with the resource limits the caller had.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Example: secretsfs exec --env DB_PASSWORD=prod/db:password -- ./server",
+    group = clap::ArgGroup::new("variables").args(["env", "env_file"]).multiple(true).required(true)
+)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
 
     /// The command to run, and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -287,6 +332,7 @@ pub fn default_log_filter(command: &Command) -> &'static str {
     match command {
         Command::Get(_) | Command::Render(_) => ONE_SHOT_LOG_FILTER,
         Command::Watch(_) => WATCH_LOG_FILTER,
+        Command::Exec(_) => ONE_SHOT_LOG_FILTER,
         _ => DEFAULT_LOG_FILTER,
     }
 }

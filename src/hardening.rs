@@ -26,10 +26,17 @@ impl Warning {
     }
 }
 
+/// The caller's RLIMIT_CORE (soft, hard), before [`harden`]: what a program run from here gets.
+static CALLERS_CORE_LIMIT: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
 /// Core dumps off, and the process not dumpable (which also keeps other users' ptrace and
-/// /proc/PID/mem out). Called first thing in `main`, so no secret is ever in a core; returns
-/// what it could not do, for `main` to log once it can.
-pub fn harden() -> Vec<Warning> {
+/// /proc/PID/mem out). Called first thing in `main` after parsing the command line, so no
+/// secret is ever in a core; returns what it could not do, for `main` to log once it can.
+///
+/// `runs_a_program` (`exec`, `watch`): the program is not ours, and gets the limits its caller
+/// had ([`restore_callers_limits`]); only the soft limit is lowered then, since an unprivileged
+/// process cannot raise a hard limit back. Soft 0 still stops every core of this process.
+pub fn harden(runs_a_program: bool) -> Vec<Warning> {
     let mut warnings = Vec::new();
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         warnings.push(Warning {
@@ -37,13 +44,28 @@ pub fn harden() -> Vec<Warning> {
             error: Some(e),
         });
     }
-    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+    let callers = getrlimit(Resource::RLIMIT_CORE).unwrap_or((0, 0));
+    let _ = CALLERS_CORE_LIMIT.set(callers);
+    let hard = if runs_a_program { callers.1 } else { 0 };
+    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, hard) {
         warnings.push(Warning {
             what: "cannot disable core dumps",
             error: Some(e),
         });
     }
     warnings
+}
+
+/// Gives back the caller's RLIMIT_CORE: in a child between fork and exec (it must not
+/// allocate: `CommandExt::pre_exec`), or before `exec` itself. The dumpable flag needs no
+/// undoing: exec resets it.
+pub fn restore_callers_limits() -> std::io::Result<()> {
+    match CALLERS_CORE_LIMIT.get() {
+        Some(&(soft, hard)) => {
+            setrlimit(Resource::RLIMIT_CORE, soft, hard).map_err(std::io::Error::from)
+        }
+        None => Ok(()),
+    }
 }
 
 /// `--mlock`: locks current and future memory, if it can be done without later allocations
@@ -83,7 +105,7 @@ mod tests {
 
     #[test]
     fn the_process_becomes_undumpable_with_no_core_limit() {
-        assert_eq!(harden(), []);
+        assert_eq!(harden(false), []);
         assert!(!nix::sys::prctl::get_dumpable().unwrap());
         assert_eq!(getrlimit(Resource::RLIMIT_CORE).unwrap(), (0, 0));
         nix::sys::prctl::set_dumpable(true).unwrap();

@@ -13,6 +13,8 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod environment;
+pub mod exec;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -22,9 +22,11 @@ enum LogTo {
 }
 
 fn main() -> ExitCode {
-    // First, so that no core can ever hold a secret; what it could not do waits for the log.
-    let hardening = secretsfs::hardening::harden();
+    // Parsing holds no secret; hardening comes next, before anything could, and what it could
+    // not do waits for the log. A program run by `exec` or `watch` gets the caller's limits.
     let mut cli = Cli::parse_args();
+    let runs_a_program = matches!(cli.command, Command::Exec(_) | Command::Watch(_));
+    let hardening = secretsfs::hardening::harden(runs_a_program);
     let mut inherited = secretsfs::handover::Inherited::default();
     if let Command::Mount(_) = &cli.command {
         // Before any thread: it takes LISTEN_* out of the environment.

@@ -2,7 +2,6 @@
 //! `serve` live on in [`crate::service`].
 
 use std::io::Write;
-use std::sync::Arc;
 
 use crate::cli::{Cli, Command, GetArgs, RenderArgs, WatchArgs};
 use crate::daemon::Readiness;
@@ -30,6 +29,7 @@ pub async fn run(
         Command::Serve(_) => service::serve::run(&cli, settings).await,
         Command::CsiProvider(args) => service::csi::run(args, settings).await,
         Command::Watch(args) => return watch(&settings, args).await,
+        Command::Exec(args) => return crate::exec::run(&settings, args).await,
         Command::Render(args) => render(&settings, args).await,
         Command::StopPost(args) => crate::stop_post::run(args),
         Command::CheckConfig(_) => {
@@ -77,15 +77,19 @@ fn write_out(bytes: &[u8]) -> Result<()> {
 }
 
 async fn watch(settings: &Settings, args: &WatchArgs) -> Result<u8> {
-    // Checked before the source is built: a bad selector costs nothing upstream.
+    // Checked before the source is built: a bad selector or entry costs nothing upstream.
     for selector in &args.selectors {
         WatchPattern::parse(selector)?;
     }
-    let engine = Arc::new(Engine::new(
-        build_source(settings, true).await?,
-        settings.source_cache(),
-    ));
-    crate::supervisor::supervise(engine, args, settings.cache.list_ttl).await
+    let entries = crate::environment::entries(&args.env.env, &args.env.env_file)?;
+    if !entries.is_empty() && args.signal.is_some() {
+        return Err(Error::config(
+            "--signal cannot go with --env or --env-file: a signal cannot change a running \
+             program's environment; leave --signal out and COMMAND is restarted",
+        ));
+    }
+    let engines = crate::environment::read::Engines::build(settings, &entries, true).await?;
+    crate::supervisor::supervise(engines, entries, args, settings.cache.list_ttl).await
 }
 
 /// What `mount` refuses in its settings before it touches a mountpoint or the network, with

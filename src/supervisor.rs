@@ -1,9 +1,11 @@
 //! `secretsfs watch SELECTOR... -- COMMAND`: runs COMMAND and restarts it (or signals it) when
 //! a watched selector changes; the exec mode of consul-template and Vault Agent, for
-//! containers and scripts, on the same engine as the mount (no mount needed).
+//! containers and scripts, on the same engine as the mount (no mount needed). With `--env`,
+//! COMMAND's environment holds secrets ([`crate::environment`]), read anew for each restart.
 //!
 //! watch stands in for COMMAND: the signals a supervisor sends (TERM, INT, HUP, QUIT, USR1,
-//! USR2) go on to it, and when it exits, watch exits with its status.
+//! USR2) go on to it, and when it exits, watch exits with its status. COMMAND gets the
+//! caller's resource limits, not watch's hardening.
 
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -16,7 +18,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::cli::WatchArgs;
-use crate::engine::Engine;
+use crate::environment::Entry;
+use crate::environment::read::{Engines, Values, read_all};
 use crate::error::{Error, ErrorKind, Result};
 use crate::watch::{AbortOnDrop, Fire, Notice, WatchPattern, Watcher};
 
@@ -31,7 +34,13 @@ const FORWARDED: [Signal; 6] = [
 ];
 
 /// Runs COMMAND under watch until it exits; its exit code (128 + N for signal N).
-pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) -> Result<u8> {
+pub async fn supervise(
+    engines: Engines,
+    entries: Vec<Entry>,
+    args: &WatchArgs,
+    relist: Duration,
+) -> Result<u8> {
+    let engine = engines.configured().clone();
     let patterns = args
         .selectors
         .iter()
@@ -50,13 +59,29 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
             engine.get(&pattern.selector_for(name)).await?;
         }
     }
+    let mut values = read_all(&engines, &entries).await?;
     let (changes, mut changed) = mpsc::unbounded_channel::<Notice>();
     let fire: Fire = Arc::new(move |_, noticed| {
         let _ = changes.send(noticed);
     });
-    let refresher = tokio::spawn(engine.clone().refresh_ahead());
-    let watcher = tokio::spawn(Watcher::new(engine, vec![patterns], relist, fire).run());
-    let _running = (AbortOnDrop(refresher), AbortOnDrop(watcher));
+    // One watcher and one refresher per engine (Parameter Store entries have their own).
+    let mut running = Vec::new();
+    let mut positional = Some(patterns);
+    for (engine, group) in engines.split(&entries) {
+        let mut watched: Vec<WatchPattern> = group
+            .iter()
+            .map(|e| WatchPattern::of_selector(&e.selector))
+            .collect();
+        if Arc::ptr_eq(&engine, engines.configured()) {
+            watched.extend(positional.take().unwrap_or_default());
+        }
+        if watched.is_empty() {
+            continue;
+        }
+        running.push(AbortOnDrop(tokio::spawn(engine.clone().refresh_ahead())));
+        let watcher = Watcher::new(engine, vec![watched], relist, fire.clone());
+        running.push(AbortOnDrop(tokio::spawn(watcher.run())));
+    }
     let (to_forward, mut forwarded) = mpsc::unbounded_channel();
     for sig in FORWARDED {
         let mut stream = signal(SignalKind::from_raw(sig as i32))
@@ -66,7 +91,7 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
             while stream.recv().await.is_some() && to_forward.send(sig).is_ok() {}
         });
     }
-    let mut child = start(args)?;
+    let mut child = start(args, &values)?;
     loop {
         tokio::select! {
             status = child.wait() => {
@@ -101,9 +126,21 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
                         send(&child, sig);
                     }
                     None => {
+                        // Read before COMMAND stops: a value that cannot be read now leaves
+                        // COMMAND running as it is, rather than not running at all.
+                        if !entries.is_empty() {
+                            match read_all(&engines, &entries).await {
+                                Ok(read) => values = read,
+                                Err(err) => {
+                                    tracing::warn!(target: "secretsfs::watch::command", changed = ?secrets, error = %err,
+                                        "watched secrets changed, but the environment cannot be read anew: the command keeps running");
+                                    continue;
+                                }
+                            }
+                        }
                         tracing::info!(target: "secretsfs::watch::command", changed = ?secrets, "watched secrets changed: restarting the command");
                         stop(&mut child, Duration::from_secs(args.kill_timeout)).await;
-                        child = start(args)?;
+                        child = start(args, &values)?;
                     }
                 }
             }
@@ -111,12 +148,22 @@ pub async fn supervise(engine: Arc<Engine>, args: &WatchArgs, relist: Duration) 
     }
 }
 
-fn start(args: &WatchArgs) -> Result<Child> {
+fn start(args: &WatchArgs, values: &Values) -> Result<Child> {
+    use std::os::unix::ffi::OsStrExt;
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| Error::config("watch: no COMMAND after --"))?;
-    Command::new(program).args(rest).spawn().map_err(|e| {
+    let mut command = Command::new(program);
+    command.args(rest);
+    for (name, value) in values {
+        command.env(name, std::ffi::OsStr::from_bytes(value));
+    }
+    // SAFETY: setrlimit allocates nothing and takes no lock: safe between fork and exec.
+    unsafe {
+        command.pre_exec(crate::hardening::restore_callers_limits);
+    }
+    command.spawn().map_err(|e| {
         Error::config(format!(
             "watch: cannot start {}: {e}",
             program.to_string_lossy()

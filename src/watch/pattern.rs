@@ -69,6 +69,22 @@ impl WatchPattern {
         })
     }
 
+    /// The pattern of exactly `selector` (an environment variable's: no glob).
+    pub fn of_selector(selector: &Selector) -> WatchPattern {
+        let text = match &selector.json_key {
+            Some(key) => format!("{}:{key}", selector.secret_id),
+            None => selector.secret_id.clone(),
+        };
+        WatchPattern {
+            text,
+            name: Name::Exact(selector.secret_id.clone()),
+            version: selector.version_ref(),
+            json_key: selector.json_key.clone(),
+            stage: selector.version_stage.clone(),
+            version_id: selector.version_id.clone(),
+        }
+    }
+
     pub fn matches(&self, name: &str) -> bool {
         match &self.name {
             Name::Exact(exact) => exact == name,

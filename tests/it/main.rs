@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod containers;
 mod csi;
+mod env;
 mod fake_selftest;
 mod fstab;
 mod hooks;
