@@ -27,12 +27,16 @@ pub const NO_OBJECTS: &str = "NoObjects";
 pub const STS_UNAVAILABLE: &str = "StsUnavailable";
 /// The Pod Identity Agent could not be asked, or answered without a code.
 pub const POD_IDENTITY_AGENT: &str = "PodIdentityAgentError";
-/// The provider keeps a cache for this many identities at most.
+/// The provider keeps a cache for this many identities at most: those with an unexpired
+/// acceptance, when it must forget some.
 pub const TOO_MANY_IDENTITIES: &str = "TooManyIdentities";
-/// jmesPath: the value is not JSON, the expression is invalid, or its result is not a string.
+/// jmesPath: the value is not JSON.
 pub const JMES_NOT_JSON: &str = "JmesPathValueNotJson";
+/// jmesPath: the expression does not parse, or fails on the value.
 pub const JMES_INVALID: &str = "InvalidJmesPath";
+/// jmesPath: the expression selects nothing (null).
 pub const JMES_NO_MATCH: &str = "JmesPathNoMatch";
+/// jmesPath: the expression selects something other than a string.
 pub const JMES_NOT_STRING: &str = "JmesPathResultNotString";
 /// The files add up to more than the driver takes in one answer.
 pub const TOO_LARGE: &str = "ResponseTooLarge";

@@ -55,21 +55,27 @@ pub async fn fetch(
     default_mode: u32,
 ) -> Result<Fetched, Failure> {
     prefetch(identities, identity, objects, &regions[0]).await?;
+    // Together: during an outage of the primary, each object waits out its timeout at once,
+    // not one after another.
+    let values = futures::future::try_join_all(objects.iter().map(|object| async move {
+        read(identities, identity, object, regions)
+            .await
+            .map_err(|f| f.about(&object.file_name))
+    }))
+    .await?;
     let mut fetched = Fetched {
         files: Vec::new(),
         versions: Vec::new(),
     };
-    for object in objects {
-        let value = read(identities, identity, object, regions)
-            .await
-            .map_err(|f| f.about(&object.file_name))?;
-        let mode = object.mode.unwrap_or(default_mode);
+    for (object, value) in objects.iter().zip(values) {
+        // The driver takes permission bits alone (0 to 511).
+        let mode = object.mode.unwrap_or(default_mode) & 0o777;
         for entry in &object.jmes_path {
             let bytes = crate::jmes::extract(value.payload.as_bytes(), &entry.path, &entry.alias)
                 .map_err(|f| f.about(&entry.file_name))?;
             fetched.files.push(File {
                 path: entry.file_name.clone(),
-                mode: entry.mode.unwrap_or(mode) as i32,
+                mode: (entry.mode.unwrap_or(mode) & 0o777) as i32,
                 contents: bytes.to_vec(),
             });
             fetched.versions.push(ObjectVersion {

@@ -72,14 +72,16 @@ impl KubeApi {
 
     /// An object, `None` where the API answers 404.
     async fn object(&self, path: &str) -> Result<Option<Value>, String> {
+        // The provider's own token goes over TLS only.
         let token = match &self.token_file {
-            Some(file) => Some(
-                std::fs::read_to_string(file)
+            Some(file) if self.base.starts_with("https://") => Some(
+                tokio::fs::read_to_string(file)
+                    .await
                     .map_err(|e| format!("{}: {e}", file.display()))?
                     .trim()
                     .to_owned(),
             ),
-            None => None,
+            _ => None,
         };
         let authorization = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("accept", "application/json")];

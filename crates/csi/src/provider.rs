@@ -39,12 +39,15 @@ pub struct Provider {
     max_response_bytes: usize,
 }
 
-/// The pod a request is for, as the log names it.
-struct Pod<'a>(&'a str, &'a str);
+/// The pod a request is for, as the log names it (`namespace/name`).
+struct Pod {
+    namespace: String,
+    name: String,
+}
 
-impl std::fmt::Display for Pod<'_> {
+impl std::fmt::Display for Pod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.0, self.1)
+        write!(f, "{}/{}", self.namespace, self.name)
     }
 }
 
@@ -73,12 +76,14 @@ impl Provider {
     }
 
     pub async fn mount(&self, request: &MountRequest) -> MountResponse {
-        let mut pod = (String::new(), String::new());
-        match self.try_mount(request, &mut pod).await {
+        // Named before anything is checked, so that even a refused class's line says whose.
+        let (namespace, name) = crate::request::pod_of(&request.attributes);
+        let pod = Pod { namespace, name };
+        match self.try_mount(request, &pod).await {
             Ok(response) => response,
             Err(failure) => {
                 tracing::warn!(target: "secretsfs::csi",
-                    pod = %Pod(&pod.0, &pod.1),
+                    pod = %pod,
                     object = %failure.object.as_deref().unwrap_or("-"),
                     code = %failure.code,
                     cause = %failure.cause,
@@ -94,13 +99,7 @@ impl Provider {
         }
     }
 
-    async fn try_mount(
-        &self,
-        request: &MountRequest,
-        pod: &mut (String, String),
-    ) -> Result<MountResponse, Failure> {
-        // Named before anything is checked, so that even a refused class's line says whose.
-        *pod = crate::request::pod_of(&request.attributes);
+    async fn try_mount(&self, request: &MountRequest, pod: &Pod) -> Result<MountResponse, Failure> {
         let params = MountParams::parse(
             &request.target_path,
             &request.attributes,
@@ -117,7 +116,7 @@ impl Provider {
                 "the SecretProviderClass names no objects",
             ));
         }
-        let identity = self.identities.resolve(&params, &primary).await?;
+        let identity = self.identities.resolve(&params, &regions).await?;
         let fetched = crate::fetch::fetch(
             &self.identities,
             &identity,
@@ -126,31 +125,29 @@ impl Provider {
             params.default_mode,
         )
         .await?;
-        let total: usize = fetched
-            .files
-            .iter()
-            .map(|f| f.contents.len() + f.path.len())
-            .sum();
+        let response = MountResponse {
+            object_version: fetched.versions,
+            error: None,
+            files: fetched.files,
+        };
+        // What the driver's limit applies to: the message as encoded.
+        let total = prost::Message::encoded_len(&response);
         if total > self.max_response_bytes {
             return Err(Failure::new(
                 failure::TOO_LARGE,
                 format!(
-                    "the files add up to {total} bytes, over the {} the driver takes (its --max-call-recv-msg-size; this provider's --max-response-bytes)",
+                    "the answer holds {total} bytes, over the {} the driver takes (its --max-call-recv-msg-size; this provider's --max-response-bytes)",
                     self.max_response_bytes
                 ),
             ));
         }
         if total > SECRET_SYNC_LIMIT {
-            tracing::warn!(target: "secretsfs::csi", pod = %Pod(&pod.0, &pod.1), bytes = total,
-                "the files add up to more than 1 MiB: syncing them to a Kubernetes Secret may fail");
+            tracing::warn!(target: "secretsfs::csi", pod = %pod, bytes = total,
+                "the answer holds more than 1 MiB: syncing its files to a Kubernetes Secret may fail");
         }
-        tracing::debug!(target: "secretsfs::csi", pod = %Pod(&pod.0, &pod.1),
-            identity = %identity.key, files = fetched.files.len(), "mounted");
-        Ok(MountResponse {
-            object_version: fetched.versions,
-            error: None,
-            files: fetched.files,
-        })
+        tracing::debug!(target: "secretsfs::csi", pod = %pod,
+            identity = %identity.key, files = response.files.len(), "mounted");
+        Ok(response)
     }
 
     /// The class's region, else the provider's, else the label of the pod's node.

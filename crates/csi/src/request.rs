@@ -128,6 +128,14 @@ impl MountParams {
     /// The regions to read in: `primary` (the class's, or the one found for it), then the
     /// failover region, which must differ.
     pub fn regions(&self, primary: &str) -> Result<Vec<String>, SpecError> {
+        // Each region costs an engine per identity: only what can be a region gets one.
+        for region in std::iter::once(primary).chain(self.failover_region.as_deref()) {
+            if !is_region(region) {
+                return refuse(format!(
+                    "{region:?} is not an AWS region (like us-east-1 or us-gov-west-1)"
+                ));
+            }
+        }
         let mut regions = vec![primary.to_owned()];
         if let Some(failover) = &self.failover_region {
             if failover == primary {
@@ -202,6 +210,22 @@ pub fn pod_of(attributes: &str) -> (String, String) {
     let value: serde_json::Value = serde_json::from_str(attributes).unwrap_or_default();
     let field = |key: &str| value[key].as_str().unwrap_or("").to_owned();
     (field(POD_NAMESPACE), field(POD_NAME))
+}
+
+/// Whether `region` has a region's shape: letters in dash-separated words, then a number
+/// (`us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-northwest-1`).
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let Some((number, words)) = parts.split_last() else {
+        return false;
+    };
+    region.len() <= 32
+        && words.len() >= 2
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Go's `strconv.ParseBool`.

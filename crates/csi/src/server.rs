@@ -61,7 +61,20 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
                     format!("another provider answers on {}", path.display()),
                 ));
             }
-            Err(_) => std::fs::remove_file(path)?,
+            // Only a socket nobody listens on is stale: a live provider whose backlog is full
+            // (EAGAIN) or one we may not reach (EACCES) keeps its socket.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ECONNREFUSED) => {
+                std::fs::remove_file(path)?
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} exists and cannot be asked whether a provider answers: {e}",
+                        path.display()
+                    ),
+                ));
+            }
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -69,12 +82,9 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // Bound under a umask that leaves the socket 0600 from its first moment; the chmod after
-    // says so again for a file system that ignores it.
-    let previous = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
-    nix::sys::stat::umask(previous);
-    let listener = bound?;
+    // Connecting needs write permission on the socket, which the umask's default leaves to the
+    // owner alone until the chmod; the umask itself is process-wide, so it is not touched.
+    let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }

@@ -132,6 +132,9 @@ fn unwritable(file_name: &str) -> Option<&'static str> {
     if file_name.starts_with('/') {
         return Some("a path must be relative");
     }
+    if file_name.starts_with("..") {
+        return Some("a path cannot start with '..'");
+    }
     for part in file_name.split('/') {
         match part {
             "" | "." => {

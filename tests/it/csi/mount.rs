@@ -348,8 +348,17 @@ async fn answers_over_the_driver_s_4_mib_are_refused_with_response_too_large() {
     assert!(
         provider
             .stderr()
-            .contains("syncing them to a Kubernetes Secret may fail")
+            .contains("syncing its files to a Kubernetes Secret may fail")
     );
+
+    // The limit is the encoded message's: two files of 65,000 bytes, named `bulk_00` and
+    // `bulk_01`, weigh 130,014 bytes of names and contents, but more as an answer (their
+    // versions, ids, modes and framing): a limit between the two refuses it.
+    let limited = world.provider(&["--max-response-bytes", "130050"]).await;
+    let mut client = limited.client().await;
+    let two: String = objects.lines().take(4).collect::<Vec<_>>().join("\n");
+    let answer = mount(&mut client, &pod, &[("objects", &two), ("region", REGION)]).await;
+    assert_eq!(code(&answer), "ResponseTooLarge", "{}", limited.stderr());
 }
 
 #[tokio::test]
@@ -367,4 +376,83 @@ async fn version_names_the_runtime() {
     assert_eq!(version.version, "v1alpha1");
     assert_eq!(version.runtime_name, "secretsfs");
     assert_eq!(version.runtime_version, env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn parameters_by_name_arn_version_and_label_and_failover_without_a_failover_object() {
+    let world = World::new();
+    let ssm = world.moto.ssm_client().await;
+    for value in ["v1", "v2"] {
+        ssm.put_parameter()
+            .name("/prod/flag")
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+    ssm.label_parameter_version()
+        .name("/prod/flag")
+        .parameter_version(1)
+        .labels("stable")
+        .send()
+        .await
+        .unwrap();
+    create_string(&world.sm(OTHER_REGION).await, "prod/db", "replica").await;
+    let provider = world.provider(&["--timeout", "5"]).await;
+    let mut client = provider.client().await;
+    let objects = "
+- objectName: /prod/flag
+  objectType: ssmparameter
+  objectAlias: latest
+- objectName: arn:aws:ssm:us-east-1:123456789012:parameter/prod/flag
+  objectAlias: by-arn
+- objectName: /prod/flag
+  objectType: ssmparameter
+  objectAlias: first
+  objectVersion: \"1\"
+- objectName: /prod/flag
+  objectType: ssmparameter
+  objectAlias: stable
+  objectVersionLabel: stable
+";
+    let pod = Pod::new("shop", "web-1", "web");
+    let answer = mount(
+        &mut client,
+        &pod,
+        &[("objects", objects), ("region", REGION)],
+    )
+    .await;
+    assert_eq!(code(&answer), "", "{}", provider.stderr());
+    let files = files(&answer);
+    assert_eq!(files["latest"].1, b"v2");
+    assert_eq!(files["by-arn"].1, b"v2");
+    assert_eq!(files["first"].1, b"v1");
+    assert_eq!(files["stable"].1, b"v1");
+    let versions = versions(&answer);
+    assert_eq!(
+        [
+            &versions["latest"],
+            &versions["by-arn"],
+            &versions["first"],
+            &versions["stable"]
+        ],
+        ["2", "2", "1", "1"]
+    );
+
+    // failoverRegion alone: the same name in the second region, when the first is down.
+    world.proxy.fail_region(REGION);
+    let failover = [
+        (
+            "objects",
+            "- objectName: prod/db\n  objectType: secretsmanager\n",
+        ),
+        ("region", REGION),
+        ("failoverRegion", OTHER_REGION),
+    ];
+    let answer = mount(&mut client, &pod, &failover).await;
+    assert_eq!(code(&answer), "", "{}", provider.stderr());
+    assert_eq!(files_of(&answer), ["prod_db"]);
+    assert_eq!(crate::csi::files(&answer)["prod_db"].1, b"replica");
 }

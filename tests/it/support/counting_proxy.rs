@@ -25,6 +25,10 @@ use tokio::sync::oneshot;
 /// refuses a role whose trust policy does not name the caller (moto grants every one).
 pub const REFUSED_ROLE_SUFFIX: &str = "/denied";
 
+/// AssumeRoleWithWebIdentity with the token of a service account of this name is refused
+/// whatever the role, as a trust policy that names other service accounts refuses it.
+pub const REFUSED_ACCOUNT: &str = "intruder";
+
 /// The operations refused for a role named so, each with STS's message.
 const REFUSABLE: [(&str, &str); 2] = [
     (
@@ -36,6 +40,22 @@ const REFUSABLE: [(&str, &str); 2] = [
         "Not authorized to perform sts:AssumeRoleWithWebIdentity",
     ),
 ];
+
+/// A JWT's `sub` claim ("" when it has none); the token itself is never kept or shown.
+fn token_subject(token: &str) -> String {
+    use base64::Engine as _;
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .ok()
+        })
+        .and_then(|claims| serde_json::from_slice::<serde_json::Value>(&claims).ok())
+        .and_then(|claims| claims["sub"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 fn access_denied(message: &str) -> String {
     format!(
@@ -235,8 +255,11 @@ async fn forward(
         .iter()
         .find(|(refusable, _)| *refusable == op)
         .filter(|_| {
-            form_urlencoded::parse(&body)
-                .any(|(k, v)| k == "RoleArn" && v.ends_with(REFUSED_ROLE_SUFFIX))
+            form_urlencoded::parse(&body).any(|(k, v)| {
+                (k == "RoleArn" && v.ends_with(REFUSED_ROLE_SUFFIX))
+                    || (k == "WebIdentityToken"
+                        && token_subject(&v).ends_with(&format!(":{REFUSED_ACCOUNT}")))
+            })
         })
         .map(|(_, message)| access_denied(message));
     seen.lock().unwrap().push(Seen { op, key_id, region });

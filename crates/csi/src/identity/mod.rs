@@ -135,7 +135,7 @@ impl Identities {
     pub async fn resolve(
         &self,
         params: &MountParams,
-        region: &str,
+        regions: &[String],
     ) -> Result<Arc<Identity>, Failure> {
         if params.tokens.is_none() && self.allow_node_identity {
             return self.identity(IdentityKey::Node, None);
@@ -180,7 +180,16 @@ impl Identities {
         let credentials = match &key {
             IdentityKey::Role(role) => {
                 let session = sts::session_name(namespace, account);
-                self.sts.assume(region, role, token, &session).await?
+                // STS is regional: an outage of the primary's is met in the failover region.
+                let mut assumed = self.sts.assume(&regions[0], role, token, &session).await;
+                if let (Err(f), Some(failover)) = (&assumed, regions.get(1))
+                    && f.code == failure::STS_UNAVAILABLE
+                {
+                    tracing::info!(target: "secretsfs::csi", region = %regions[0], failover_region = %failover,
+                        cause = %f.cause, "asking STS in the failover region");
+                    assumed = self.sts.assume(failover, role, token, &session).await;
+                }
+                assumed?
             }
             _ => {
                 self.agent
@@ -257,6 +266,9 @@ impl Identities {
             Some(identity) => identity.clone(),
             None => {
                 if by_key.len() >= MAX_IDENTITIES {
+                    self.evict_idle(&mut by_key);
+                }
+                if by_key.len() >= MAX_IDENTITIES {
                     return Err(Failure::new(
                         failure::TOO_MANY_IDENTITIES,
                         format!("{MAX_IDENTITIES} identities are in use on this node"),
@@ -279,6 +291,23 @@ impl Identities {
             holder.replace(credentials);
         }
         Ok(identity)
+    }
+
+    /// Forgets the identities no pod holds an unexpired acceptance for (their engines, their
+    /// refreshes and their cached values go with them), and the acceptances that ran out.
+    fn evict_idle(&self, by_key: &mut HashMap<IdentityKey, Arc<Identity>>) {
+        let now = SystemTime::now();
+        let mut accepted = self.accepted.lock();
+        accepted.retain(|_, until| now < *until);
+        self.accepting.lock().retain(|acceptance, turn| {
+            accepted.contains_key(acceptance) || Arc::strong_count(turn) > 1
+        });
+        let before = by_key.len();
+        by_key.retain(|key, _| {
+            *key == IdentityKey::Node || accepted.keys().any(|(held, _, _)| held == key)
+        });
+        tracing::info!(target: "secretsfs::csi", evicted = before - by_key.len(),
+            "identities without an unexpired acceptance forgotten");
     }
 
     /// `identity`'s engine for `object_type` in `region`, made on first use, with refresh ahead.

@@ -16,7 +16,7 @@ pub struct Sts {
 }
 
 impl Sts {
-    /// STS at `base`'s endpoint settings (`--endpoint-url`, `AWS_ENDPOINT_URL_STS`, FIPS).
+    /// STS at `base`'s settings (timeout, FIPS), at the SDK's own endpoint variables.
     pub fn new(base: AwsOptions) -> Sts {
         Sts {
             base,
@@ -29,9 +29,12 @@ impl Sts {
         if let Some(client) = clients.get(region) {
             return Ok(client.clone());
         }
+        // `--endpoint-url` is Secrets Manager's: STS's comes from the SDK's own variables
+        // (`AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`), read by the loader.
         let options = AwsOptions {
             region: Some(region.to_owned()),
             role_arn: None,
+            endpoint_url: None,
             ..self.base.clone()
         };
         let config = shared_config(&options)

@@ -140,3 +140,31 @@ fn a_failover_region_must_differ_from_the_primary() {
         "us-west-2: failover region cannot be the same as the primary region"
     );
 }
+
+#[test]
+fn only_what_can_be_a_region_is_one() {
+    let p = MountParams::parse("/t", &attributes(&[("failoverRegion", "mars")]), "420").unwrap();
+    assert_eq!(
+        p.regions("us-east-1").unwrap_err().0,
+        "\"mars\" is not an AWS region (like us-east-1 or us-gov-west-1)"
+    );
+    let p = MountParams::parse("/t", &attributes(&[]), "420").unwrap();
+    for region in [
+        "us-gov-west-1",
+        "cn-northwest-1",
+        "eu-central-2",
+        "ap-southeast-5",
+    ] {
+        assert!(p.regions(region).is_ok(), "{region}");
+    }
+    for region in [
+        "",
+        "us-east",
+        "US-EAST-1",
+        "us_east_1",
+        "us-east-1a",
+        "../x-1",
+    ] {
+        assert!(p.regions(region).is_err(), "{region}");
+    }
+}
