@@ -61,6 +61,10 @@ pub enum Command {
     Exec(ExecArgs),
     /// Render a template file to stdout, from the same cache and source as `get` (no mount).
     Render(RenderArgs),
+    /// Run as an AWS Lambda extension, a drop-in for the AWS Parameters and Secrets Lambda
+    /// Extension: what Lambda runs as /opt/extensions/secretsfs (with no arguments, this
+    /// command is implied when AWS_LAMBDA_RUNTIME_API is set).
+    LambdaExtension(ServeArgs),
     /// Serve the Secrets Store CSI Driver as its provider `secretsfs` (a SecretProviderClass of
     /// the AWS provider, with `provider: secretsfs`), on a Unix socket, in the foreground.
     CsiProvider(CsiProviderArgs),
@@ -319,6 +323,10 @@ pub fn exit_code(err: &Error) -> u8 {
 /// each request of an operation it was not given, which programs send routinely).
 pub const DEFAULT_LOG_FILTER: &str = "warn,aws_config=error,fuser=error";
 
+/// The Lambda extension's: the default, and its own life's lines (registered, shut down), which
+/// go to CloudWatch with the function's.
+pub const LAMBDA_LOG_FILTER: &str = "warn,secretsfs::lambda=info,aws_config=error";
+
 /// For a command that runs once (`get`): a failed fetch is its one-line error already, so the
 /// cache's report of it (for daemons, whose readers cannot tell the operator) is left out.
 pub const ONE_SHOT_LOG_FILTER: &str = "warn,aws_config=error,fuser=error,secretsfs::cache=error";
@@ -333,6 +341,7 @@ pub fn default_log_filter(command: &Command) -> &'static str {
         Command::Get(_) | Command::Render(_) => ONE_SHOT_LOG_FILTER,
         Command::Watch(_) => WATCH_LOG_FILTER,
         Command::Exec(_) => ONE_SHOT_LOG_FILTER,
+        Command::LambdaExtension(_) => LAMBDA_LOG_FILTER,
         _ => DEFAULT_LOG_FILTER,
     }
 }

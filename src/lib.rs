@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod handover;
 pub mod hardening;
 pub mod hooks;
+pub mod lambda;
 pub mod log_format;
 pub mod panic_log;
 pub mod run;

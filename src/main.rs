@@ -24,7 +24,14 @@ enum LogTo {
 fn main() -> ExitCode {
     // Parsing holds no secret; hardening comes next, before anything could, and what it could
     // not do waits for the log. A program run by `exec` or `watch` gets the caller's limits.
-    let mut cli = Cli::parse_args();
+    // Lambda runs an extension with no arguments: then it is one.
+    let mut cli = if std::env::args_os().len() == 1
+        && std::env::var_os(secretsfs::lambda::RUNTIME_API_VARIABLE).is_some()
+    {
+        Cli::try_parse_args_from(["secretsfs", "lambda-extension"]).unwrap_or_else(|e| e.exit())
+    } else {
+        Cli::parse_args()
+    };
     let runs_a_program = matches!(cli.command, Command::Exec(_) | Command::Watch(_));
     let hardening = secretsfs::hardening::harden(runs_a_program);
     let mut inherited = secretsfs::handover::Inherited::default();

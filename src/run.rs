@@ -30,6 +30,7 @@ pub async fn run(
         Command::CsiProvider(args) => service::csi::run(args, settings).await,
         Command::Watch(args) => return watch(&settings, args).await,
         Command::Exec(args) => return crate::exec::run(&settings, args).await,
+        Command::LambdaExtension(_) => return crate::lambda::run(settings).await,
         Command::Render(args) => render(&settings, args).await,
         Command::StopPost(args) => crate::stop_post::run(args),
         Command::CheckConfig(_) => {

@@ -14,6 +14,7 @@ mod fake_selftest;
 mod fstab;
 mod hooks;
 mod http;
+mod lambda;
 mod moto_tier;
 mod mount;
 mod runc;

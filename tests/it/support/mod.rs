@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod counting_proxy;
 pub mod fake_kube;
+pub mod fake_lambda;
 pub mod fake_pod_identity;
 pub mod fake_sm;
 pub mod fd_store;

@@ -99,6 +99,38 @@ impl Engine {
         }
     }
 
+    /// Refreshes the values due for a refresh now and waits for them: for a process that is
+    /// frozen between requests (a Lambda extension), which refreshes while it runs and must
+    /// have no fetch in flight when it is frozen. Values in use past half their life go
+    /// together with one that is due, in batches, as [`Engine::refresh_ahead`] sends them.
+    pub async fn refresh_due_now(&self) {
+        let now = Instant::now();
+        let candidates = self.values.refresh_candidates(now, |_| false);
+        let (current, other): (Vec<_>, Vec<_>) =
+            candidates.into_iter().partition(|c| c.key.1.is_current());
+        let mut flights = Vec::new();
+        if current.iter().any(|c| c.due) {
+            let names: Vec<String> = current.into_iter().map(|c| c.key.0).collect();
+            for (key, load) in self.current_loads(&names) {
+                flights.push(self.values.refresh_ahead(&key, move || load));
+            }
+        }
+        for Candidate { key, .. } in other.into_iter().filter(|c| c.due) {
+            let load = self.single_load(key.clone());
+            flights.push(self.values.refresh_ahead(&key, move || load));
+        }
+        futures::future::join_all(flights).await;
+    }
+
+    /// Makes every cached value, description and listing due now: after the process was
+    /// frozen for longer than its monotonic clock shows, nothing may be served as fresh on
+    /// the clock's word (a failed refetch may still serve them stale).
+    pub fn expire_all(&self) {
+        self.values.expire(|_| true);
+        self.descriptions.expire(|_| true);
+        self.listings.expire(|_| true);
+    }
+
     /// Watched values not cached at all (never fetched, or evicted): fetched like a reader
     /// would, so that a change can be seen.
     fn fetch_watched_missing(&self, watched: &std::collections::HashSet<ValueKey>) {
