@@ -106,6 +106,9 @@ else
     if [[ $# -eq 0 ]]; then
         say "packages"
         packaging/build-packages.sh
+        # The Lambda layer, from the release binary the packages tier built.
+        say "lambda layer"
+        packaging/lambda/build-layer.sh --no-build
         # The package the packages tier just built, under a real systemd booted in a container.
         say "systemd tier"
         scripts/systemd-tier.sh
