@@ -204,3 +204,102 @@ async fn a_failed_init_and_a_failed_event_are_reported_to_lambda() {
     assert_eq!(reports[0].0, "/2020-01-01/extension/exit/error");
     assert_eq!(reports[0].1, "Extension.Unavailable");
 }
+
+/// The same life against lambda-simulator (a simulator the project does not write), which
+/// freezes the extension with SIGSTOP between invocations as Lambda does; the test stands in
+/// for the function's runtime.
+#[tokio::test]
+async fn under_lambda_simulator_frozen_between_invocations() {
+    use lambda_simulator::{FreezeMode, ShutdownReason, Simulator};
+
+    let moto = Moto::start();
+    let proxy = CountingProxy::start(&moto.endpoint_url());
+    create_string(&moto.client().await, "prod/db", "v1").await;
+    let simulator = Simulator::builder()
+        .function_name("f")
+        .freeze_mode(FreezeMode::Process)
+        .build()
+        .await
+        .unwrap();
+    let runtime_api = simulator.runtime_api_url().replace("http://", "");
+    let port = free_port();
+    let port_text = port.to_string();
+    let endpoint = proxy.endpoint_url();
+    let mut child = command(
+        &[],
+        &[
+            ("AWS_LAMBDA_RUNTIME_API", runtime_api.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port_text.as_str()),
+            ("SECRETS_MANAGER_TTL", "2"),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    simulator.register_freeze_pid(child.id().unwrap());
+    simulator
+        .wait_for(
+            || async { simulator.extension_count().await >= 1 },
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("the extension registers");
+    let extensions = simulator.get_registered_extensions().await;
+    assert_eq!(extensions[0].name, "secretsfs");
+
+    let lambda_addr = simulator.addr();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Init ends when the extension listens and asks for its first event; the simulator hands
+    // the runtime its invocation without waiting for that, so the test waits.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the extension did not listen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let token = [("X-Aws-Parameters-Secrets-Token", SESSION_TOKEN)];
+    let mut reads = Vec::new();
+    for round in 0..2 {
+        let request_id = simulator
+            .enqueue_payload(serde_json::json!({ "round": round }))
+            .await;
+        // The runtime's side: take the invocation, read a secret as a function does, answer.
+        let next = Conn::tcp(lambda_addr)
+            .await
+            .get("/2018-06-01/runtime/invocation/next", &[])
+            .await;
+        assert_eq!(next.status, 200);
+        let secret = Conn::tcp(addr)
+            .await
+            .get("/secretsmanager/get?secretId=prod/db", &token)
+            .await;
+        assert_eq!(secret.status, 200);
+        reads.push(proxy.calls("GetSecretValue"));
+        let done = Conn::tcp(lambda_addr)
+            .await
+            .send_raw(
+                format!(
+                    "POST /2018-06-01/runtime/invocation/{request_id}/response HTTP/1.1\r\n\
+                     Host: localhost\r\ncontent-type: application/json\r\n\
+                     content-length: 2\r\n\r\n{{}}"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        assert!(done.status < 300, "{}", done.status);
+        simulator
+            .wait_for_frozen(Duration::from_secs(10))
+            .await
+            .expect("frozen after the invocation");
+        // Frozen past the TTL.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    // The second invocation, after a freeze past the TTL, fetched the value again, once.
+    assert_eq!(reads, [1, 2]);
+    simulator.graceful_shutdown(ShutdownReason::Spindown).await;
+    assert_eq!(exit_code(&mut child).await, Some(0));
+}
