@@ -52,6 +52,15 @@ impl VersionRef {
         }
     }
 
+    /// What GetSecretValue is asked for with a stage and a version id, either optional:
+    /// neither is AWSCURRENT; both are sent together.
+    pub fn of(stage: Option<String>, version_id: Option<String>) -> Self {
+        match (stage, version_id) {
+            (None, None) => VersionRef::current(),
+            (stage, version_id) => VersionRef { stage, version_id },
+        }
+    }
+
     pub fn is_current(&self) -> bool {
         self.version_id.is_none() && self.stage.as_deref() == Some(AWSCURRENT)
     }
@@ -150,13 +159,7 @@ impl Selector {
     /// The version to fetch: a selector that names neither stage nor version reads AWSCURRENT,
     /// so `db`, `db:key` and `db::AWSCURRENT` share one cache entry and one upstream call.
     pub fn version_ref(&self) -> VersionRef {
-        match (&self.version_stage, &self.version_id) {
-            (None, None) => VersionRef::current(),
-            (stage, id) => VersionRef {
-                stage: stage.clone(),
-                version_id: id.clone(),
-            },
-        }
+        VersionRef::of(self.version_stage.clone(), self.version_id.clone())
     }
 
     pub fn is_arn(&self) -> bool {
@@ -396,6 +399,18 @@ impl std::str::FromStr for Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_or_a_stage_is_asked_for_as_given_and_neither_is_awscurrent() {
+        assert_eq!(VersionRef::of(None, None), VersionRef::current());
+        assert_eq!(
+            VersionRef::of(Some("AWSPREVIOUS".into()), None),
+            VersionRef::stage("AWSPREVIOUS")
+        );
+        let both = VersionRef::of(Some(AWSCURRENT.into()), Some("v1".into()));
+        assert_eq!(both.version_id.as_deref(), Some("v1"));
+        assert_eq!(both.stage.as_deref(), Some(AWSCURRENT));
+    }
 
     const VID: &str = "0a1b2c3d-1111-2222-3333-444455556666";
 

@@ -25,16 +25,6 @@ pub struct Fetched {
     pub versions: Vec<ObjectVersion>,
 }
 
-fn version_ref(version: &Option<String>, label: &Option<String>) -> VersionRef {
-    match (version, label) {
-        (None, None) => VersionRef::current(),
-        (version, label) => VersionRef {
-            stage: label.clone(),
-            version_id: version.clone(),
-        },
-    }
-}
-
 /// Whether the failover region may answer in place of the primary: not when the primary
 /// answered about the object itself.
 fn fails_over(err: &Error) -> bool {
@@ -108,7 +98,7 @@ async fn prefetch(
         let names: Vec<String> = objects
             .iter()
             .filter(|o| o.object_type == object_type)
-            .filter(|o| version_ref(&o.version, &o.version_label) == VersionRef::current())
+            .filter(|o| VersionRef::of(o.version_label.clone(), o.version.clone()).is_current())
             .map(|o| o.name.clone())
             .collect();
         if names.len() < 2 {
@@ -129,7 +119,7 @@ async fn read(
     let primary = identities
         .engine(identity, &regions[0], object.object_type)
         .await?;
-    let version = version_ref(&object.version, &object.version_label);
+    let version = VersionRef::of(object.version_label.clone(), object.version.clone());
     let err = match primary.secret_value(&object.name, &version, false).await {
         Ok(served) => return Ok(served.value),
         Err(err) => err,
@@ -140,7 +130,7 @@ async fn read(
     let (name, version) = match &object.failover {
         Some(failover) => (
             failover.name.as_str(),
-            version_ref(&failover.version, &failover.version_label),
+            VersionRef::of(failover.version_label.clone(), failover.version.clone()),
         ),
         None => (object.name.as_str(), version),
     };
@@ -164,22 +154,4 @@ async fn read(
             );
             failure
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use secretsfs_core::selector::AWSCURRENT;
-
-    #[test]
-    fn a_version_or_a_label_is_asked_for_as_given_and_neither_is_awscurrent() {
-        assert_eq!(version_ref(&None, &None), VersionRef::current());
-        assert_eq!(
-            version_ref(&None, &Some("AWSPREVIOUS".into())),
-            VersionRef::stage("AWSPREVIOUS")
-        );
-        let both = version_ref(&Some("v1".into()), &Some(AWSCURRENT.into()));
-        assert_eq!(both.version_id.as_deref(), Some("v1"));
-        assert_eq!(both.stage.as_deref(), Some(AWSCURRENT));
-    }
 }
