@@ -55,7 +55,7 @@ pub fn parse_assignment(text: &str, whence: &str) -> Result<Entry> {
         )));
     };
     check_name(name, whence)?;
-    if selector.contains(['*', '?', '[', '{']) && !selector.starts_with("arn:") {
+    if crate::secrets_list::is_glob(selector) && !selector.starts_with("arn:") {
         return Err(Error::invalid_selector(format!(
             "{whence}: {name}: a variable holds one value: no glob in {selector:?}"
         )));

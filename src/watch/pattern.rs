@@ -38,7 +38,7 @@ impl WatchPattern {
             Some(at) if !text.starts_with("arn:") => text.split_at(at),
             _ => (text, ""),
         };
-        let is_glob = name.contains(['*', '?', '[', '{']);
+        let is_glob = crate::secrets_list::is_glob(name);
         let selector = if is_glob {
             Selector::parse(&format!("{PLACEHOLDER}{rest}"))
         } else {

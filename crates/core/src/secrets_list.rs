@@ -16,8 +16,9 @@ pub struct SecretsList {
     globs: Option<GlobSet>,
 }
 
-/// Whether an entry of the list is a glob rather than a name.
-fn is_glob(entry: &str) -> bool {
+/// Whether an entry of the list (or any name pattern: a watched selector's, a variable's) is
+/// a glob rather than a name.
+pub fn is_glob(entry: &str) -> bool {
     entry.contains(['*', '?', '[', '{'])
 }
 
