@@ -25,11 +25,9 @@ pub async fn run(settings: &Settings, args: &ExecArgs) -> Result<u8> {
         .split_first()
         .ok_or_else(|| Error::config("exec: no COMMAND after --"))?;
     let mut command = std::process::Command::new(program);
-    command.args(rest);
-    for (name, value) in &values {
-        use std::os::unix::ffi::OsStrExt;
-        command.env(name, std::ffi::OsStr::from_bytes(value));
-    }
+    command
+        .args(rest)
+        .envs(environment::read::as_environment(&values));
     crate::hardening::restore_callers_limits()
         .map_err(|e| Error::new(ErrorKind::Internal, format!("exec: resource limits: {e}")))?;
     let err = command.exec();

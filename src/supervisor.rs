@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::WatchArgs;
 use crate::environment::Entry;
-use crate::environment::read::{Engines, Values, read_all};
+use crate::environment::read::{Engines, Values, as_environment, read_all};
 use crate::error::{Error, ErrorKind, Result};
 use crate::watch::{AbortOnDrop, Fire, Notice, WatchPattern, Watcher};
 
@@ -149,16 +149,12 @@ pub async fn supervise(
 }
 
 fn start(args: &WatchArgs, values: &Values) -> Result<Child> {
-    use std::os::unix::ffi::OsStrExt;
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| Error::config("watch: no COMMAND after --"))?;
     let mut command = Command::new(program);
-    command.args(rest);
-    for (name, value) in values {
-        command.env(name, std::ffi::OsStr::from_bytes(value));
-    }
+    command.args(rest).envs(as_environment(values));
     // SAFETY: setrlimit allocates nothing and takes no lock: safe between fork and exec.
     unsafe {
         command.pre_exec(crate::hardening::restore_callers_limits);

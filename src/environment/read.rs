@@ -88,6 +88,14 @@ impl Engines {
     }
 }
 
+/// `values` as a command's environment (`Command::envs`): each name with its exact bytes.
+pub fn as_environment(values: &Values) -> impl Iterator<Item = (&str, &std::ffi::OsStr)> {
+    use std::os::unix::ffi::OsStrExt;
+    values
+        .iter()
+        .map(|(name, value)| (name.as_str(), std::ffi::OsStr::from_bytes(value)))
+}
+
 /// Every entry's value, or the first failure (with the variable's name).
 pub async fn read_all(engines: &Engines, entries: &[Entry]) -> Result<Values> {
     for (engine, group) in engines.split(entries) {
