@@ -2,6 +2,7 @@
 //! identity, the values, the answer. Every refusal answers `error.code` and leaves one log line
 //! naming the pod, the object (where there is one), the code and the cause.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use secretsfs_core::cache::CacheConfig;
@@ -12,7 +13,7 @@ use crate::identity::{Identities, IdentitiesConfig};
 use crate::kube::KubeApi;
 use crate::proto::{self, MountRequest, MountResponse};
 use crate::request::MountParams;
-use crate::spec;
+use crate::spec::{self, SpecError};
 
 /// The driver's default `--max-call-recv-msg-size`: a larger answer would fail there with a
 /// message that names nothing.
@@ -76,10 +77,12 @@ impl Provider {
     }
 
     pub async fn mount(&self, request: &MountRequest) -> MountResponse {
-        // Named before anything is checked, so that even a refused class's line says whose.
-        let (namespace, name) = crate::request::pod_of(&request.attributes);
+        // Read once; the pod named before anything is checked, so that even a refused
+        // class's line says whose.
+        let attributes = crate::request::read_attributes(&request.attributes);
+        let (namespace, name) = crate::request::pod_of(&attributes, &request.attributes);
         let pod = Pod { namespace, name };
-        match self.try_mount(request, &pod).await {
+        match self.try_mount(request, attributes, &pod).await {
             Ok(response) => response,
             Err(failure) => {
                 tracing::warn!(target: "secretsfs::csi",
@@ -99,13 +102,15 @@ impl Provider {
         }
     }
 
-    async fn try_mount(&self, request: &MountRequest, pod: &Pod) -> Result<MountResponse, Failure> {
-        let params = MountParams::parse(
-            &request.target_path,
-            &request.attributes,
-            &request.permission,
-        )
-        .map_err(Failure::class)?;
+    async fn try_mount(
+        &self,
+        request: &MountRequest,
+        attributes: Result<HashMap<String, String>, SpecError>,
+        pod: &Pod,
+    ) -> Result<MountResponse, Failure> {
+        let params =
+            MountParams::of_attributes(&request.target_path, attributes, &request.permission)
+                .map_err(Failure::class)?;
         let primary = self.region(&params).await?;
         let regions = params.regions(&primary).map_err(Failure::class)?;
         let objects = spec::parse_objects(&params.objects, params.path_translation, &regions)

@@ -79,17 +79,20 @@ fn refuse<T>(message: impl Into<String>) -> Result<T, SpecError> {
 impl MountParams {
     /// Reads the request's `target_path`, `attributes` and `permission`.
     pub fn parse(target_path: &str, attributes: &str, permission: &str) -> Result<Self, SpecError> {
+        Self::of_attributes(target_path, read_attributes(attributes), permission)
+    }
+
+    /// [`MountParams::parse`] with the attributes read already ([`read_attributes`]): the
+    /// provider reads them once, and names the pod from them before anything is checked.
+    pub fn of_attributes(
+        target_path: &str,
+        attributes: Result<HashMap<String, String>, SpecError>,
+        permission: &str,
+    ) -> Result<Self, SpecError> {
         if target_path.is_empty() {
             return refuse("Missing mount path");
         }
-        // The attributes hold the pod's tokens: the message gives where, never what.
-        let attributes: HashMap<String, String> = serde_json::from_str(attributes).map_err(|e| {
-            SpecError(format!(
-                "failed to unmarshal attributes, error: not a map of strings (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let attributes = attributes?;
         let get = |key: &str| attributes.get(key).cloned().unwrap_or_default();
         let tokens = tokens(&get(TOKENS)).map_err(|why| SpecError(token_error(&why)))?;
         let default_mode: u32 = serde_json::from_str(permission)
@@ -204,10 +207,30 @@ fn tokens(text: &str) -> Result<Option<HashMap<String, ServiceAccountToken>>, St
     })
 }
 
-/// The pod's namespace and name from `attributes`, as far as they can be read (for the log
-/// line of a request refused before it is read whole).
-pub fn pod_of(attributes: &str) -> (String, String) {
-    let value: serde_json::Value = serde_json::from_str(attributes).unwrap_or_default();
+/// The request's attributes: the JSON map of strings the driver sends.
+pub fn read_attributes(text: &str) -> Result<HashMap<String, String>, SpecError> {
+    // The attributes hold the pod's tokens: the message gives where, never what.
+    serde_json::from_str(text).map_err(|e| {
+        SpecError(format!(
+            "failed to unmarshal attributes, error: not a map of strings (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// The pod's namespace and name, for the log line of a request refused before it is read
+/// whole: from the attributes read, else, where they are not a map of strings, as far as the
+/// text can be read.
+pub fn pod_of(
+    attributes: &Result<HashMap<String, String>, SpecError>,
+    text: &str,
+) -> (String, String) {
+    if let Ok(map) = attributes {
+        let field = |key: &str| map.get(key).cloned().unwrap_or_default();
+        return (field(POD_NAMESPACE), field(POD_NAME));
+    }
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     let field = |key: &str| value[key].as_str().unwrap_or("").to_owned();
     (field(POD_NAMESPACE), field(POD_NAME))
 }
