@@ -12,9 +12,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::support::cli::{DEADLINE, demo_source};
 use crate::support::http::public_tempdir;
+use crate::support::kubernetes::{MANIFESTS, validate};
 use crate::support::mount::{Mounted, is_mounted};
-
-const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/kubernetes");
 
 const SECRET: &str = "app/token";
 const OLD: &str = "token-v1-old";
@@ -286,22 +285,6 @@ async fn a_mount_made_after_the_child_namespace_started_reaches_it_and_so_does_i
     drop(m);
     drop(shared);
     assert!(!is_mounted(&parent));
-}
-
-/// `packaging/kubernetes/validate.sh ARGS` (it installs kubernetes-validate under target/ on
-/// first use); its exit status and everything it printed.
-fn validate(args: &[&Path]) -> (bool, String) {
-    let out = std::process::Command::new(format!("{MANIFESTS}/validate.sh"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run validate.sh");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 #[test]

@@ -2,26 +2,9 @@
 //! (the built-in kinds strictly against the API schemas, the SecretProviderClass against what
 //! the provider reads, the pod against Pod Security `restricted`), and validation can fail.
 
+use crate::support::kubernetes::validate;
+
 const CSI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/kubernetes/csi");
-const VALIDATE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/packaging/kubernetes/validate.sh"
-);
-
-fn validate(files: &[&std::path::Path]) -> (bool, String) {
-    let out = std::process::Command::new(VALIDATE)
-        .args(files)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("cannot run validate.sh");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 fn manifest(name: &str) -> String {
     std::fs::read_to_string(format!("{CSI}/{name}")).unwrap()
 }

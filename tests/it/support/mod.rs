@@ -9,6 +9,7 @@ pub mod fake_sm;
 pub mod fd_store;
 pub mod http;
 pub mod jwt;
+pub mod kubernetes;
 pub mod local_server;
 pub mod moto;
 pub mod mount;
