@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::cli::{command, run_with_env, run_wrapped};
 use crate::support::fake_sm::FakeSecretsManager;
-use crate::support::moto::{Moto, create_string, put_string};
+use crate::support::moto::{Moto, create_string, put_parameter, put_string};
 
 const DB: &str = r#"{"username":"app","password":"pw 1 ünïcode\nline two"}"#;
 
@@ -43,13 +43,13 @@ async fn exec_hands_command_the_exact_values_of_keys_stages_and_the_ecs_form() {
     put_string(&sm, "prod/db", r#"{"password":"pw 2"}"#).await;
     let ssm = moto.ssm_client().await;
     for (name, value) in [("/prod/feature", "on"), ("plain-param", "p=1")] {
-        ssm.put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .send()
-            .await
-            .unwrap();
+        put_parameter(
+            &ssm,
+            name,
+            value,
+            aws_sdk_ssm::types::ParameterType::SecureString,
+        )
+        .await;
     }
     let dir = tempfile::tempdir().unwrap();
     let task = dir.path().join("task.json");

@@ -14,7 +14,7 @@ use crate::support::cli::command;
 use crate::support::counting_proxy::CountingProxy;
 use crate::support::fake_lambda::FakeLambda;
 use crate::support::http::Conn;
-use crate::support::moto::{Moto, create_string};
+use crate::support::moto::{Moto, create_string, put_parameter};
 
 const SESSION_TOKEN: &str = "function-session-token";
 
@@ -64,15 +64,13 @@ async fn register_init_invoke_freeze_and_shutdown_as_lambda_runs_an_extension() 
     let moto = Moto::start();
     let proxy = CountingProxy::start(&moto.endpoint_url());
     create_string(&moto.client().await, "prod/db", r#"{"password":"pw"}"#).await;
-    moto.ssm_client()
-        .await
-        .put_parameter()
-        .name("/prod/flag")
-        .value("on")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_parameter(
+        &moto.ssm_client().await,
+        "/prod/flag",
+        "on",
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
     let lambda = FakeLambda::start();
     let port = free_port();
     lambda.probe_at_next(port);

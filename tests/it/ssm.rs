@@ -10,7 +10,7 @@ use aws_sdk_ssm::types::ParameterType;
 
 use crate::support::cli::{source_args, strs};
 use crate::support::http::{self, Conn, Served, TOKEN, TOKEN_HEADER};
-use crate::support::moto::Moto;
+use crate::support::moto::{Moto, put_parameter as put};
 use crate::support::mount::Mounted;
 
 const V1: &str = "postgres://one@db/prod";
@@ -20,18 +20,6 @@ const LIST: &str = "a,b,c";
 
 fn ssm_args(endpoint_url: &str) -> Vec<String> {
     source_args("ssm", endpoint_url)
-}
-
-async fn put(ssm: &Client, name: &str, value: &str, kind: ParameterType) -> i64 {
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(kind)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("putting {name}: {}", DisplayErrorContext(&e)))
-        .version
 }
 
 async fn label(ssm: &Client, name: &str, version: i64, label: &str) {

@@ -4,7 +4,9 @@
 use secretsfs::csi::proto::VersionRequest;
 
 use super::*;
-use crate::support::moto::create_string;
+use crate::support::moto::{create_string, put_parameter};
+
+const SECURE: aws_sdk_ssm::types::ParameterType = aws_sdk_ssm::types::ParameterType::SecureString;
 
 const DB: &str = r#"{"username":"app","password":"pw-1","port":5432}"#;
 
@@ -15,13 +17,7 @@ async fn the_aws_provider_s_class_mounts_with_its_files_modes_and_versions() {
     let db = create_string(&sm, "prod/db", DB).await;
     let api = create_string(&sm, "prod/api-key", "key-1").await;
     let ssm = world.moto.ssm_client().await;
-    ssm.put_parameter()
-        .name("/prod/feature")
-        .value("on")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_parameter(&ssm, "/prod/feature", "on", SECURE).await;
     let provider = world.provider(&[]).await;
     let mut client = provider.client().await;
     let objects = format!(
@@ -383,14 +379,7 @@ async fn parameters_by_name_arn_version_and_label_and_failover_without_a_failove
     let world = World::new();
     let ssm = world.moto.ssm_client().await;
     for value in ["v1", "v2"] {
-        ssm.put_parameter()
-            .name("/prod/flag")
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .unwrap();
+        put_parameter(&ssm, "/prod/flag", value, SECURE).await;
     }
     ssm.label_parameter_version()
         .name("/prod/flag")

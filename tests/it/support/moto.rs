@@ -271,3 +271,22 @@ pub async fn put_string(sm: &aws_sdk_secretsmanager::Client, name: &str, value: 
         .unwrap_or_else(|| panic!("moto returned no version id for {name}"))
         .to_owned()
 }
+
+/// Puts a parameter in moto (a new version when it exists); its version number.
+pub async fn put_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+    value: &str,
+    kind: aws_sdk_ssm::types::ParameterType,
+) -> i64 {
+    use aws_sdk_ssm::error::DisplayErrorContext;
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(kind)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("putting {name}: {}", DisplayErrorContext(&e)))
+        .version
+}
