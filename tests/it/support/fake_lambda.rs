@@ -3,18 +3,15 @@
 //! extension registered and reported. `/event/next` waits for the next pushed event, as
 //! Lambda's long poll does.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use super::local_server::LocalServer;
 
 pub const EXTENSION_ID: &str = "3f1b0d4e-ext-test";
 
@@ -33,62 +30,30 @@ struct State {
 }
 
 pub struct FakeLambda {
-    addr: SocketAddr,
+    server: LocalServer,
     state: Arc<Mutex<State>>,
     events: mpsc::UnboundedSender<String>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl FakeLambda {
     pub fn start() -> FakeLambda {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("fake lambda: bind");
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let state: Arc<Mutex<State>> = Arc::default();
         let (events, receiver) = mpsc::unbounded_channel::<String>();
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-        let (shutdown, mut stop) = oneshot::channel();
         let shared = state.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    tokio::select! {
-                        _ = &mut stop => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let (state, receiver) = (shared.clone(), receiver.clone());
-                            tokio::spawn(async move {
-                                let service = service_fn(move |request| {
-                                    answer(state.clone(), receiver.clone(), request)
-                                });
-                                let _ = http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
+        let server = LocalServer::serve("fake lambda", move |request| {
+            answer(shared.clone(), receiver.clone(), request)
         });
         FakeLambda {
-            addr,
+            server,
             state,
             events,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
         }
     }
 
     /// `AWS_LAMBDA_RUNTIME_API`'s value.
     pub fn runtime_api(&self) -> String {
-        self.addr.to_string()
+        self.server.addr().to_string()
     }
 
     /// At each `/event/next`, notes whether `port` on 127.0.0.1 accepts a connection.
@@ -144,17 +109,6 @@ impl FakeLambda {
     }
 }
 
-impl Drop for FakeLambda {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn now_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -172,13 +126,12 @@ async fn answer(
     state: Arc<Mutex<State>>,
     receiver: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return reply(StatusCode::BAD_REQUEST, "{}"),
+    };
     let header = |name: &str| {
         parts
             .headers
@@ -202,14 +155,14 @@ async fn answer(
         response
             .headers_mut()
             .insert("Lambda-Extension-Identifier", EXTENSION_ID.parse().unwrap());
-        return Ok(response);
+        return response;
     }
     if header("lambda-extension-identifier") != EXTENSION_ID {
         state.lock().unwrap().unidentified += 1;
-        return Ok(reply(
+        return reply(
             StatusCode::FORBIDDEN,
             r#"{"errorMessage":"unknown extension"}"#,
-        ));
+        );
     }
     match path.as_str() {
         "/2020-01-01/extension/event/next" => {
@@ -221,13 +174,13 @@ async fn answer(
                 port.is_some_and(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok());
             state.lock().unwrap().listening_at_next.push(listening);
             if fail {
-                return Ok(reply(
+                return reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     r#"{"errorMessage":"injected"}"#,
-                ));
+                );
             }
             let event = receiver.lock().await.recv().await.unwrap_or_default();
-            Ok(reply(StatusCode::OK, &event))
+            reply(StatusCode::OK, &event)
         }
         "/2020-01-01/extension/init/error" | "/2020-01-01/extension/exit/error" => {
             state.lock().unwrap().reports.push((
@@ -235,8 +188,8 @@ async fn answer(
                 header("lambda-extension-function-error-type"),
                 text,
             ));
-            Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
+            reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
         }
-        _ => Ok(reply(StatusCode::NOT_FOUND, "{}")),
+        _ => reply(StatusCode::NOT_FOUND, "{}"),
     }
 }

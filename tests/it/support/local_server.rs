@@ -1,6 +1,7 @@
-//! A plain HTTP/1.1 server on 127.0.0.1 for the fakes that answer from the request head alone
-//! (`fake_kube`, `fake_pod_identity`), on its own thread and runtime as `CountingProxy` is, so
-//! that it answers whatever the test does with its own runtime.
+//! A plain HTTP/1.1 server on 127.0.0.1 for the fakes: from the request head alone
+//! (`fake_kube`, `fake_pod_identity`), or from the whole request, answering when it will
+//! (`fake_lambda`); on its own thread and runtime as `CountingProxy` is, so that it answers
+//! whatever the test does with its own runtime.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,19 @@ impl LocalServer {
     pub fn start<F>(what: &'static str, answer: F) -> LocalServer
     where
         F: Fn(&Parts) -> Answer + Send + Sync + 'static,
+    {
+        LocalServer::serve(what, move |request: Request<Incoming>| {
+            let (parts, _body) = request.into_parts();
+            std::future::ready(answer(&parts))
+        })
+    }
+
+    /// Like [`LocalServer::start`], for a fake that reads the body or waits before answering
+    /// (the Lambda Extensions API's long poll).
+    pub fn serve<F, Fut>(what: &'static str, answer: F) -> LocalServer
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Answer> + Send + 'static,
     {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap_or_else(|e| panic!("{what}: bind: {e}"));
@@ -67,9 +81,8 @@ impl LocalServer {
                                 let answer = Arc::clone(&answer);
                                 tokio::spawn(async move {
                                     let service = service_fn(move |request: Request<Incoming>| {
-                                        let (parts, _body) = request.into_parts();
-                                        let response = answer(&parts);
-                                        async move { Ok::<_, std::convert::Infallible>(response) }
+                                        let response = answer(request);
+                                        async move { Ok::<_, std::convert::Infallible>(response.await) }
                                     });
                                     // Errors here are clients going away.
                                     let _ = http1::Builder::new()
